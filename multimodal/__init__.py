@@ -1,0 +1,36 @@
+"""multimodal: multimodal survival and progression modelling for oncology.
+
+Public entry points (imported lazily so that ``import multimodal`` stays fast):
+
+- :class:`multimodal.Cohort` -- patients, outcomes and modality sources with coverage and folds.
+- :func:`multimodal.train` -- train a fusion model from a config; returns a ``TrainResult``.
+- :func:`multimodal.load_run` -- rebuild a trained model from its run folder.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Cohort", "__version__", "load_run", "train"]
+
+_LAZY = {
+    "Cohort": ("multimodal.data.cohort", "Cohort"),
+    "train": ("multimodal.training.trainer", "train"),
+    "load_run": ("multimodal.models.run", "load_run"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from multimodal.data.cohort import Cohort
+    from multimodal.models.run import load_run
+    from multimodal.training.trainer import train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'multimodal' has no attribute {name!r}")
