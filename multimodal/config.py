@@ -1,0 +1,228 @@
+"""Experiment configuration: pydantic models loaded from YAML, with dotted ``--set`` overrides.
+
+Every block rejects unknown keys with a "did you mean" hint. ``multimodal.train(config)`` -- called by
+the CLI, the benchmark and the tuner alike -- takes a :class:`Config`, a dict, or a YAML path.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from multimodal.exceptions import ConfigError
+from multimodal.registry import did_you_mean
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "EncoderConfig",
+    "EvalConfig",
+    "FusionConfig",
+    "HeadConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Which cohort, which modalities, which folds, and how inputs are prepared."""
+
+    cohort: str | None = None
+    """Cohort manifest (YAML/JSON) or TCGA-style folder; ``--cohort`` on the CLI overrides it."""
+    modalities: list[str] | None = None
+    """Modality names to use (default: every modality of the cohort that has an encoder)."""
+    folds: int = Field(5, ge=2)
+    """Number of stratified folds when no fixed split is given."""
+    split: str | None = None
+    """Fixed folds: a split name under the cohort's ``splits/`` folder or a folder of fold_k.csv."""
+    fold_indices: list[int] | None = None
+    """Run only these folds (default: all)."""
+    group_by: str | None = None
+    """Group folds by this patient column (e.g. ``site``) so a group never spans train and val."""
+    early_stopping_fraction: float = Field(0.15, ge=0.0, lt=0.5)
+    """Share of each training fold held out for early stopping; the reported fold is never used."""
+    image_size: int = Field(32, ge=8)
+    """Images are resized to this edge length (per spatial dimension)."""
+    genomics_max_features: int | None = Field(2000, ge=1)
+    """Keep the most variable genomic features (selection fitted on the training fold)."""
+    text_model: str | None = None
+    """Local path of a Hugging Face text model; default: the bundled all-MiniLM-L6-v2."""
+    text_max_length: int = Field(256, ge=16)
+    cache_dir: str | None = None
+    """Embedding cache (text, frozen images); default ``~/.cache/multimodal``."""
+
+
+class EncoderConfig(_Strict):
+    """One modality's encoder: a registry name plus its options."""
+
+    name: str
+    out_dim: int = Field(32, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FusionConfig(_Strict):
+    name: str = "attention_gated"
+    dim: int = Field(32, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    modality_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Probability of hiding each present modality of a training sample (never its last one)."""
+    clinical_linear: bool = True
+    """Add a linear clinical term to the risk: the other modalities then learn what clinical misses."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class HeadConfig(_Strict):
+    name: str = "cox"
+    ties: Literal["efron", "breslow"] = "efron"
+    n_bins: int = Field(20, ge=2)
+    """Number of intervals of the time grid for discrete-time heads."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=2)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(8, ge=1)
+    """Epochs without improvement of the early-stopping C-index before stopping."""
+    precision: Literal["auto", "32", "bf16", "fp16"] = "auto"
+    """``auto``: bf16 autocast on CUDA, float32 elsewhere. The survival loss is always float32."""
+    device: str = "auto"
+    """``auto`` (CUDA, then MPS, then CPU) or a torch device string."""
+    seed: int = 0
+    accumulate: int = Field(1, ge=1)
+    """Micro-batches whose outputs form one risk set (one optimiser step)."""
+    event_balanced: bool = True
+    """Sample batches so that each holds events (Cox needs them)."""
+    min_events_per_batch: int = Field(2, ge=1)
+    grad_clip: float | None = Field(5.0, gt=0)
+    resume: bool = True
+    """Continue from checkpoints found in the run folder."""
+    progress: bool = True
+
+
+class EvalConfig(_Strict):
+    times: list[float] | None = None
+    """Times at which S(t) is written; default: ``n_times`` quantiles of the cohort's event times."""
+    n_times: int = Field(10, ge=2)
+    horizons: list[float] = Field(default_factory=lambda: [12.0, 36.0, 60.0])
+    bootstrap: int = Field(200, ge=0)
+    """Bootstrap replicates for confidence intervals (0 = none)."""
+
+
+class Config(_Strict):
+    """A complete experiment."""
+
+    endpoint: Literal["os", "pfs", "dss"] = "os"
+    data: DataConfig = Field(default_factory=DataConfig)
+    encoders: dict[str, EncoderConfig] = Field(default_factory=dict)
+    """Modality name (as in the cohort) -> encoder; modalities without one use the kind's default."""
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    out: str | None = None
+    """Run folder; ``--out`` on the CLI overrides it."""
+
+    @field_validator("encoders", mode="before")
+    @classmethod
+    def _encoder_shorthand(cls, v: Any) -> Any:
+        # allow ``encoders: {genomics: snn}`` as a shorthand for ``{genomics: {name: snn}}``
+        if isinstance(v, dict):
+            return {k: ({"name": e} if isinstance(e, str) else e) for k, e in v.items()}
+        return v
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(e["loc"][:-1])
+            hint = did_you_mean(str(e["loc"][-1]), parent.model_fields) if parent else ""
+            lines.append(f"  {loc}: unknown key.{hint}")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if model is None:
+            return None
+        field = model.model_fields.get(str(part))
+        if field is None:  # inside a dict (encoders.<name>)
+            model = EncoderConfig if model is Config else None
+            continue
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif str(part) == "encoders":
+            model = Config
+        else:
+            model = None
+    return model
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    out = copy.deepcopy(raw)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.epochs=2)")
+        key, value = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override {item!r} has an empty key")
+        node = out
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {} if node.get(p) is None else node[p]
+                if not isinstance(node[p], dict):
+                    raise ConfigError(f"override {item!r}: {p!r} is not a section")
+            node = node[p]
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+    return out
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | Config, overrides: list[str] | None = None
+) -> Config:
+    """Build a :class:`Config` from a YAML path, a dict or a Config, then apply overrides."""
+    if isinstance(source, Config):
+        raw, where = source.to_dict(), "object"
+    elif isinstance(source, dict):
+        raw, where = source, "dict"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        where = str(path)
+    raw = apply_overrides(raw, overrides)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, where)) from None

@@ -1,0 +1,56 @@
+"""Metrics of a run folder, recomputed from its predictions (``multimodal evaluate RUN_DIR``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multimodal.exceptions import RunFolderError
+
+__all__ = ["evaluate_run", "summarise_folds"]
+
+
+def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation over folds of each metric."""
+    out: dict[str, Any] = {}
+    for key in ("c_index", "uno_c", "ibs", "td_auc"):
+        vals = np.array([f[key] for f in per_fold if f.get(key) is not None], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        out[key] = float(vals.mean()) if len(vals) else None
+        out[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+    return out
+
+
+def evaluate_run(run_dir: str | Path, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Recompute per-fold validation metrics (bootstrap CI of the C-index) and update metrics.json."""
+    from multimodal.training.fold import evaluate_fold
+
+    run_dir = Path(run_dir)
+    pred_path, metrics_path = run_dir / "predictions.csv", run_dir / "metrics.json"
+    for p in (pred_path, metrics_path):
+        if not p.is_file():
+            raise RunFolderError(f"{p} is missing: is {run_dir} a finished run folder?")
+    try:
+        preds = pd.read_csv(pred_path, dtype={"patient_id": str})
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"cannot read {run_dir}: {exc}") from None
+    times = metrics.get("eval_times") or [
+        float(c[5:]) for c in preds.columns if c.startswith("surv_")
+    ]
+    old = {f["fold"]: f for f in metrics.get("folds", [])}
+    per_fold = []
+    for k, part in preds.groupby("fold", sort=True):
+        f = dict(old.get(int(k), {"fold": int(k)}))
+        f.update(evaluate_fold(part, times, n_boot=n_boot, seed=seed + int(k)))
+        per_fold.append(f)
+    metrics.update(summarise_folds(per_fold))
+    metrics["folds"] = per_fold
+    endpoint = metrics.get("endpoint", "os")
+    metrics[f"c_index_{endpoint}"] = metrics["c_index"]
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,184 @@
+"""Reload a trained run and predict for any cohort: ``multimodal.load_run(RUN_DIR)``.
+
+The run folder alone (``config.yaml`` + ``model/fold_<k>/``) rebuilds every fold's model and its
+fitted preprocessing, on any device. Predictions average the fold models (a cross-validation
+ensemble): survival curves are averaged; risks are centred on each model's mean training risk
+before averaging, because Cox risks are only defined up to a constant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from multimodal.config import Config, EncoderConfig
+from multimodal.exceptions import RunFolderError
+from multimodal.models.model import MultimodalSurvivalModel, spec_from_dict
+from multimodal.training.preprocess import PIPELINES, FoldData, PreprocessContext
+from multimodal.training.stores import DenseStore, DictStore, ModalityStore, TokenStore
+from multimodal.types import InputSpec
+
+__all__ = ["FoldModel", "TrainedModel", "load_run", "median_survival"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldModel:
+    index: int
+    model: MultimodalSurvivalModel
+    pipelines: dict[str, Any]
+    risk_center: float
+
+
+def median_survival(survival: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """First time where S(t) <= 0.5 (linear interpolation); NaN when S stays above 0.5."""
+    out = np.full(survival.shape[0], np.nan)
+    below = survival <= 0.5
+    has = below.any(axis=1)
+    j = below.argmax(axis=1)
+    for i in np.flatnonzero(has):
+        k = j[i]
+        if k == 0:
+            out[i] = times[0]
+            continue
+        s0, s1, t0, t1 = survival[i, k - 1], survival[i, k], times[k - 1], times[k]
+        out[i] = t0 + (s0 - 0.5) / max(s0 - s1, 1e-12) * (t1 - t0)
+    return out
+
+
+def _empty_store(spec: InputSpec, n: int) -> ModalityStore:
+    """All-missing store for a modality the new cohort does not have."""
+    present = np.zeros(n, dtype=bool)
+    if spec.kind == "clinical":
+        values = {
+            "numeric": torch.zeros(n, spec.n_numeric),
+            "numeric_missing": torch.ones(n, spec.n_numeric),
+            "categorical": torch.zeros(n, len(spec.cardinalities), dtype=torch.long),
+        }
+        return DictStore(spec=spec, present=present, values=values)
+    if spec.tokens:
+        return TokenStore(spec=spec, present=present, values=[torch.zeros(0, spec.in_features)] * n)
+    if spec.kind == "imaging":
+        shape = (spec.in_channels, *spec.image_size)
+        return DenseStore(spec=spec, present=present, values=torch.zeros(n, *shape))
+    return DenseStore(spec=spec, present=present, values=torch.zeros(n, spec.in_features))
+
+
+class TrainedModel:
+    """A trained run: fold models + preprocessing; predicts risk and survival for a cohort."""
+
+    def __init__(self, run_dir: Path, config: Config, folds: list[FoldModel], times: list[float]):
+        self.run_dir, self.config, self.folds, self.times = run_dir, config, folds, times
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.folds[0].model.modalities
+
+    def _fold_data(self, fm: FoldModel, cohort: Any, ids: list[str]) -> FoldData:
+        stores = {}
+        for m in fm.model.modalities:
+            if m in getattr(cohort, "sources", {}):
+                stores[m] = fm.pipelines[m].transform(cohort.sources[m], ids)
+            else:
+                stores[m] = _empty_store(fm.model.specs[m], len(ids))
+        pt = cohort.patients.reindex(ids)
+        time = pt["time"].to_numpy(float) if "time" in pt else np.full(len(ids), np.nan)
+        event = pt["event"].fillna(False).to_numpy(bool) if "event" in pt else np.zeros(len(ids), bool)
+        return FoldData(ids=ids, time=time, event=event, stores=stores)
+
+    @torch.no_grad()
+    def predict(self, cohort: Any, times: list[float] | None = None) -> pd.DataFrame:
+        """Per patient: risk (higher = worse), S(t) at ``times``, predicted median survival."""
+        from multimodal.training.fold import _outputs
+
+        times = list(times) if times is not None else list(self.times)
+        ids = [str(i) for i in cohort.patients.index]
+        grid = np.unique(np.concatenate([times, np.linspace(0, max(self._max_time(), max(times)), 200)]))
+        risks, survs = [], []
+        for fm in self.folds:
+            out = _outputs(fm.model, self._fold_data(fm, cohort, ids), torch.device("cpu"), "32")
+            risks.append(fm.model.head.risk(out).numpy() - fm.risk_center)
+            survs.append(fm.model.head.survival(out, torch.as_tensor(grid, dtype=torch.float32)).numpy())
+        risk = np.mean(risks, axis=0)
+        surv = np.mean(survs, axis=0)
+        frame = pd.DataFrame({"patient_id": ids, "risk": risk})
+        for t in times:
+            frame[f"surv_{t:g}"] = surv[:, int(np.searchsorted(grid, t))]
+        frame["median_survival"] = median_survival(surv, grid)
+        frame["modalities_present"] = [
+            ",".join(m for m in self.modalities if m in cohort.sources and pid in cohort.sources[m].patient_ids)
+            for pid in ids
+        ]
+        return frame
+
+    def predict_risk(self, cohort: Any) -> pd.Series:
+        """Risk per patient (index patient_id), higher = worse prognosis."""
+        return self.predict(cohort).set_index("patient_id")["risk"]
+
+    def predict_survival(self, cohort: Any, times: list[float]) -> pd.DataFrame:
+        """S(t) per patient (rows, index patient_id) at ``times`` (columns)."""
+        frame = self.predict(cohort, times).set_index("patient_id")
+        out = frame[[f"surv_{t:g}" for t in times]]
+        out.columns = list(times)
+        return out
+
+    def _max_time(self) -> float:
+        cuts = getattr(self.folds[0].model.head, "cuts", None)
+        if cuts is not None and len(cuts):
+            return float(torch.as_tensor(cuts).max())
+        return float(max(self.times)) * 1.5
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
+    """Rebuild a trained run from its folder (``config.yaml`` + ``model/fold_<k>/``)."""
+    from multimodal.training.checkpoint import load_weights
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise RunFolderError(
+            f"{run_dir} is not a run folder: config.yaml is missing. Train one with "
+            "`multimodal train --config CONFIG --out RUN_DIR`."
+        )
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw.pop("_meta", None)
+    config = Config.model_validate(raw)
+    fold_dirs = sorted((run_dir / "model").glob("fold_*/fold.json"))
+    if not fold_dirs:
+        raise RunFolderError(f"{run_dir}/model holds no finished fold (fold_<k>/fold.json); was training interrupted? Re-run the same train command to resume it.")
+    folds, times = [], []
+    for done in fold_dirs:
+        folder = done.parent
+        try:
+            meta = json.loads((folder / "model.json").read_text())
+            prep = json.loads((folder / "preprocess.json").read_text())
+            times = json.loads(done.read_text())["eval_times"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise RunFolderError(f"{folder}: cannot read the fold's files ({exc})") from None
+        specs = {m: spec_from_dict(s) for m, s in meta["specs"].items()}
+        ctx = PreprocessContext(
+            cache_dir=Path(config.data.cache_dir) if config.data.cache_dir else None,
+            text_model=config.data.text_model,
+            text_max_length=config.data.text_max_length,
+            image_size=config.data.image_size,
+            genomics_max_features=config.data.genomics_max_features,
+        )
+        pipes = {m: PIPELINES.get(p["kind"])(ctx, p["encoder"]).load_state(p["state"]) for m, p in prep.items()}
+        enc = {m: config.encoders.get(m) or EncoderConfig(name=p["encoder"]) for m, p in prep.items()}
+        model = MultimodalSurvivalModel(
+            specs, enc, config.fusion, config.head, cuts=meta.get("cuts"),
+            clinical_modality=meta.get("clinical_modality"),
+        )
+        load_weights(model, folder)
+        model.to(device).eval()
+        folds.append(FoldModel(int(meta["fold"]), model, pipes, float(meta.get("risk_center", 0.0))))
+    return TrainedModel(run_dir, config, folds, times)

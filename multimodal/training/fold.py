@@ -1,0 +1,304 @@
+"""Training and evaluation of one cross-validation fold (used by :func:`multimodal.train`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+from multimodal.models.model import MultimodalSurvivalModel
+from multimodal.training import checkpoint as ckpt
+from multimodal.training import distributed as dist_utils
+from multimodal.training.preprocess import (
+    PIPELINES,
+    FoldData,
+    ModalityPipeline,
+    PreprocessContext,
+    build_fold_data,
+)
+from multimodal.training.samplers import EventBalancedBatchSampler, RandomBatchSampler
+
+__all__ = ["FoldOutcome", "evaluate_fold", "predict_frame", "run_fold", "seed_everything"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldOutcome:
+    index: int
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    history: pd.DataFrame
+    eval_times: list[float]
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "32"
+    if precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _early_stopping_split(event: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(len(event))
+    if fraction <= 0 or len(event) < 20 or event.sum() < 4:
+        return idx, idx[:0]
+    fit, es = train_test_split(idx, test_size=fraction, stratify=event, random_state=seed)
+    return np.sort(fit), np.sort(es)
+
+
+@torch.no_grad()
+def _outputs(model: torch.nn.Module, data: FoldData, device: torch.device, precision: str) -> torch.Tensor:
+    model.eval()
+    outs = []
+    for idx in data.batches(256):
+        with _autocast(device, precision):
+            outs.append(model(data.batch(idx).to(device)).float().cpu())
+    return torch.cat(outs) if outs else torch.zeros(0)
+
+
+def _c_index(data: FoldData, risk: np.ndarray) -> float:
+    from multimodal.survival.metrics import harrell_c
+
+    if len(data) < 2 or not data.event.any():
+        return float("nan")
+    return float(harrell_c(data.time, data.event, risk))
+
+
+def _fit_pipelines(cfg, cohort, modalities, enc_cfgs, ctx, train_ids) -> dict[str, ModalityPipeline]:
+    pipes = {}
+    for m in modalities:
+        kind = cohort.sources[m].kind
+        pipes[m] = PIPELINES.get(kind)(ctx, enc_cfgs[m].name).fit(cohort.sources[m], train_ids)
+    return pipes
+
+
+def run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx: PreprocessContext, times, device, run_dir: Path, callbacks) -> FoldOutcome:
+    """Train fold ``fold`` (or reload it when a finished result is in the run folder)."""
+    k = fold.index
+    model_dir = run_dir / "model" / f"fold_{k}"
+    done = model_dir / "fold.json"
+    if cfg.train.resume and done.is_file():
+        log.info("fold %d: finished earlier, reusing %s", k, model_dir)
+        meta = json.loads(done.read_text())
+        return FoldOutcome(
+            k, meta["metrics"], pd.read_csv(model_dir / "predictions.csv", dtype={"patient_id": str}),
+            pd.read_csv(model_dir / "history.csv"), meta["eval_times"],
+        )
+    seed = cfg.train.seed + 1000 * k
+    seed_everything(seed)
+    train_ids, val_ids = list(fold.train_ids), list(fold.val_ids)
+    pipes = _fit_pipelines(cfg, cohort, modalities, enc_cfgs, ctx, train_ids)
+    train_data = build_fold_data(cohort, train_ids, pipes, cfg.endpoint)
+    val_data = build_fold_data(cohort, val_ids, pipes, cfg.endpoint)
+    fit_idx, es_idx = _early_stopping_split(train_data.event, cfg.data.early_stopping_fraction, seed)
+    fit_data = train_data.subset(fit_idx)
+    es_data = train_data.subset(es_idx) if len(es_idx) else fit_data
+    cuts = None
+    if cfg.head.name != "cox":
+        from multimodal.survival.losses import make_time_grid
+
+        cuts = [float(c) for c in make_time_grid(fit_data.time, fit_data.event, n_bins=cfg.head.n_bins)]
+    clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
+    model = MultimodalSurvivalModel(
+        train_data.specs(), enc_cfgs, cfg.fusion, cfg.head, cuts=cuts, clinical_modality=clinical
+    ).to(device)
+    history = _fit(cfg, model, fit_data, es_data, device, run_dir / "checkpoints" / f"fold_{k}.pt", k, callbacks)
+    base = model
+    # Breslow baseline (Cox) on every training patient of the fold, never on validation patients
+    base.head.fit_baseline(_outputs(base, train_data, device, cfg.train.precision).to(device),
+                           torch.as_tensor(train_data.time, device=device),
+                           torch.as_tensor(train_data.event, device=device))
+    preds = pd.concat([
+        predict_frame(base, train_data, times, device, cfg.train.precision).assign(fold=k, split="train"),
+        predict_frame(base, val_data, times, device, cfg.train.precision).assign(fold=k, split="val"),
+    ], ignore_index=True)
+    metrics = evaluate_fold(preds, times, cfg.eval.bootstrap, seed)
+    metrics.update(fold=k, n_train=len(train_ids), n_val=len(val_ids),
+                   best_epoch=int(history["best_epoch"].iloc[-1]) if len(history) else 0)
+    history = history.drop(columns=["best_epoch"]).assign(fold=k)
+    if dist_utils.is_main():
+        meta = {"fold": k, "specs": base.describe()["specs"], "cuts": cuts,
+                "risk_center": float(preds.loc[preds.split == "train", "risk"].mean()),
+                "clinical_modality": clinical, "modalities": modalities}
+        ckpt.save_weights(base, model_dir, meta)
+        state = {m: {"kind": cohort.sources[m].kind, "encoder": enc_cfgs[m].name, "state": p.state()}
+                 for m, p in pipes.items()}
+        ckpt.atomic_write_text(model_dir / "preprocess.json", json.dumps(state, default=_json_default))
+        preds.to_csv(model_dir / "predictions.csv", index=False)
+        history.to_csv(model_dir / "history.csv", index=False)
+        ckpt.atomic_write_text(done, json.dumps({"metrics": metrics, "eval_times": list(times)}, default=_json_default))
+    log.info("fold %d: validation C-index %.4f (best epoch %d)", k, metrics["c_index"], metrics["best_epoch"])
+    return FoldOutcome(k, metrics, preds, history, list(times))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _augment(batch, model, generator: torch.Generator | None = None) -> None:
+    """Training-time image augmentation on the batch tensors: random flips and mild noise."""
+    for m, spec in model.specs.items():
+        if spec.kind != "imaging":
+            continue
+        x = batch.inputs[m]
+        dims = list(range(2, x.dim()))
+        for d in dims:
+            flip = torch.rand(x.shape[0]) < 0.5
+            if flip.any():
+                x[flip] = x[flip].flip(d)
+        batch.inputs[m] = x + 0.05 * torch.randn_like(x)
+
+
+def _fit(cfg, model, fit_data: FoldData, es_data: FoldData, device, ckpt_path: Path, fold: int, callbacks) -> pd.DataFrame:
+    tc = cfg.train
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    rng = np.random.default_rng(tc.seed + 7919 * fold)
+    net = model
+    if dist_utils.world_size() > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    state = ckpt.load_checkpoint(ckpt_path) if tc.resume else None
+    history: list[dict[str, Any]] = []
+    best = {"score": -math.inf, "epoch": 0, "state": None, "bad": 0}
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        history, best, start = state["history"], state["best"], state["epoch"]
+        log.info("fold %d: resuming after epoch %d", fold, start)
+    sampler = (EventBalancedBatchSampler(fit_data.event, tc.batch_size, rng, tc.min_events_per_batch)
+               if tc.event_balanced else RandomBatchSampler(len(fit_data), tc.batch_size, rng))
+    bar = _progress(tc, fold, start)
+    for epoch in range(start, tc.epochs):
+        if best["bad"] >= tc.patience:
+            break
+        loss = _train_epoch(cfg, net, model, opt, sampler, fit_data, device)
+        risk = model.head.risk(_outputs(model, es_data, device, tc.precision)).numpy()
+        score = _c_index(es_data, risk)
+        if np.isfinite(score) and score > best["score"] + 1e-6:
+            best = {"score": score, "epoch": epoch + 1, "bad": 0,
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        else:
+            best["bad"] += 1
+        history.append({"epoch": epoch + 1, "train_loss": loss, "es_c_index": score, "best_epoch": best["epoch"]})
+        if dist_utils.is_main():
+            ckpt.save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "history": history, "best": best, "epoch": epoch + 1})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", c_index=f"{score:.4f}", best=f"{best['score']:.4f}")
+        from multimodal.training.trainer import EpochInfo
+
+        for cb in callbacks or []:
+            cb(EpochInfo(fold, epoch + 1, loss, score, best["score"]))
+    if bar is not None:
+        bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return pd.DataFrame(history)
+
+
+def _progress(tc, fold: int, start: int):
+    if not tc.progress or not dist_utils.is_main():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=tc.epochs, initial=start, desc=f"fold {fold}", leave=True)
+
+
+def _train_epoch(cfg, net, model, opt, sampler, data: FoldData, device) -> float:
+    """One epoch; ``accumulate`` micro-batches form one risk set and one optimiser step."""
+    from multimodal.training.distributed import gather_cat
+
+    net.train()
+    tc = cfg.train
+    batches = sampler.epoch()
+    ws, rk = dist_utils.world_size(), dist_utils.rank()
+    losses = []
+    for s in range(0, len(batches), tc.accumulate):
+        outs, times, events = [], [], []
+        for idx in batches[s : s + tc.accumulate]:
+            idx = np.array_split(idx, ws)[rk] if ws > 1 else idx
+            batch = data.batch(idx)
+            _augment(batch, model)
+            batch = batch.to(device)
+            with _autocast(device, tc.precision):
+                outs.append(net(batch).float())
+            times.append(batch.time)
+            events.append(batch.event)
+        out = gather_cat(torch.cat(outs), with_grad=True)
+        loss = model.head.loss(out, gather_cat(torch.cat(times)), gather_cat(torch.cat(events)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+@torch.no_grad()
+def predict_frame(model, data: FoldData, times: list[float], device, precision: str = "32") -> pd.DataFrame:
+    """patient_id, time, event, risk and S(t) at ``times`` for every patient of ``data``."""
+    out = _outputs(model, data, device, precision)
+    risk = model.head.risk(out).numpy().astype(float)
+    surv = model.head.survival(out, torch.as_tensor(times, dtype=torch.float32)).numpy()
+    frame = pd.DataFrame({"patient_id": data.ids, "time": data.time, "event": data.event.astype(int), "risk": risk})
+    for j, t in enumerate(times):
+        frame[f"surv_{t:g}"] = surv[:, j]
+    return frame
+
+
+def evaluate_fold(preds: pd.DataFrame, times: list[float], n_boot: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Validation metrics of one fold from its prediction frame (train rows give the IPCW weights)."""
+    from multimodal.survival import metrics as M
+
+    tr, va = preds[preds.split == "train"], preds[preds.split == "val"]
+    t, e, r = va.time.to_numpy(float), va.event.to_numpy(bool), va.risk.to_numpy(float)
+    tt, te = tr.time.to_numpy(float), tr.event.to_numpy(bool)
+    out: dict[str, Any] = {"c_index": float(M.harrell_c(t, e, r)), "n_events_val": int(e.sum())}
+    # IPCW metrics only at times inside both the validation follow-up and the training range
+    grid = np.array([x for x in times if t.min() <= x < min(t.max(), tt.max())])
+    cols = [f"surv_{x:g}" for x in grid]
+    for key, fn in (
+        ("uno_c", lambda: M.uno_c(tt, te, t, e, r)),
+        ("td_auc", lambda: M.td_auc(tt, te, t, e, r, grid)[1]),
+        ("ibs", lambda: M.integrated_brier_score(tt, te, t, e, va[cols].to_numpy(), grid)),
+    ):
+        try:
+            out[key] = float(fn()) if (key == "uno_c" or len(grid) >= 2) else None
+        except Exception as exc:  # metric undefined on this fold (e.g. no events in range)
+            log.warning("%s not computed: %s", key, exc)
+            out[key] = None
+    if n_boot:
+        est, lo, hi = M.bootstrap_ci(M.harrell_c, t, e, r, n_boot=n_boot, seed=seed)
+        out["c_index_ci"] = [float(lo), float(hi)]
+    return out

@@ -1,0 +1,332 @@
+"""Per-modality preprocessing fitted on training patients only, and the fold data it produces.
+
+A :class:`ModalityPipeline` is fitted on the training patients of a fold (scalers, categorical
+levels, feature selection) and then turns any set of patients into a :class:`ModalityStore`.
+Fold-independent work -- text embeddings, image loading -- goes through a shared
+:class:`PreprocessContext` so it is done once per run (and cached on disk across runs).
+Each pipeline's state is JSON and is saved with the model, so a new cohort is transformed exactly
+like the training data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from multimodal.registry import Registry
+from multimodal.training.stores import DenseStore, DictStore, ModalityStore, TokenStore
+from multimodal.types import Batch, InputSpec
+
+__all__ = [
+    "PIPELINES",
+    "FoldData",
+    "ModalityPipeline",
+    "PreprocessContext",
+    "build_fold_data",
+    "endpoint_columns",
+]
+
+log = logging.getLogger(__name__)
+
+PIPELINES: Registry[type[ModalityPipeline]] = Registry("modality pipeline")
+
+
+def endpoint_columns(endpoint: str) -> tuple[str, str]:
+    """Patient-table columns (time, event) of an endpoint."""
+    return {"os": ("time", "event"), "pfs": ("pfs_time", "pfs_event"), "dss": ("dss_time", "dss_event")}[
+        endpoint
+    ]
+
+
+@dataclass
+class PreprocessContext:
+    """Run-wide caches shared by the folds (and settings every pipeline may need)."""
+
+    cache_dir: Path | None = None
+    text_model: str | None = None
+    text_max_length: int = 256
+    image_size: int = 32
+    genomics_max_features: int | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+class ModalityPipeline:
+    """Fit on training patients, transform any patients into a store."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, ctx: PreprocessContext, encoder: str) -> None:
+        self.ctx, self.encoder = ctx, encoder
+
+    def fit(self, source: Any, train_ids: list[str]) -> ModalityPipeline:
+        return self
+
+    def transform(self, source: Any, ids: list[str]) -> ModalityStore:  # pragma: no cover
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> ModalityPipeline:
+        return self
+
+
+def _present(index: pd.Index, ids: list[str]) -> np.ndarray:
+    return np.asarray(pd.Index(ids).isin(index), dtype=bool)
+
+
+@PIPELINES.register("clinical")
+class ClinicalPipeline(ModalityPipeline):
+    kind = "clinical"
+
+    def fit(self, source: Any, train_ids: list[str]) -> ClinicalPipeline:
+        from multimodal.encoders.clinical import ClinicalPreprocessor
+
+        rows = source.table.loc[source.table.index.intersection(train_ids)]
+        self.prep = ClinicalPreprocessor(numeric=source.numeric, categorical=source.categorical)
+        self.prep.fit(rows)
+        return self
+
+    def transform(self, source: Any, ids: list[str]) -> DictStore:
+        present = _present(source.table.index, ids)
+        arrays = self.prep.transform(source.table.reindex(ids))
+        values = {k: torch.as_tensor(np.asarray(v)) for k, v in arrays.items()}
+        spec = InputSpec(
+            kind="clinical",
+            n_numeric=self.prep.n_numeric,
+            cardinalities=list(self.prep.cardinalities),
+            feature_names=list(self.prep.feature_names),
+        )
+        return DictStore(spec=spec, present=present, values=values)
+
+    def state(self) -> dict[str, Any]:
+        return self.prep.state_dict()
+
+    def load_state(self, state: dict[str, Any]) -> ClinicalPipeline:
+        from multimodal.encoders.clinical import ClinicalPreprocessor
+
+        self.prep = ClinicalPreprocessor.from_state(state)
+        return self
+
+
+@PIPELINES.register("genomics")
+class GenomicsPipeline(ModalityPipeline):
+    kind = "genomics"
+
+    def fit(self, source: Any, train_ids: list[str]) -> GenomicsPipeline:
+        from multimodal.encoders.genomics import GenomicsPreprocessor
+
+        rows = source.table.loc[source.table.index.intersection(train_ids)]
+        self.prep = GenomicsPreprocessor(
+            max_features=self.ctx.genomics_max_features, groups=getattr(source, "groups", None)
+        )
+        self.prep.fit(rows)
+        return self
+
+    def transform(self, source: Any, ids: list[str]) -> DenseStore:
+        present = _present(source.table.index, ids)
+        x = np.asarray(self.prep.transform(source.table.reindex(ids)), dtype=np.float32)
+        x[~present] = 0.0  # placeholder rows, masked out downstream
+        x = np.nan_to_num(x, nan=0.0)
+        groups = getattr(self.prep, "groups_", None) or None
+        spec = InputSpec(
+            kind="genomics",
+            in_features=x.shape[1],
+            groups=[list(map(int, g)) for g in groups.values()] if groups else None,
+            group_names=list(groups) if groups else None,
+            feature_names=list(self.prep.feature_names_),
+        )
+        return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
+
+    def state(self) -> dict[str, Any]:
+        return self.prep.state_dict()
+
+    def load_state(self, state: dict[str, Any]) -> GenomicsPipeline:
+        from multimodal.encoders.genomics import GenomicsPreprocessor
+
+        self.prep = GenomicsPreprocessor.from_state(state)
+        return self
+
+
+@PIPELINES.register("text")
+class TextPipeline(ModalityPipeline):
+    """Frozen transformer embeddings of the report text (computed once, cached on disk)."""
+
+    kind = "text"
+    TOKEN_ENCODERS: ClassVar[set[str]] = {"text_chunks"}
+
+    def _embedder(self):
+        from multimodal.encoders.text import TextEmbedder
+
+        key = f"text-embedder:{self.ctx.text_model}:{self.ctx.text_max_length}"
+        if key not in self.ctx.memo:
+            self.ctx.memo[key] = TextEmbedder(
+                self.ctx.text_model,
+                max_length=self.ctx.text_max_length,
+                cache_dir=self.ctx.cache_dir,
+            )
+        return self.ctx.memo[key]
+
+    def transform(self, source: Any, ids: list[str]) -> ModalityStore:
+        texts = source.texts()
+        present = _present(texts.index, ids)
+        chosen = [i for i, p in zip(ids, present) if p]
+        tokens = self.encoder in self.TOKEN_ENCODERS
+        embedder = self._embedder()
+        if tokens:
+            chunks = embedder.embed_chunks([texts[i] for i in chosen])
+            dim = int(chunks[0].shape[1]) if chunks else embedder.dim
+            by_id = dict(zip(chosen, chunks))
+            values = [
+                torch.as_tensor(by_id[i], dtype=torch.float32) if i in by_id else torch.zeros(0, dim)
+                for i in ids
+            ]
+            spec = InputSpec(kind="text", in_features=dim, tokens=True)
+            return TokenStore(spec=spec, present=present, values=values)
+        emb = embedder.embed([texts[i] for i in chosen]) if chosen else np.zeros((0, embedder.dim))
+        x = np.zeros((len(ids), emb.shape[1] if len(emb) else embedder.dim), dtype=np.float32)
+        x[present] = emb
+        spec = InputSpec(kind="text", in_features=x.shape[1])
+        return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
+
+    def state(self) -> dict[str, Any]:
+        return {"text_model": self.ctx.text_model, "max_length": self.ctx.text_max_length}
+
+
+@PIPELINES.register("imaging")
+class ImagingPipeline(ModalityPipeline):
+    """Images loaded with MONAI transforms, resized to ``image_size`` and kept in memory."""
+
+    kind = "imaging"
+
+    def transform(self, source: Any, ids: list[str]) -> DenseStore:
+        from multimodal.encoders.imaging import load_image
+
+        table = source.table
+        present = _present(table.index, ids)
+        dims = int(getattr(source, "spatial_dims", 3) or 3)
+        size = (self.ctx.image_size,) * dims
+        images = []
+        for pid, p in zip(ids, present):
+            if not p:
+                images.append(None)
+                continue
+            path = str(table.loc[pid, "path"] if table.index.is_unique else table.loc[pid, "path"].iloc[0])
+            key = f"image:{path}:{size}"
+            if key not in self.ctx.memo:
+                self.ctx.memo[key] = load_image(path, spatial_dims=dims, image_size=size)
+            images.append(self.ctx.memo[key])
+        ref = next((im for im in images if im is not None), torch.zeros(1, *size))
+        values = torch.stack([im if im is not None else torch.zeros_like(ref) for im in images])
+        spec = InputSpec(
+            kind="imaging", spatial_dims=dims, in_channels=int(ref.shape[0]), image_size=size
+        )
+        return DenseStore(spec=spec, present=present, values=values.float())
+
+    def state(self) -> dict[str, Any]:
+        return {"image_size": self.ctx.image_size}
+
+
+@PIPELINES.register("feature_bag")
+class FeatureBagPipeline(ModalityPipeline):
+    """Bags of precomputed patch/slide features; several files per patient are concatenated."""
+
+    kind = "feature_bag"
+
+    def transform(self, source: Any, ids: list[str]) -> TokenStore:
+        from multimodal.encoders.bags import load_feature_bag
+
+        table = source.table
+        by_patient = table.groupby("patient_id")["path"].apply(list).to_dict()
+        present = np.asarray([i in by_patient for i in ids], dtype=bool)
+        bags, dim = [], None
+        for pid in ids:
+            parts = []
+            for path in by_patient.get(pid, []):
+                key = f"bag:{path}"
+                if key not in self.ctx.memo:
+                    self.ctx.memo[key] = load_feature_bag(path).float()
+                parts.append(self.ctx.memo[key])
+            bag = torch.cat(parts) if parts else None
+            dim = dim or (int(bag.shape[1]) if bag is not None else None)
+            bags.append(bag)
+        dim = dim or 1
+        bags = [b if b is not None else torch.zeros(0, dim) for b in bags]
+        spec = InputSpec(kind="feature_bag", in_features=dim, tokens=True)
+        return TokenStore(spec=spec, present=present, values=bags)
+
+
+@dataclass
+class FoldData:
+    """Preprocessed patients of one split: outcomes plus one store per modality."""
+
+    ids: list[str]
+    time: np.ndarray
+    event: np.ndarray
+    stores: dict[str, ModalityStore]
+    strata: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def specs(self) -> dict[str, InputSpec]:
+        return {m: s.spec for m, s in self.stores.items()}
+
+    def batch(self, idx: np.ndarray) -> Batch:
+        idx = np.asarray(idx, dtype=np.int64)
+        return Batch(
+            patient_id=[self.ids[i] for i in idx],
+            time=torch.from_numpy(self.time[idx].astype(np.float32)),
+            event=torch.from_numpy(self.event[idx].astype(bool)),
+            inputs={m: s.batch(idx) for m, s in self.stores.items()},
+            mask={m: s.mask(idx) for m, s in self.stores.items()},
+            strata=None if self.strata is None else torch.from_numpy(self.strata[idx]),
+        )
+
+    def batches(self, batch_size: int) -> list[np.ndarray]:
+        n = len(self.ids)
+        return [np.arange(i, min(n, i + batch_size)) for i in range(0, n, batch_size)]
+
+    def subset(self, idx: np.ndarray) -> FoldData:
+        """Rows ``idx`` (e.g. the early-stopping part of a training fold)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        stores = {}
+        for m, s in self.stores.items():
+            kw = {"spec": s.spec, "present": s.present[idx]}
+            if isinstance(s, TokenStore):
+                stores[m] = TokenStore(**kw, values=[s.values[i] for i in idx])
+            elif isinstance(s, DictStore):
+                stores[m] = DictStore(**kw, values={k: v[idx] for k, v in s.values.items()})
+            else:
+                stores[m] = DenseStore(**kw, values=s.values[torch.from_numpy(idx)])
+        return FoldData(
+            ids=[self.ids[i] for i in idx],
+            time=self.time[idx],
+            event=self.event[idx],
+            stores=stores,
+            strata=None if self.strata is None else self.strata[idx],
+        )
+
+
+def build_fold_data(
+    cohort: Any,
+    ids: list[str],
+    pipelines: dict[str, ModalityPipeline],
+    endpoint: str = "os",
+) -> FoldData:
+    """Transform patients ``ids`` of ``cohort`` with fitted pipelines."""
+    tcol, ecol = endpoint_columns(endpoint)
+    pt = cohort.patients.loc[ids]
+    stores = {m: p.transform(cohort.sources[m], list(ids)) for m, p in pipelines.items()}
+    return FoldData(
+        ids=list(ids),
+        time=pt[tcol].to_numpy(dtype=np.float64),
+        event=pt[ecol].to_numpy().astype(bool),
+        stores=stores,
+    )

@@ -1,0 +1,235 @@
+"""``train(config) -> TrainResult``: cross-validated training of a multimodal survival model.
+
+For each fold: preprocessing is fitted on the training patients; a share of them
+(``data.early_stopping_fraction``) is held out for early stopping, so the reported validation fold
+never influences training; the model is trained with an event-balanced sampler, checkpointed each
+epoch (an interrupted run resumes exactly), then evaluated on the validation fold. The CLI,
+the benchmark and the tuner all call this function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+import multimodal
+from multimodal.config import Config, load_config
+from multimodal.evaluation.report import summarise_folds
+from multimodal.exceptions import ConfigError, MissingModalityError
+from multimodal.models.model import DEFAULT_ENCODERS, MultimodalSurvivalModel
+from multimodal.training import checkpoint as ckpt
+from multimodal.training import distributed as dist_utils
+from multimodal.training.fold import FoldOutcome, run_fold
+from multimodal.training.preprocess import PreprocessContext, endpoint_columns
+
+__all__ = ["EpochInfo", "TrainResult", "select_device", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochInfo:
+    """Passed to callbacks after every epoch (raise to stop, e.g. Optuna pruning)."""
+
+    fold: int
+    epoch: int
+    train_loss: float
+    es_c_index: float
+    best_c_index: float
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns; everything is also written to ``run_dir``."""
+
+    run_dir: Path
+    config: Config
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    history: pd.DataFrame
+    folds: list[FoldOutcome] = field(default_factory=list)
+
+    @property
+    def c_index(self) -> float:
+        return float(self.metrics["c_index"])
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, then MPS, then CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _select_modalities(cfg: Config, cohort: Any) -> list[str]:
+    available = list(cohort.modalities)
+    wanted = cfg.data.modalities or available
+    unknown = [m for m in wanted if m not in available]
+    if unknown:
+        from multimodal.registry import did_you_mean
+
+        hints = "".join(did_you_mean(m, available) for m in unknown)
+        raise MissingModalityError(
+            f"data.modalities names {unknown}, which the cohort does not have.{hints} "
+            f"The cohort has: {available}"
+        )
+    for m in cfg.encoders:
+        if m not in wanted:
+            log.info("encoder for %r is configured but the modality is not used", m)
+    return list(wanted)
+
+
+def _encoder_configs(cfg: Config, cohort: Any, modalities: list[str]) -> dict[str, Any]:
+    from multimodal.config import EncoderConfig
+
+    out = {}
+    for m in modalities:
+        kind = cohort.sources[m].kind
+        out[m] = cfg.encoders.get(m) or EncoderConfig(name=DEFAULT_ENCODERS[kind])
+    return out
+
+
+def _folds(cfg: Config, cohort: Any) -> list[Any]:
+    if cfg.data.split:
+        split = Path(cfg.data.split)
+        folds = cohort.folds(split_dir=split) if split.is_dir() else cohort.folds(name=cfg.data.split)
+    else:
+        folds = cohort.folds(k=cfg.data.folds, seed=cfg.train.seed, group_by=cfg.data.group_by)
+    if cfg.data.fold_indices is not None:
+        bad = [i for i in cfg.data.fold_indices if i not in {f.index for f in folds}]
+        if bad:
+            raise ConfigError(f"data.fold_indices {bad} do not exist (folds: 0..{len(folds) - 1})")
+        folds = [f for f in folds if f.index in cfg.data.fold_indices]
+    return folds
+
+
+def _eval_times(cfg: Config, cohort: Any) -> list[float]:
+    if cfg.eval.times:
+        return sorted(float(t) for t in cfg.eval.times)
+    tcol, ecol = endpoint_columns(cfg.endpoint)
+    pt = cohort.patients
+    ev = pt.loc[pt[ecol].astype(bool), tcol].dropna().to_numpy(dtype=float)
+    if len(ev) == 0:
+        raise ConfigError(f"the cohort has no observed events for endpoint {cfg.endpoint!r}")
+    # a reporting grid only (no model parameter depends on it)
+    qs = np.linspace(0.1, 0.9, cfg.eval.n_times)
+    return [float(round(t, 4)) for t in np.unique(np.quantile(ev, qs))]
+
+
+def _drop_missing_endpoint(cohort: Any, endpoint: str) -> Any:
+    tcol, ecol = endpoint_columns(endpoint)
+    pt = cohort.patients
+    if tcol not in pt or ecol not in pt:
+        raise ConfigError(
+            f"endpoint {endpoint!r} needs columns {tcol!r} and {ecol!r} in the patient table"
+        )
+    ok = pt[tcol].notna() & pt[ecol].notna()
+    if not ok.all():
+        log.warning("%d patients lack the %s endpoint and are left out", int((~ok).sum()), endpoint)
+        cohort = cohort.subset(list(pt.index[ok]))
+    return cohort
+
+
+def _write_config(run_dir: Path, cfg: Config, cohort: Any, modalities: list[str]) -> None:
+    resolved = cfg.to_dict()
+    resolved["_meta"] = {
+        "package_version": multimodal.__version__,
+        "git_sha": ckpt.git_sha(),
+        "torch_version": torch.__version__,
+        "seed": cfg.train.seed,
+        "modalities": modalities,
+        "data_fingerprint": ckpt.data_fingerprint(cohort, modalities),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    ckpt.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+
+def train(
+    config: Config | dict[str, Any] | str | Path,
+    *,
+    cohort: Any = None,
+    out: str | Path | None = None,
+    overrides: list[str] | None = None,
+    callbacks: list[Callable[[EpochInfo], None]] | None = None,
+) -> TrainResult:
+    """Train and cross-validate a multimodal survival model.
+
+    Parameters
+    ----------
+    config : Config, dict or path of a YAML file.
+    cohort : a loaded :class:`multimodal.Cohort` (default: load ``config.data.cohort``).
+    out : run folder (default: ``config.out`` or ``runs/<timestamp>``).
+    overrides : ``["train.epochs=2", ...]`` applied on top of ``config``.
+    callbacks : called with an :class:`EpochInfo` after every epoch.
+
+    Returns
+    -------
+    TrainResult
+        ``metrics["c_index"]`` is the mean validation C-index over the folds.
+    """
+    cfg = load_config(config, overrides)
+    if cohort is None:
+        if not cfg.data.cohort:
+            raise ConfigError("no cohort: set data.cohort in the config or pass --cohort")
+        from multimodal.data.cohort import Cohort
+
+        cohort = Cohort.load(cfg.data.cohort)
+    cohort = _drop_missing_endpoint(cohort, cfg.endpoint)
+    run_dir = Path(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = select_device(cfg.train.device)
+    distributed = dist_utils.init_distributed(device)
+    modalities = _select_modalities(cfg, cohort)
+    enc_cfgs = _encoder_configs(cfg, cohort, modalities)
+    folds = _folds(cfg, cohort)
+    times = _eval_times(cfg, cohort)
+    if dist_utils.is_main():
+        _write_config(run_dir, cfg, cohort, modalities)
+    ctx = PreprocessContext(
+        cache_dir=Path(cfg.data.cache_dir) if cfg.data.cache_dir else None,
+        text_model=cfg.data.text_model,
+        text_max_length=cfg.data.text_max_length,
+        image_size=cfg.data.image_size,
+        genomics_max_features=cfg.data.genomics_max_features,
+    )
+    log.info(
+        "training %s on %d patients, modalities %s, %d folds, device %s%s",
+        cfg.fusion.name, len(cohort.patients), modalities, len(folds), device,
+        f", {dist_utils.world_size()} ranks" if distributed else "",
+    )
+    outcomes = [
+        run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx, times, device, run_dir, callbacks)
+        for fold in folds
+    ]
+    return _finish(run_dir, cfg, outcomes, modalities)
+
+
+def _finish(run_dir: Path, cfg: Config, outcomes: list[FoldOutcome], modalities: list[str]) -> TrainResult:
+    predictions = pd.concat([o.predictions for o in outcomes], ignore_index=True)
+    history = pd.concat([o.history for o in outcomes], ignore_index=True)
+    per_fold = [o.metrics for o in outcomes]
+    metrics: dict[str, Any] = {"endpoint": cfg.endpoint, "modalities": modalities}
+    metrics.update(summarise_folds(per_fold))
+    metrics[f"c_index_{cfg.endpoint}"] = metrics["c_index"]
+    metrics["folds"] = per_fold
+    metrics["eval_times"] = outcomes[0].eval_times if outcomes else []
+    if dist_utils.is_main():
+        predictions.to_csv(run_dir / "predictions.csv", index=False)
+        history.to_csv(run_dir / "history.csv", index=False)
+        ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return TrainResult(run_dir, cfg, metrics, predictions, history, outcomes)
