@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from multimodal.data.synth import generate_cohort, lesion_image
+from multimodal.data.synth import generate_cohort
+from multimodal.data.synth_image import lesion_image
 
 N_SMALL = 60
 SIZE_SMALL = 16
@@ -168,7 +169,9 @@ def test_reports_are_varied(tabular):
     reports = pd.read_csv(tabular.out_dir / "reports.csv")
     assert list(reports.columns) == ["patient_id", "text", "date", "report_type"]
     assert reports["report_type"].nunique() >= 3
-    assert reports["text"].is_unique
+    main = reports[reports["report_type"] != "addendum"]
+    assert main["patient_id"].is_unique  # one main report per patient, addenda on top
+    assert main["text"].is_unique
     first = reports["text"].str.split(".").str[0]
     assert first.nunique() > 20  # many different openings, not one template
     assert reports["text"].str.contains("lymph node", case=False).mean() > 0.5
@@ -229,3 +232,42 @@ def test_paths_are_relative(small):
     for name in ("images.csv",):
         paths = pd.read_csv(small.out_dir / name)["path"]
         assert not any(Path(p).is_absolute() for p in paths)
+
+
+def test_outcomes_do_not_depend_on_files(tmp_path):
+    a = generate_cohort(tmp_path / "a", n_patients=30, image_size=8, missing_rate=0.0)
+    b = generate_cohort(tmp_path / "b", n_patients=30, missing_rate=0.5, with_images=False)
+    pd.testing.assert_frame_equal(a.ground_truth, b.ground_truth)
+
+
+def test_rerun_into_same_folder_prunes_stale_files(tmp_path):
+    generate_cohort(tmp_path, n_patients=30, image_size=8, missing_rate=0.0)
+    generate_cohort(tmp_path, n_patients=30, image_size=8, missing_rate=0.5)
+    images = pd.read_csv(tmp_path / "images.csv")
+    assert len(images) < 30
+    assert len(list((tmp_path / "images").iterdir())) == len(images)
+
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "data_schemas"
+_TABLE_SCHEMAS = {
+    "patients.csv": "patient_table",
+    "clinical.csv": "clinical_table",
+    "genomics.csv": "genomics_table",
+    "reports.csv": "text_table",
+    "images.csv": "imaging_index",
+}
+
+
+@pytest.mark.skipif(not (SCHEMAS / "cohort_manifest.schema.json").is_file(), reason="no schemas")
+def test_files_follow_the_json_schemas(small):
+    jsonschema = pytest.importorskip("jsonschema")
+
+    def load(name: str) -> dict:
+        return yaml.safe_load((SCHEMAS / f"{name}.schema.json").read_text())
+
+    jsonschema.validate(yaml.safe_load(small.manifest_path.read_text()), load("cohort_manifest"))
+    for file, schema_name in _TABLE_SCHEMAS.items():
+        table = pd.read_csv(small.out_dir / file, dtype={"patient_id": str})
+        schema = load(schema_name)
+        for row in table.head(10).to_dict("records"):
+            jsonschema.validate(row, schema)

@@ -40,28 +40,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from multimodal.data.synth_image import body_mask, lesion_image
 from multimodal.data.synth_text import make_addendum, make_report
 
-__all__ = ["SynthResult", "generate_cohort", "lesion_image"]
+__all__ = ["SynthResult", "generate_cohort"]
 
 logger = logging.getLogger(__name__)
 
-PATHWAYS: tuple[str, ...] = (
-    "cell_cycle",
-    "dna_repair",
-    "hypoxia",
-    "emt",
-    "immune_response",
-    "pi3k_akt",
-    "mapk",
-    "wnt",
-    "apoptosis",
+PATHWAYS = tuple(
+    "cell_cycle dna_repair hypoxia emt immune_response pi3k_akt mapk wnt apoptosis".split()
 )
-_OS_PATHWAY_EFFECTS = {
-    0: 0.8,
-    1: -0.5,
-    2: 0.6,
-}  # pathway index -> log-hazard per SD (before scaling)
+# Pathway index -> log-hazard per SD of its activity (before scaling to unit variance).
+_OS_PATHWAY_EFFECTS = {0: 0.8, 1: -0.5, 2: 0.6}
 _PFS_PATHWAY = 3
 SITES: tuple[str, ...] = ("site_A", "site_B", "site_C", "site_D")
 _SITE_P = (0.4, 0.3, 0.2, 0.1)
@@ -70,10 +60,9 @@ _STAGE_SCORE = {"I": -1.2, "II": -0.35, "III": 0.5, "IV": 1.5}
 _STAGE_P = (0.25, 0.3, 0.27, 0.18)
 _OS_WEIBULL = (1.2, 36.0)  # shape, scale (months) at log-hazard 0
 _PFS_WEIBULL = (1.1, 24.0)
-_DROPOUT_RATE = 1.0 / 240.0  # per month
-# Stream ids of the per-purpose random generators.
-_S_CLIN, _S_GEN, _S_TEXT, _S_IMG, _S_BAG, _S_OUT, _S_MISS, _S_REPORT, _S_CT, _S_WSI = range(10)
-_HU_AIR, _HU_BODY, _HU_LESION = -1000.0, 40.0, 150.0
+_DROPOUT_RATE = 1.0 / 150.0  # per month
+# Names of the per-purpose random streams (their index keys the generator).
+_STREAMS = tuple("clin site gen text img bag proto out miss report ct wsi".split())
 
 
 @dataclass
@@ -110,8 +99,8 @@ class _Latents:
     patients: pd.DataFrame
 
 
-def _rng(seed: int, stream: int, patient: int | None = None) -> np.random.Generator:
-    key = [int(seed), int(stream)] if patient is None else [int(seed), int(stream), int(patient)]
+def _rng(seed: int, stream: str, patient: int | None = None) -> np.random.Generator:
+    key = [int(seed), _STREAMS.index(stream)] + ([] if patient is None else [int(patient)])
     return np.random.default_rng(key)
 
 
@@ -121,7 +110,7 @@ def _standardize(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
 
 
 def _clinical(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = _rng(seed, _S_CLIN)
+    rng = _rng(seed, "clin")
     age = np.clip(rng.normal(62.0, 10.0, n), 25.0, 90.0).round(0)
     sex = np.where(rng.random(n) < 0.5, "F", "M")
     stage = rng.choice(list(_STAGE_SCORE), size=n, p=_STAGE_P)
@@ -143,7 +132,7 @@ def _genomics(
         raise ValueError(
             f"n_genes is {n_genes}; need at least {2 * n_path + 1} (2 per pathway + noise)"
         )
-    rng = _rng(seed, _S_GEN)
+    rng = _rng(seed, "gen")
     per_path = max(2, int(0.6 * n_genes / n_path))
     names = [f"GENE{j:04d}" for j in range(n_genes)]
     group_of = np.full(n_genes, -1)
@@ -168,7 +157,7 @@ def _genomics_risk(z: np.ndarray) -> np.ndarray:
 
 
 def _text_latents(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = _rng(seed, _S_TEXT)
+    rng = _rng(seed, "text")
     grade = rng.choice([1, 2, 3], size=n, p=[0.25, 0.45, 0.3])
     margin = rng.random(n) < 0.25
     lvi = rng.random(n) < 0.35
@@ -184,7 +173,7 @@ def _text_latents(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 def _imaging_latents(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lesion size factor in (0, 1), texture amplitude (HU) and the imaging risk component."""
-    rng = _rng(seed, _S_IMG)
+    rng = _rng(seed, "img")
     s, t = rng.standard_normal(n), rng.standard_normal(n)
     size = 1.0 / (1.0 + np.exp(-1.2 * s))
     amplitude = 6.0 + 34.0 / (1.0 + np.exp(-1.2 * t))
@@ -195,7 +184,7 @@ def _outcomes(
     seed: int, n: int, risk: np.ndarray, pfs_risk: np.ndarray, sites: np.ndarray
 ) -> pd.DataFrame:
     """OS, PFS and competing-risk event types from Weibull PH models with independent censoring."""
-    rng = _rng(seed, _S_OUT)
+    rng = _rng(seed, "out")
     (k_os, s_os), (k_pfs, s_pfs) = _OS_WEIBULL, _PFS_WEIBULL
     t_death = s_os * (rng.exponential(size=n) * np.exp(-risk)) ** (1.0 / k_os)
     t_prog = s_pfs * (rng.exponential(size=n) * np.exp(-pfs_risk)) ** (1.0 / k_pfs)
@@ -221,73 +210,13 @@ def _presence(
     seed: int, n: int, names: list[str], missing_rate: float, clinical_missing_rate: float
 ) -> dict[str, np.ndarray]:
     """Bool mask per modality (True = present); every patient keeps at least one modality."""
-    rng = _rng(seed, _S_MISS)
+    rng = _rng(seed, "miss")
     u = rng.random((n, len(names)))
     rates = np.array([clinical_missing_rate if m == "clinical" else missing_rate for m in names])
     present = u >= rates
     none = ~present.any(axis=1)
     present[none, np.argmin(rates)] = True  # never all missing: keep the least-missing modality
     return {m: present[:, j] for j, m in enumerate(names)}
-
-
-def _body_mask(image_size: int, spatial_dims: int) -> np.ndarray:
-    c = (image_size - 1) / 2.0
-    grid = np.ogrid[tuple(slice(0, image_size) for _ in range(spatial_dims))]
-    radii = [0.46, 0.40, 0.46][:spatial_dims]
-    q = sum(((g - c) / (r * image_size)) ** 2 for g, r in zip(grid, radii, strict=True))
-    return q <= 1.0
-
-
-def lesion_image(
-    rng: np.random.Generator,
-    image_size: int,
-    spatial_dims: int,
-    size: float,
-    amplitude: float,
-    body: np.ndarray | None = None,
-) -> np.ndarray:
-    """One CT-like image (HU, int16) with a bright textured ellipsoid lesion.
-
-    Parameters
-    ----------
-    rng : the patient's generator (position, orientation, shape, texture pattern, noise).
-    image_size : side length in voxels; the image has shape ``(image_size,) * spatial_dims``.
-    spatial_dims : 2 or 3.
-    size : in (0, 1); the lesion's mean radius is ``image_size * (0.05 + 0.13 * size)``.
-    amplitude : texture amplitude in HU around the lesion mean of 150 HU.
-    body : optional precomputed body mask (:func:`_body_mask`), for speed.
-
-    Returns
-    -------
-    ndarray int16, shape ``(image_size,) * spatial_dims``: air -1000 HU, body 40 HU, noise SD 12 HU.
-    """
-    shape = (image_size,) * spatial_dims
-    body = _body_mask(image_size, spatial_dims) if body is None else body
-    img = np.where(body, _HU_BODY, _HU_AIR) + 12.0 * rng.standard_normal(shape, dtype=np.float32)
-    ecc = rng.uniform(0.7, 1.3, spatial_dims)
-    axes = image_size * (0.05 + 0.13 * size) * ecc / np.prod(ecc) ** (1.0 / spatial_dims)
-    rot, _ = np.linalg.qr(rng.standard_normal((spatial_dims, spatial_dims)))
-    extent = int(np.ceil(axes.max())) + 1
-    lo, hi = extent, image_size - 1 - extent
-    half = 0.22 * image_size  # keep the lesion inside the body
-    centre = rng.uniform(
-        max(lo, image_size / 2 - half), min(hi, image_size / 2 + half), spatial_dims
-    )
-    centre = np.where(lo < hi, centre, (image_size - 1) / 2.0)
-    start = np.clip(np.floor(centre - extent).astype(int), 0, image_size)
-    stop = np.clip(np.ceil(centre + extent).astype(int) + 1, 0, image_size)
-    box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
-    grid = np.stack(
-        np.meshgrid(*(np.arange(a, b) for a, b in zip(start, stop, strict=True)), indexing="ij"), -1
-    )
-    local = (grid - centre) @ rot  # coordinates in the lesion's frame, (*box, spatial_dims)
-    inside = ((local / axes) ** 2).sum(-1) <= 1.0
-    freq = rng.normal(0.0, 1.2, (3, spatial_dims))
-    phase = rng.uniform(0.0, 2.0 * np.pi, 3)
-    pattern = np.cos(local @ freq.T + phase).sum(-1) / np.sqrt(1.5)
-    lesion = _HU_LESION + amplitude * pattern + 8.0 * rng.standard_normal(inside.shape)
-    img[box] = np.where(inside, lesion, img[box])
-    return np.clip(np.rint(img), -1024, 3071).astype(np.int16)
 
 
 def _write_images(
@@ -302,11 +231,11 @@ def _write_images(
     import nibabel as nib
 
     (out_dir / "images").mkdir(exist_ok=True)
-    body = _body_mask(image_size, spatial_dims)
+    body = body_mask(image_size, spatial_dims)
     rows = []
     for i in np.flatnonzero(present):
         pid = lat.ids[i]
-        rng = _rng(seed, _S_CT, i)
+        rng = _rng(seed, "ct", i)
         img = lesion_image(
             rng, image_size, spatial_dims, lat.lesion_size[i], lat.lesion_amplitude[i], body
         )
@@ -326,7 +255,7 @@ def _write_images(
 def _reports(seed: int, ids: list[str], latents: pd.DataFrame, present: np.ndarray) -> pd.DataFrame:
     rows = []
     for i in np.flatnonzero(present):
-        rng = _rng(seed, _S_REPORT, i)
+        rng = _rng(seed, "report", i)
         r = latents.iloc[i]
         text, kind = make_report(
             rng, r.grade, r.margin_positive, r.lvi, r.nodes_positive, r.nodes_examined
@@ -341,15 +270,15 @@ def _reports(seed: int, ids: list[str], latents: pd.DataFrame, present: np.ndarr
 
 def _bags(seed: int, n: int, bag_dim: int) -> tuple[list[list[np.ndarray]], np.ndarray]:
     """Feature bags (one or two slides per patient) and the bag risk component."""
-    u = _rng(seed, _S_BAG).standard_normal(n)
-    proto_rng = _rng(seed, _S_BAG, -1 % 2**32)
+    u = _rng(seed, "bag").standard_normal(n)
+    proto_rng = _rng(seed, "proto")
     tumour = proto_rng.standard_normal(bag_dim)
     tumour *= 2.5 / np.linalg.norm(tumour)
     tissue = proto_rng.standard_normal((4, bag_dim))
     fraction = 0.05 + 0.4 / (1.0 + np.exp(-1.5 * u))
     bags = []
     for i in range(n):
-        rng = _rng(seed, _S_WSI, i)
+        rng = _rng(seed, "wsi", i)
         slides = []
         for _ in range(1 + int(rng.random() < 0.2)):
             n_patch = int(rng.integers(16, 257))
@@ -374,10 +303,21 @@ def _write_bags(out_dir: Path, ids: list[str], bags: list, present: np.ndarray) 
     return pd.DataFrame(rows, columns=["patient_id", "path", "slide_id"])
 
 
+def _write_table(table: pd.DataFrame, path: Path, folder: str | None = None) -> None:
+    """Write a file table; delete files of an earlier run in ``folder`` that it does not list."""
+    table.to_csv(path, index=False, lineterminator="\n")
+    if folder is not None:
+        keep = {path.parent / p for p in table["path"]}
+        for stale in (path.parent / folder).glob("SYN-*"):
+            if stale not in keep:
+                stale.unlink()
+
+
 def _manifest(seed: int, entries: dict[str, dict]) -> dict:
     return {
         "version": 1,
         "name": f"synthetic-seed{seed}",
+        "description": f"multimodal.data.synth, seed {seed}; true log-hazards in ground_truth.csv",
         "patients": {"path": "patients.csv", "time_unit": "months"},
         "modalities": entries,
     }
@@ -417,7 +357,7 @@ def _simulate(
     gt = pd.DataFrame({f"risk_{k}": weight * v for k, v in comps.items()})
     gt.insert(0, "true_risk", gt.sum(axis=1))
     gt["true_pfs_risk"] = 0.7 * gt["true_risk"] + 0.6 * z[:, _PFS_PATHWAY]
-    sites = _rng(seed, _S_CLIN, 1).choice(len(SITES), size=n, p=_SITE_P)
+    sites = _rng(seed, "site").choice(len(SITES), size=n, p=_SITE_P)
     outcomes = _outcomes(seed, n, gt["true_risk"].to_numpy(), gt["true_pfs_risk"].to_numpy(), sites)
     patients = outcomes.assign(site=np.array(SITES)[sites])
     patients.insert(0, "patient_id", ids)
@@ -440,13 +380,9 @@ def _write_tables(out_dir: Path, lat: _Latents, present: dict[str, np.ndarray]) 
     genomics.to_csv(out_dir / "genomics.csv", float_format="%.4f", **csv)
     pairs = [(g, f) for g, feats in lat.groups.items() for f in feats]
     pd.DataFrame(pairs, columns=["group", "feature"]).to_csv(out_dir / "groups.csv", **csv)
+    clinical = {"kind": "clinical", "path": "clinical.csv", "numeric": ["age"]}
     return {
-        "clinical": {
-            "kind": "clinical",
-            "path": "clinical.csv",
-            "numeric": ["age"],
-            "categorical": ["sex", "stage"],
-        },
+        "clinical": {**clinical, "categorical": ["sex", "stage"]},
         "genomics": {"kind": "genomics", "path": "genomics.csv", "groups_path": "groups.csv"},
     }
 
@@ -493,35 +429,39 @@ def generate_cohort(
         per-stage timings in seconds.
     """
     _check_args(n_patients, missing_rate, image_size, spatial_dims, image_format)
-    t0 = _time.perf_counter()
+    start = last = _time.perf_counter()
+    timing: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        nonlocal last
+        now = _time.perf_counter()
+        timing[stage], last = now - last, now
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    timing: dict[str, float] = {}
     lat = _simulate(seed, n_patients, n_genes, signal_strength, with_feature_bags, bag_dim)
     names = ["clinical", "genomics", "report"] + ["ct"] * with_images + ["wsi"] * with_feature_bags
     present = _presence(seed, n_patients, names, missing_rate, clinical_missing_rate)
-    timing["latents"] = _time.perf_counter() - t0
+    lap("latents")
     entries = _write_tables(out, lat, present)
-    timing["tables"] = _time.perf_counter() - t0 - sum(timing.values())
-    reports = _reports(seed, lat.ids, lat.text, present["report"])
-    reports.to_csv(out / "reports.csv", index=False, lineterminator="\n")
+    lap("tables")
+    _write_table(_reports(seed, lat.ids, lat.text, present["report"]), out / "reports.csv")
     entries["report"] = {"kind": "text", "path": "reports.csv"}
-    timing["reports"] = _time.perf_counter() - t0 - sum(timing.values())
+    lap("reports")
     if with_images:
         images = _write_images(
             out, seed, lat, present["ct"], image_size, spatial_dims, image_format
         )
-        images.to_csv(out / "images.csv", index=False, lineterminator="\n")
+        _write_table(images, out / "images.csv", "images")
         entries["ct"] = {"kind": "imaging", "path": "images.csv", "spatial_dims": spatial_dims}
-        timing["images"] = _time.perf_counter() - t0 - sum(timing.values())
+        lap("images")
     if with_feature_bags:
-        bags = _write_bags(out, lat.ids, lat.bags, present["wsi"])
-        bags.to_csv(out / "bags.csv", index=False, lineterminator="\n")
+        _write_table(_write_bags(out, lat.ids, lat.bags, present["wsi"]), out / "bags.csv", "bags")
         entries["wsi"] = {"kind": "feature_bag", "path": "bags.csv"}
-        timing["bags"] = _time.perf_counter() - t0 - sum(timing.values())
+        lap("bags")
     manifest = out / "cohort.yaml"
     manifest.write_text(yaml.safe_dump(_manifest(seed, entries), sort_keys=False))
-    timing["total"] = _time.perf_counter() - t0
+    timing["total"] = _time.perf_counter() - start
     logger.info(
         "synthetic cohort of %d patients written to %s in %.2f s", n_patients, out, timing["total"]
     )

@@ -1,0 +1,386 @@
+"""The cohort: a patient table with outcomes plus modality sources, joined by ``patient_id``.
+
+Conventions (see :mod:`multimodal.types`): ``time`` float >= 0, ``event`` bool (True = event
+observed), converted once here at the data boundary. A patient missing a modality is normal.
+Row numbers in messages count the header as row 1 (the first patient is row 2).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multimodal.data.manifest import (
+    Manifest,
+    Problems,
+    coerce_column,
+    load_manifest,
+    load_schema,
+    read_table,
+)
+from multimodal.data.sources import (
+    ModalitySource,
+    build_source,
+    check_patient_ids,
+    check_required_columns,
+)
+from multimodal.data.splits import Fold, read_fold_files, stratified_folds
+from multimodal.exceptions import DataError, MultimodalError, SchemaError
+from multimodal.registry import did_you_mean
+
+__all__ = ["ALL_MODALITIES", "Cohort", "locate_cohort", "parse_patients"]
+
+log = logging.getLogger(__name__)
+
+#: Name of the coverage row counting patients that have every modality.
+ALL_MODALITIES = "all_modalities"
+
+_MANIFEST_NAMES = ("cohort.yaml", "cohort.yml", "cohort.json", "manifest.yaml", "manifest.yml")
+
+
+def _endpoint_dtype(values: pd.Series, kind: str) -> pd.Series:
+    if kind == "boolean":
+        return values.astype(bool) if values.notna().all() else values.astype("boolean")
+    if kind == "integer":
+        return values.astype("int64") if values.notna().all() else values.astype("Int64")
+    return values.astype(float)
+
+
+def parse_patients(frame: pd.DataFrame, label: str, problems: Problems) -> pd.DataFrame | None:
+    """Check and convert a patient table (``data_schemas/patient_table.schema.json``).
+
+    Returns
+    -------
+    DataFrame indexed by patient_id (str): ``time`` float, ``event`` bool, and when present
+    ``event_type`` int, ``pfs_time``/``dss_time`` float, ``pfs_event``/``dss_event`` bool
+    (nullable ``boolean`` when some patients lack the endpoint), ``site`` str; other columns are
+    kept as metadata. None when required columns are missing. Bad cells are reported to
+    ``problems`` (and become NaN).
+    """
+    schema = load_schema("patient_table")
+    if not check_required_columns(frame, "patient_table", label, problems):
+        return None
+    frame = check_patient_ids(frame, label, None, problems, unique=True)
+    out = pd.DataFrame(index=pd.Index(frame["patient_id"].astype(str), name="patient_id"))
+    kinds = {}
+    for col, prop in schema["properties"].items():
+        if col == "patient_id" or col not in frame.columns:
+            continue
+        types = {prop["type"]} if isinstance(prop["type"], str) else set(prop["type"])
+        kinds[col] = next(t for t in ("boolean", "integer", "number", "string") if t in types)
+        out[col] = coerce_column(frame, col, prop, label, problems).to_numpy()
+    for time_col, event_col in schema.get("x-paired-columns", []):
+        if (time_col in out) != (event_col in out):
+            have, lack = (time_col, event_col) if time_col in out else (event_col, time_col)
+            problems.error(SchemaError, f"{label}: column {have!r} needs its partner {lack!r}")
+            continue
+        if time_col in out:
+            half = out[time_col].isna() != out[event_col].isna()
+            if half.any():
+                problems.warn(
+                    f"{label}: {int(half.sum())} patient(s) have only one of {time_col}/{event_col}; "
+                    "their endpoint is treated as unknown"
+                )
+                out.loc[half, [time_col, event_col]] = np.nan
+    if "event" in out and out["event"].notna().all() and not out["event"].astype(bool).any():
+        problems.error(
+            DataError,
+            f"{label}: no patient has event = 1; survival models need observed events "
+            "(is the column a censoring flag? then event = 1 - censorship)",
+        )
+    for col, kind in kinds.items():
+        # required columns with bad cells (already reported) keep NaN instead of failing here
+        if kind != "string" and (col not in schema["required"] or out[col].notna().all()):
+            out[col] = _endpoint_dtype(out[col], kind)
+    extra = [c for c in frame.columns if c not in out.columns and c != "patient_id"]
+    for col in extra:
+        out[col] = frame[col].to_numpy()
+    return out
+
+
+def locate_cohort(path: str | Path) -> tuple[str, Path]:
+    """Tell what ``path`` is: ``("manifest", file)`` or ``("tcga", folder)``.
+
+    A folder is a manifest cohort when it holds one of ``cohort.yaml``, ``cohort.yml``,
+    ``cohort.json``, ``manifest.yaml``, ``manifest.yml``, else a TCGA folder when it holds
+    ``clinical.csv``.
+    """
+    path = Path(path)
+    if path.is_file():
+        return "manifest", path
+    if path.is_dir():
+        for name in _MANIFEST_NAMES:
+            if (path / name).is_file():
+                return "manifest", path / name
+        if (path / "clinical.csv").is_file():
+            return "tcga", path
+        raise DataError(
+            f"{path} is a folder without a manifest ({', '.join(_MANIFEST_NAMES)}) "
+            "and is not a TCGA folder (no clinical.csv)"
+        )
+    raise DataError(f"cohort {path} not found; give a manifest file or a TCGA folder")
+
+
+def _load_from_manifest(path: Path, problems: Problems) -> Cohort | None:
+    """Build a cohort from a manifest, adding every problem to ``problems``."""
+    manifest = load_manifest(path, problems)
+    patients = None
+    ppath = manifest.patients["path"]
+    plabel = manifest.relative(ppath)
+    try:
+        patients = parse_patients(read_table(ppath, plabel), plabel, problems)
+    except MultimodalError as exc:
+        problems.error(type(exc), str(exc))
+    known = patients.index if patients is not None else None
+    sources: dict[str, ModalitySource] = {}
+    for name, spec in manifest.modalities.items():
+        label = manifest.relative(spec["path"])
+        try:
+            frame = read_table(spec["path"], label)
+        except MultimodalError as exc:
+            problems.error(type(exc), str(exc))
+            continue
+        source = build_source(name, frame, spec, label, problems, known, spec["path"].parent)
+        if source is not None:
+            sources[name] = source
+    if patients is None:
+        return None
+    return Cohort(
+        patients,
+        sources,
+        name=manifest.name,
+        root=manifest.root,
+        folds_dir=manifest.folds_dir,
+        manifest=manifest,
+    )
+
+
+class Cohort:
+    """Patients with outcomes and their modality sources.
+
+    Parameters
+    ----------
+    patients : DataFrame indexed by patient_id (str) with ``time`` (float) and ``event`` (bool).
+    sources : modality name -> :class:`~multimodal.data.sources.ModalitySource`.
+    name : cohort name.
+    root : folder that fold names resolve against (manifest folder or TCGA folder).
+    folds_dir : default fold-file folder (manifest ``splits.folds_dir`` or TCGA ``splits_name``).
+    known_ids : every patient id the cohort was loaded with (kept through :meth:`subset` so that
+        fold files may name excluded patients).
+
+    Examples
+    --------
+    >>> cohort = Cohort.load("cohort.yaml")                     # doctest: +SKIP
+    >>> cohort.coverage()                                       # doctest: +SKIP
+    >>> for fold in cohort.folds(k=5, seed=0): ...              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        patients: pd.DataFrame,
+        sources: dict[str, ModalitySource] | None = None,
+        name: str = "cohort",
+        root: Path | None = None,
+        folds_dir: Path | None = None,
+        known_ids: Iterable[str] | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.patients = patients
+        self.sources = dict(sources or {})
+        self.name = name
+        self.root = Path(root) if root is not None else None
+        self.folds_dir = Path(folds_dir) if folds_dir is not None else None
+        self.known_ids = pd.Index(list(known_ids) if known_ids is not None else patients.index)
+        self.manifest = manifest
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def from_manifest(cls, path: str | Path) -> Cohort:
+        """Load a cohort manifest (YAML/JSON, ``data_schemas/cohort_manifest.schema.json``).
+
+        Raises
+        ------
+        SchemaError, DataError, LeakageError
+            With every problem found, one per line (:func:`multimodal.data.validate` returns
+            them as a report instead).
+        """
+        problems = Problems()
+        cohort = _load_from_manifest(Path(path), problems)
+        problems.raise_if_any()
+        if cohort is None:  # pragma: no cover - a missing patient table is always an error
+            raise DataError(f"{path}: no patient table")
+        return cohort
+
+    @classmethod
+    def from_tcga(
+        cls,
+        folder: str | Path,
+        splits_name: str | None = None,
+        clinical_numeric: Iterable[str] = ("age",),
+        clinical_categorical: Iterable[str] = ("sex", "stage"),
+    ) -> Cohort:
+        """Load a TCGA cancer folder (``shared/data/tcga/<cancer>/``); see :mod:`multimodal.data.tcga`.
+
+        Parameters
+        ----------
+        folder : the cancer's folder (clinical.csv, genomics.csv.gz, reports*.csv, splits/).
+        splits_name : fold set under ``splits/`` (e.g. ``"survpath_5fold"``): restricts the cohort
+            to its patients and makes it the default of :meth:`folds`.
+        clinical_numeric, clinical_categorical : clinical.csv columns used as covariates
+            (outcome columns are refused with :class:`LeakageError`).
+        """
+        from multimodal.data.tcga import load_tcga
+
+        problems = Problems()
+        cohort = load_tcga(folder, splits_name, clinical_numeric, clinical_categorical, problems)
+        problems.raise_if_any()
+        return cohort
+
+    @classmethod
+    def load(cls, path: str | Path) -> Cohort:
+        """Load a manifest file, a folder holding ``cohort.yaml`` (or ``.yml``/``.json``), or a
+        TCGA cancer folder (``clinical.csv`` with ``survival_months``, no manifest)."""
+        kind, target = locate_cohort(path)
+        return cls.from_tcga(target) if kind == "tcga" else cls.from_manifest(target)
+
+    # ----------------------------------------------------------------------------- views
+    @property
+    def modalities(self) -> list[str]:
+        """Modality names, in manifest order."""
+        return list(self.sources)
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def __repr__(self) -> str:
+        return (
+            f"Cohort(name={self.name!r}, patients={len(self)}, "
+            f"events={int(self.patients['event'].sum())}, modalities={self.modalities})"
+        )
+
+    def availability(self) -> pd.DataFrame:
+        """Bool DataFrame (n_patients, n_modalities): True = the patient has the modality."""
+        index = self.patients.index
+        data = {m: index.isin(s.patient_ids) for m, s in self.sources.items()}
+        return pd.DataFrame(data, index=index, columns=self.modalities, dtype=bool)
+
+    def coverage(self) -> pd.DataFrame:
+        """Per-modality coverage.
+
+        Returns
+        -------
+        DataFrame indexed by modality, plus a last row ``"all_modalities"`` (patients having every
+        modality), with columns ``kind``, ``n_patients``, ``fraction`` (of the cohort) and
+        ``n_events`` (events among those patients).
+        """
+        avail = self.availability()
+        event = self.patients["event"].astype(bool).to_numpy()
+        n = max(len(self.patients), 1)
+        rows = []
+        columns = {m: (s.kind, avail[m].to_numpy()) for m, s in self.sources.items()}
+        columns[ALL_MODALITIES] = ("", avail.all(axis=1).to_numpy())
+        for m, (kind, has) in columns.items():
+            rows.append(
+                {
+                    "modality": m,
+                    "kind": kind,
+                    "n_patients": int(has.sum()),
+                    "fraction": float(has.sum() / n),
+                    "n_events": int((has & event).sum()),
+                }
+            )
+        return pd.DataFrame(rows).set_index("modality")
+
+    # ----------------------------------------------------------------------------- selection
+    def subset(self, ids: Iterable[str]) -> Cohort:
+        """A cohort of the given patients (cohort order kept); unknown ids raise DataError."""
+        wanted = pd.Index([str(i) for i in ids]).unique()
+        unknown = wanted[~wanted.isin(self.patients.index)]
+        if len(unknown):
+            raise DataError(
+                f"subset: {len(unknown)} id(s) are not cohort patients (e.g. {', '.join(unknown[:5])})"
+            )
+        keep = self.patients.index.isin(wanted)
+        patients = self.patients[keep]
+        sources = {m: s.subset(patients.index) for m, s in self.sources.items()}
+        return Cohort(
+            patients, sources, self.name, self.root, self.folds_dir, self.known_ids, self.manifest
+        )
+
+    def filter(self, fn: Callable[[pd.DataFrame], Any]) -> Cohort:
+        """Keep the patients for which ``fn(patients)`` is True.
+
+        ``fn`` receives the whole patient table and returns a boolean mask of length
+        n_patients (vectorised), e.g. ``cohort.filter(lambda p: p["site"] != "B")``.
+        """
+        mask = np.asarray(fn(self.patients))
+        if mask.dtype != bool or mask.shape != (len(self.patients),):
+            raise TypeError(
+                f"filter: fn must return a boolean mask of shape ({len(self.patients)},), "
+                f"got dtype {mask.dtype} shape {mask.shape}"
+            )
+        return self.subset(self.patients.index[mask])
+
+    # ----------------------------------------------------------------------------- folds
+    def _resolve_split(self, name: str) -> Path:
+        bases = [b for b in (self.folds_dir, self.root) if b is not None]
+        candidates = []
+        for base in bases:
+            candidates += [base / name, base / "splits" / name, base.parent / name]
+        for c in candidates:
+            if c.is_dir():
+                return c
+        available = sorted(
+            p.name
+            for base in bases
+            for d in (base, base / "splits")
+            if d.is_dir()
+            for p in d.iterdir()
+            if p.is_dir()
+        )
+        raise DataError(
+            f"split {name!r} not found (looked in {', '.join(map(str, candidates)) or 'nowhere'})."
+            f"{did_you_mean(name, available)} Available: {', '.join(available) or 'none'}"
+        )
+
+    def folds(
+        self,
+        k: int | None = None,
+        seed: int = 0,
+        group_by: str | None = None,
+        *,
+        split_dir: str | Path | None = None,
+        name: str | None = None,
+    ) -> list[Fold]:
+        """Cross-validation folds.
+
+        Parameters
+        ----------
+        k : number of stratified folds (default 5). When neither ``k``, ``split_dir`` nor ``name``
+            is given and the cohort has default fold files (manifest ``splits.folds_dir`` or
+            ``from_tcga(splits_name=...)``), those are used.
+        seed : shuffling seed of the stratified split.
+        group_by : patient-table column (e.g. ``"site"``) whose groups stay in one val fold.
+        split_dir : folder of ``fold_<k>.csv`` files (patient_id, split in {train, val}).
+        name : fold set name, looked up under the cohort's ``splits/`` folder
+            (e.g. ``"porpoise_mcat_5fold"``).
+
+        Returns
+        -------
+        list[Fold] -- ``Fold(index, train_ids, val_ids)``; train and val never overlap
+        (:class:`LeakageError` otherwise).
+        """
+        if split_dir is not None and name is not None:
+            raise ValueError("give split_dir or name, not both")
+        if name is not None:
+            split_dir = self._resolve_split(name)
+        if split_dir is None and k is None and self.folds_dir is not None:
+            split_dir = self.folds_dir
+        if split_dir is not None:
+            return read_fold_files(split_dir, self.patients.index, self.known_ids)
+        return stratified_folds(self.patients, 5 if k is None else k, seed, group_by)
