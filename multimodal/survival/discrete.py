@@ -64,7 +64,9 @@ def make_time_grid(
     t = np.asarray(time, dtype=float).reshape(-1)
     e = np.asarray(event).reshape(-1).astype(bool)
     if t.shape != e.shape or t.size == 0:
-        raise ValueError(f"time and event must be non-empty with equal length; got {t.size}, {e.size}")
+        raise ValueError(
+            f"time and event must be non-empty with equal length; got {t.size}, {e.size}"
+        )
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1; got {n_bins}")
     if (t < 0).any() or not np.isfinite(t).all():
@@ -82,7 +84,9 @@ def make_time_grid(
     inner = np.quantile(t[e], np.linspace(0, 1, n_bins + 1)[1:-1])
     cuts = np.unique(np.concatenate([[0.0], inner[(inner > 0) & (inner < t_max)], [t_max]]))
     if len(cuts) - 1 < n_bins:
-        logger.info("time grid: %d intervals instead of %d (tied quantiles merged)", len(cuts) - 1, n_bins)
+        logger.info(
+            "time grid: %d intervals instead of %d (tied quantiles merged)", len(cuts) - 1, n_bins
+        )
     return cuts
 
 
@@ -103,7 +107,9 @@ def discretize(
     t = torch.as_tensor(time).reshape(-1).double()
     c = torch.as_tensor(np.asarray(cuts, dtype=float), device=t.device)
     if c.dim() != 1 or c.shape[0] < 2 or bool((c[1:] <= c[:-1]).any()):
-        raise ValueError("cuts must be strictly increasing with at least 2 values (see make_time_grid)")
+        raise ValueError(
+            "cuts must be strictly increasing with at least 2 values (see make_time_grid)"
+        )
     idx = torch.searchsorted(c, t, side="left") - 1
     idx = idx.clamp(0, c.shape[0] - 2)
     return idx.long(), torch.as_tensor(event, device=t.device).reshape(-1).bool()
@@ -118,11 +124,15 @@ def _prepare(logits: torch.Tensor, idx: torch.Tensor, event: torch.Tensor, n_int
             f"got {idx.shape[0]} and {event.shape[0]}"
         )
     if bool((idx < 0).any()) or bool((idx >= n_intervals).any()):
-        raise ValueError(f"idx must lie in [0, {n_intervals - 1}]; use discretize(time, event, cuts)")
+        raise ValueError(
+            f"idx must lie in [0, {n_intervals - 1}]; use discretize(time, event, cuts)"
+        )
     return idx, event
 
 
-def logistic_hazard_nll(logits: torch.Tensor, idx: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
+def logistic_hazard_nll(
+    logits: torch.Tensor, idx: torch.Tensor, event: torch.Tensor
+) -> torch.Tensor:
     """Negative log-likelihood of the logistic-hazard model (Kvamme & Borgan 2019; Tutz & Schmid).
 
     Parameters

@@ -50,7 +50,9 @@ HEADS: Registry[type[SurvivalHead]] = Registry("head")
 
 
 def _times_tensor(times: Any, like: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(times, dtype=float) if not isinstance(times, torch.Tensor) else times)
+    t = torch.as_tensor(
+        np.asarray(times, dtype=float) if not isinstance(times, torch.Tensor) else times
+    )
     return t.reshape(-1).to(device=like.device, dtype=torch.float64)
 
 
@@ -148,7 +150,9 @@ class CoxHead(SurvivalHead):
         for name in ("baseline_times", "baseline_cumhaz"):
             key = prefix + name
             if key in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[key], device=self.baseline_times.device))
+                setattr(
+                    self, name, torch.empty_like(state_dict[key], device=self.baseline_times.device)
+                )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -198,7 +202,9 @@ class DiscreteTimeHead(SurvivalHead):
 
     def survival(self, outputs: torch.Tensor, times: Any) -> torch.Tensor:
         s = self.grid_survival(outputs.detach())
-        return interpolate_survival(self.cuts, s, _times_tensor(times, s), self.interpolation).float()
+        return interpolate_survival(
+            self.cuts, s, _times_tensor(times, s), self.interpolation
+        ).float()
 
     def risk(self, outputs: torch.Tensor) -> torch.Tensor:
         s = self.grid_survival(outputs)
@@ -282,7 +288,9 @@ class DeepHitHead(DiscreteTimeHead):
 
     def loss(self, outputs, time, event, event_type=None) -> torch.Tensor:
         idx, e = self._idx(outputs, time, event)
-        return deephit_loss(outputs[:, None, :], idx, e.long(), self.alpha, self.sigma, self.ranking)
+        return deephit_loss(
+            outputs[:, None, :], idx, e.long(), self.alpha, self.sigma, self.ranking
+        )
 
     def grid_survival(self, outputs: torch.Tensor) -> torch.Tensor:
         return _pmf_grid_survival(outputs[:, None, :])
@@ -341,7 +349,9 @@ class DeepHitCompetingHead(DiscreteTimeHead):
         """CIF of each cause at ``times``: (B, K, len(times)), non-decreasing in time."""
         f = self.grid_cif(outputs.detach())
         # interpolate 1 - F (a survival-like curve) with the same rule as survival()
-        g = 1.0 - interpolate_survival(self.cuts, 1.0 - f, _times_tensor(times, f), self.interpolation)
+        g = 1.0 - interpolate_survival(
+            self.cuts, 1.0 - f, _times_tensor(times, f), self.interpolation
+        )
         return g.float()
 
     def cause_risk(self, outputs: torch.Tensor, cause: int) -> torch.Tensor:

@@ -61,7 +61,9 @@ def _check(time, event, risk=None) -> tuple[np.ndarray, ...]:
         return t, e
     r = _np(risk).reshape(-1)
     if r.shape != t.shape:
-        raise ValueError(f"risk has {r.size} values but time has {t.size}; pass one risk per patient")
+        raise ValueError(
+            f"risk has {r.size} values but time has {t.size}; pass one risk per patient"
+        )
     if not np.isfinite(r).all():
         bad = int(np.flatnonzero(~np.isfinite(r))[0])
         raise ValueError(f"risk[{bad}] is {r[bad]}; risks must be finite (check the model outputs)")
@@ -264,14 +266,27 @@ def td_auc(train_time, train_event, time, event, risk, times, outside: Outside =
     keep = check_eval_times(tt, t, tr_t, outside, "td_auc")
     if r.ndim == 2:
         r = r[:, keep]
-    auc, mean_auc = cumulative_dynamic_auc(_structured(tr_t, tr_e), _structured(t, e), r, tt[keep])
+    tt = tt[keep]
+    t = _truncate_after(t, float(tt.max()))
+    auc, mean_auc = cumulative_dynamic_auc(_structured(tr_t, tr_e), _structured(t, e), r, tt)
     return np.asarray(auc, dtype=float), float(mean_auc)
+
+
+def _truncate_after(t: np.ndarray, last: float) -> np.ndarray:
+    """Move test times beyond the last evaluation time just past it.
+
+    Exact for Brier/AUC at times <= ``last`` (those patients are controls at every evaluation time),
+    and it keeps sksurv from evaluating the training censoring distribution beyond its support.
+    """
+    return np.where(t > last, np.nextafter(last, np.inf), t)
 
 
 def _survival_matrix(survival, n: int, n_times: int) -> np.ndarray:
     s = _np(survival)
     if s.shape != (n, n_times):
-        raise ValueError(f"survival must have shape (n_patients, n_times) = ({n}, {n_times}); got {s.shape}")
+        raise ValueError(
+            f"survival must have shape (n_patients, n_times) = ({n}, {n_times}); got {s.shape}"
+        )
     if (s < -1e-9).any() or (s > 1 + 1e-9).any() or not np.isfinite(s).all():
         raise ValueError("survival must hold probabilities in [0, 1]")
     return np.clip(s, 0.0, 1.0)
@@ -298,6 +313,7 @@ def brier_score(
     tt = _np(times).reshape(-1)
     s = _survival_matrix(survival, t.size, tt.size)
     keep = check_eval_times(tt, t, tr_t, outside, "brier_score")
+    t = _truncate_after(t, float(tt[keep].max()))
     out_t, scores = _sk_brier(_structured(tr_t, tr_e), _structured(t, e), s[:, keep], tt[keep])
     return np.asarray(out_t, dtype=float), np.asarray(scores, dtype=float)
 
@@ -317,7 +333,10 @@ def integrated_brier_score(
     s = _survival_matrix(survival, t.size, tt.size)
     keep = check_eval_times(tt, t, tr_t, outside, "integrated_brier_score")
     if keep.sum() < 2:
-        raise ValueError("integrated_brier_score needs at least 2 evaluation times inside follow-up")
+        raise ValueError(
+            "integrated_brier_score needs at least 2 evaluation times inside follow-up"
+        )
+    t = _truncate_after(t, float(tt[keep].max()))
     return float(_sk_ibs(_structured(tr_t, tr_e), _structured(t, e), s[:, keep], tt[keep]))
 
 
