@@ -1,0 +1,112 @@
+"""Genomics and clinical preprocessors: fitted on training rows only, JSON state round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multimodal.encoders.clinical import ClinicalPreprocessor
+from multimodal.encoders.genomics import GenomicsPreprocessor
+from multimodal.exceptions import DataError, LeakageError
+
+
+@pytest.fixture
+def genomics():
+    rng = np.random.default_rng(0)
+    cols = [f"g{i}" for i in range(6)]
+    x = rng.normal(size=(10, 6)) * np.array([0.1, 5, 0.05, 3, 2, 1])
+    df = pd.DataFrame(x, columns=cols, index=[f"p{i}" for i in range(10)])
+    df["g5"] = 7.0  # constant -> dropped
+    df.loc["p1", "g0"] = np.nan
+    return df.iloc[:7], df.iloc[7:] + 100.0  # val rows shifted: must not affect the fit
+
+
+def test_genomics_fit_on_train_only(genomics):
+    train, val = genomics
+    groups = {"a": ["g0", "g1"], "b": ["g2"], "c": ["g3", "g4", "g5"]}
+    prep = GenomicsPreprocessor(max_features=3, groups=groups).fit(train)
+    assert prep.feature_names_ == ["g1", "g3", "g4"]  # top-3 variance, original order
+    assert prep.groups_ == {"a": [0], "c": [1, 2]}  # "b" lost its only feature
+    z_train = prep.transform(train)
+    assert z_train.dtype == np.float32 and z_train.shape == (7, 3)
+    np.testing.assert_allclose(z_train.mean(0), 0, atol=1e-5)
+    z_val = prep.transform(val)
+    assert (z_val > 5).all()  # scaled with the training statistics, not re-centred
+    spec = prep.spec()
+    assert spec.in_features == 3 and spec.groups == [[0], [1, 2]]
+
+
+def test_genomics_median_imputation_and_state(genomics):
+    train, val = genomics
+    prep = GenomicsPreprocessor(selection="mad").fit(train)
+    med = train["g0"].median()
+    row = pd.DataFrame([[np.nan] * 5], columns=prep.feature_names_)
+    z = prep.transform(row)
+    assert np.isfinite(z).all()
+    assert z[0, 0] == pytest.approx((med - prep.mean_[0]) / prep.std_[0], rel=1e-5)
+    state = json.loads(json.dumps(prep.state_dict()))
+    again = GenomicsPreprocessor.from_state(state)
+    np.testing.assert_array_equal(again.transform(val), prep.transform(val))
+    # a table lacking a column: imputed as missing
+    assert np.isfinite(prep.transform(val.drop(columns=["g3"]))).all()
+
+
+def test_genomics_errors(genomics):
+    train, _ = genomics
+    with pytest.raises(LeakageError, match="survival_months"):
+        GenomicsPreprocessor().fit(train.assign(survival_months=1.0))
+    with pytest.raises(DataError, match="missing or constant"):
+        GenomicsPreprocessor().fit(pd.DataFrame({"a": [1.0, 1.0], "b": [np.nan, np.nan]}))
+
+
+@pytest.fixture
+def clinical():
+    train = pd.DataFrame(
+        {
+            "age": [50.0, 60.0, np.nan, 70.0],
+            "stage": ["I", "II", None, "II"],
+            "sex": ["F", "M", "F", "F"],
+        },
+        index=["a", "b", "c", "d"],
+    )
+    val = pd.DataFrame({"age": [1000.0, np.nan], "stage": ["IV", "I"], "sex": [np.nan, "M"]})
+    return train, val
+
+
+def test_clinical_fit_on_train_only(clinical):
+    train, val = clinical
+    prep = ClinicalPreprocessor(numeric=["age"], categorical=["stage", "sex"]).fit(train)
+    assert prep.n_numeric == 1 and prep.cardinalities == [3, 3]
+    assert prep.feature_names == ["age"]
+    out = prep.transform(val)
+    assert set(out) == {"numeric", "numeric_missing", "categorical"}
+    assert out["numeric"].dtype == np.float32 and out["categorical"].dtype == np.int64
+    mean, sd = 60.0, np.std([50.0, 60.0, 70.0])
+    assert out["numeric"][0, 0] == pytest.approx((1000 - mean) / sd)
+    assert out["numeric"][1, 0] == 0.0 and out["numeric_missing"][:, 0].tolist() == [0.0, 1.0]
+    # unseen level "IV" and missing sex -> 0; "I" -> 1, "M" -> 2
+    assert out["categorical"].tolist() == [[0, 0], [1, 2]]
+    assert prep.design_names() == [
+        "age", "stage=<unknown>", "stage=I", "stage=II", "sex=<unknown>", "sex=F", "sex=M",
+    ]  # fmt: skip
+
+
+def test_clinical_state_round_trip(clinical):
+    train, val = clinical
+    prep = ClinicalPreprocessor(numeric=["age"], categorical=["stage", "sex"]).fit(train)
+    again = ClinicalPreprocessor.from_state(json.loads(json.dumps(prep.state_dict())))
+    a, b = prep.transform(val), again.transform(val)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert again.spec() == prep.spec()
+
+
+def test_clinical_errors(clinical):
+    train, _ = clinical
+    with pytest.raises(LeakageError, match="event"):
+        ClinicalPreprocessor(numeric=["event"])
+    with pytest.raises(DataError, match="grade"):
+        ClinicalPreprocessor(categorical=["grade"]).fit(train)
