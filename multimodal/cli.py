@@ -32,9 +32,16 @@ app = typer.Typer(
 log = logging.getLogger("multimodal")
 
 
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"  # torchrun: only rank 0 reports
+
+
 def _setup_logging(verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=level if _is_main_process() else logging.WARNING,
         format="%(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
@@ -129,6 +136,8 @@ def train(
     if cohort:
         overrides = [*overrides, f"data.cohort={cohort}"]
     result = run_train(config, out=out, overrides=list(overrides))
+    if not _is_main_process():
+        return
     m = result.metrics
     typer.echo(_metrics_line(m))
     typer.echo(f"run folder: {result.run_dir}")

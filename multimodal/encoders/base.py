@@ -101,6 +101,7 @@ def make_mlp(
     final_act: bool = True,
 ) -> nn.Sequential:
     """Linear -> act -> dropout blocks; ``final_act`` adds act + dropout after the last layer too."""
+    hidden = (hidden,) if isinstance(hidden, int) else hidden  # `hidden: 64` in YAML
     dims = [int(in_features), *map(int, hidden), int(out_features)]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(dims)):

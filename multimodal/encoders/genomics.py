@@ -38,6 +38,7 @@ def snn_block(in_features: int, out_features: int, dropout: float) -> nn.Sequent
 
 
 def _snn(in_features: int, hidden: Sequence[int], out_dim: int, dropout: float) -> nn.Sequential:
+    hidden = (hidden,) if isinstance(hidden, int) else hidden  # `hidden: 64` in YAML
     dims = [int(in_features), *map(int, hidden), int(out_dim)]
     return nn.Sequential(*(snn_block(a, b, dropout) for a, b in itertools.pairwise(dims)))
 

@@ -53,9 +53,13 @@ def gather_cat(tensor: torch.Tensor, with_grad: bool = False) -> torch.Tensor:
     pad = max(sizes) - tensor.shape[0]
     padded = torch.cat([tensor, tensor.new_zeros((pad, *tensor.shape[1:]))]) if pad else tensor
     if with_grad:
+        import warnings
+
         from torch.distributed.nn.functional import all_gather
 
-        parts = all_gather(padded)
+        with warnings.catch_warnings():  # deprecated in favour of a private API; still correct
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = all_gather(padded)
     else:
         parts = [torch.zeros_like(padded) for _ in range(world_size())]
         dist.all_gather(parts, padded)

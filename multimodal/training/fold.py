@@ -115,7 +115,7 @@ def run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx: PreprocessContext, ti
     es_data = train_data.subset(es_idx) if len(es_idx) else fit_data
     cuts = None
     if cfg.head.name != "cox":
-        from multimodal.survival.losses import make_time_grid
+        from multimodal.survival.discrete import make_time_grid
 
         cuts = [float(c) for c in make_time_grid(fit_data.time, fit_data.event, n_bins=cfg.head.n_bins)]
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)

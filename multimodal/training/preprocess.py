@@ -25,6 +25,7 @@ from multimodal.types import Batch, InputSpec
 
 __all__ = [
     "PIPELINES",
+    "default_cache_dir",
     "FoldData",
     "ModalityPipeline",
     "PreprocessContext",
@@ -154,34 +155,46 @@ class GenomicsPipeline(ModalityPipeline):
         return self
 
 
+def default_cache_dir() -> Path:
+    """``$MULTIMODAL_CACHE`` or ``~/.cache/multimodal``: text and frozen-image embeddings."""
+    import os
+
+    return Path(os.environ.get("MULTIMODAL_CACHE", Path.home() / ".cache" / "multimodal"))
+
+
 @PIPELINES.register("text")
 class TextPipeline(ModalityPipeline):
-    """Frozen transformer embeddings of the report text (computed once, cached on disk)."""
+    """Report text: frozen transformer embeddings (cached on disk), or token ids for fine-tuning.
+
+    A patient whose report text is empty counts as missing the modality.
+    """
 
     kind = "text"
     TOKEN_ENCODERS: ClassVar[set[str]] = {"text_chunks"}
+    TOKENIZED_ENCODERS: ClassVar[set[str]] = {"text_transformer"}
 
     def _embedder(self):
         from multimodal.encoders.text import TextEmbedder
 
         key = f"text-embedder:{self.ctx.text_model}:{self.ctx.text_max_length}"
         if key not in self.ctx.memo:
+            cache = self.ctx.cache_dir or default_cache_dir()
             self.ctx.memo[key] = TextEmbedder(
-                self.ctx.text_model,
-                max_length=self.ctx.text_max_length,
-                cache_dir=self.ctx.cache_dir,
+                self.ctx.text_model, max_length=self.ctx.text_max_length, cache_dir=cache / "text"
             )
         return self.ctx.memo[key]
 
     def transform(self, source: Any, ids: list[str]) -> ModalityStore:
         texts = source.texts()
+        texts = texts[texts.fillna("").astype(str).str.strip().str.len() > 0]
         present = _present(texts.index, ids)
         chosen = [i for i, p in zip(ids, present) if p]
-        tokens = self.encoder in self.TOKEN_ENCODERS
+        if self.encoder in self.TOKENIZED_ENCODERS:
+            return self._tokenized(texts, ids, chosen, present)
         embedder = self._embedder()
-        if tokens:
-            chunks = embedder.embed_chunks([texts[i] for i in chosen])
-            dim = int(chunks[0].shape[1]) if chunks else embedder.dim
+        if self.encoder in self.TOKEN_ENCODERS:
+            chunks = embedder.embed_chunks([texts[i] for i in chosen]) if chosen else []
+            dim = int(embedder.dim)
             by_id = dict(zip(chosen, chunks))
             values = [
                 torch.as_tensor(by_id[i], dtype=torch.float32) if i in by_id else torch.zeros(0, dim)
@@ -189,11 +202,29 @@ class TextPipeline(ModalityPipeline):
             ]
             spec = InputSpec(kind="text", in_features=dim, tokens=True)
             return TokenStore(spec=spec, present=present, values=values)
-        emb = embedder.embed([texts[i] for i in chosen]) if chosen else np.zeros((0, embedder.dim))
-        x = np.zeros((len(ids), emb.shape[1] if len(emb) else embedder.dim), dtype=np.float32)
-        x[present] = emb
-        spec = InputSpec(kind="text", in_features=x.shape[1])
+        dim = int(embedder.dim)
+        x = np.zeros((len(ids), dim), dtype=np.float32)
+        if chosen:
+            x[present] = embedder.embed([texts[i] for i in chosen])
+        spec = InputSpec(kind="text", in_features=dim)
         return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
+
+    def _tokenized(self, texts: pd.Series, ids: list[str], chosen: list[str], present: np.ndarray) -> DictStore:
+        from multimodal.encoders.text import TextTokenizer
+
+        tok = TextTokenizer(self.ctx.text_model, max_length=self.ctx.text_max_length)
+        enc = tok([texts[i] for i in chosen] or [""])
+        length = enc["input_ids"].shape[1]
+        values = {
+            "input_ids": torch.zeros(len(ids), length, dtype=torch.long),
+            "attention_mask": torch.zeros(len(ids), length, dtype=torch.long),
+        }
+        values["attention_mask"][:, 0] = 1  # placeholder rows stay finite; masked out downstream
+        rows = torch.from_numpy(np.flatnonzero(present))
+        if len(rows):
+            values["input_ids"][rows] = enc["input_ids"]
+            values["attention_mask"][rows] = enc["attention_mask"]
+        return DictStore(spec=InputSpec(kind="text"), present=present, values=values)
 
     def state(self) -> dict[str, Any]:
         return {"text_model": self.ctx.text_model, "max_length": self.ctx.text_max_length}

@@ -150,7 +150,7 @@ def _write_config(run_dir: Path, cfg: Config, cohort: Any, modalities: list[str]
     resolved["_meta"] = {
         "package_version": multimodal.__version__,
         "git_sha": ckpt.git_sha(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "seed": cfg.train.seed,
         "modalities": modalities,
         "data_fingerprint": ckpt.data_fingerprint(cohort, modalities),
