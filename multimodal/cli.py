@@ -17,7 +17,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -92,21 +91,30 @@ def synth(
     missing_rate: float = typer.Option(0.2, "--missing-rate", min=0.0, max=0.95),
     image_size: int = typer.Option(64, "--image-size", min=8),
     spatial_dims: int = typer.Option(3, "--spatial-dims", min=2, max=3),
-    feature_bags: bool = typer.Option(False, "--feature-bags", help="Also write bags of patch features."),
+    feature_bags: bool = typer.Option(
+        False, "--feature-bags", help="Also write bags of patch features."
+    ),
 ) -> None:
     """Write a synthetic multimodal cohort (manifest + files + ground_truth.csv)."""
     from multimodal.data.synth import generate_cohort
 
     res = generate_cohort(
-        out, n_patients=n_patients, seed=seed, missing_rate=missing_rate, image_size=image_size,
-        spatial_dims=spatial_dims, with_feature_bags=feature_bags,
+        out,
+        n_patients=n_patients,
+        seed=seed,
+        missing_rate=missing_rate,
+        image_size=image_size,
+        spatial_dims=spatial_dims,
+        with_feature_bags=feature_bags,
     )
     typer.echo(f"wrote {res.manifest_path} ({n_patients} patients)")
 
 
 @app.command()
 @_friendly
-def validate(path: Path = typer.Argument(..., help="Cohort manifest or TCGA-style folder.")) -> None:
+def validate(
+    path: Path = typer.Argument(..., help="Cohort manifest or TCGA-style folder."),
+) -> None:
     """Check a cohort; print errors (one per line) and the per-modality coverage table."""
     from multimodal.data.validate import validate as run_validate
 
@@ -126,8 +134,8 @@ def validate(path: Path = typer.Argument(..., help="Cohort manifest or TCGA-styl
 @_friendly
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config (see configs/)."),
-    cohort: Optional[str] = typer.Option(None, "--cohort", help="Manifest or TCGA folder."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder."),
+    cohort: str | None = typer.Option(None, "--cohort", help="Manifest or TCGA folder."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder."),
     overrides: list[str] = typer.Option([], "--set", help="Override: key.sub=value (repeatable)."),
 ) -> None:
     """Train and cross-validate a model; writes metrics.json, predictions.csv, model/."""
@@ -179,7 +187,7 @@ def predict(
     run_dir: Path = typer.Argument(..., help="Run folder written by `multimodal train`."),
     cohort: str = typer.Option(..., "--cohort", help="Manifest or TCGA folder of the patients."),
     out: Path = typer.Option(..., "--out", help="CSV to write."),
-    times: Optional[str] = typer.Option(None, "--times", help="Comma-separated times for S(t)."),
+    times: str | None = typer.Option(None, "--times", help="Comma-separated times for S(t)."),
 ) -> None:
     """Predict risk, survival curves and median survival for a (new) cohort."""
     from multimodal.data.cohort import Cohort
@@ -196,16 +204,22 @@ def predict(
 @app.command()
 @_friendly
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the cohort and the runs."),
+    out: Path = typer.Option(
+        Path("runs/demo"), "--out", help="Folder for the cohort and the runs."
+    ),
     n_patients: int = typer.Option(500, "--n-patients", min=50),
     config: Path = typer.Option(Path("configs/demo.yaml"), "--config"),
-    compare: bool = typer.Option(True, "--compare/--no-compare", help="Also train single-modality models."),
+    compare: bool = typer.Option(
+        True, "--compare/--no-compare", help="Also train single-modality models."
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override: key.sub=value (repeatable)."),
 ) -> None:
     """The main job on built-in data: synthesise a cohort, validate, train fusion, compare."""
     from multimodal.demo import run_demo
 
-    summary = run_demo(out, n_patients=n_patients, config=config, compare=compare, overrides=list(overrides))
+    summary = run_demo(
+        out, n_patients=n_patients, config=config, compare=compare, overrides=list(overrides)
+    )
     typer.echo(summary.table())
     typer.echo(json.dumps(summary.headline(), indent=2))
 

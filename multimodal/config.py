@@ -57,6 +57,8 @@ class DataConfig(_Strict):
     text_model: str | None = None
     """Local path of a Hugging Face text model; default: the bundled all-MiniLM-L6-v2."""
     text_max_length: int = Field(256, ge=16)
+    text_chunking: Literal["sentences", "tokens"] = "sentences"
+    """Reports are embedded per sentence (default) or per overlapping token window, then pooled."""
     cache_dir: str | None = None
     """Embedding cache (text, frozen images); default ``~/.cache/multimodal``."""
 
@@ -95,6 +97,12 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     patience: int = Field(8, ge=1)
     """Epochs without improvement of the early-stopping C-index before stopping."""
+    es_smoothing: int = Field(5, ge=1)
+    """The early-stopping C-index is averaged over this many recent epochs before comparing: a
+    hold-out of a few dozen patients is noisy, and the raw maximum picks lucky epochs."""
+    refit: bool = True
+    """After early stopping has chosen the number of epochs on the held-out part of the training
+    fold, retrain on the whole training fold for that many epochs (same seed) and keep that model."""
     precision: Literal["auto", "32", "bf16", "fp16"] = "auto"
     """``auto``: bf16 autocast on CUDA, float32 elsewhere. The survival loss is always float32."""
     device: str = "auto"
@@ -183,7 +191,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     out = copy.deepcopy(raw)
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.epochs=2)")
+            raise ConfigError(
+                f"override {item!r} is not of the form key=value (e.g. train.epochs=2)"
+            )
         key, value = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
         if not parts:

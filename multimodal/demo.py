@@ -43,7 +43,9 @@ class DemoSummary:
                 f"{r['model']:<22} {','.join(r['modalities']):<34} "
                 f"{r['c_index']:>22.4f} ± {r['c_index_std']:.4f}"
             )
-        lines.append(f"{'ground truth risk':<22} {'(true log-hazard)':<34} {self.ground_truth_c_index:>22.4f}")
+        lines.append(
+            f"{'ground truth risk':<22} {'(true log-hazard)':<34} {self.ground_truth_c_index:>22.4f}"
+        )
         return "\n".join(lines)
 
     def headline(self) -> dict[str, Any]:
@@ -54,7 +56,9 @@ class DemoSummary:
             "fusion_c_index": round(fusion["c_index"], 4),
             "best_single_modality": best_single["model"] if best_single else None,
             "best_single_c_index": round(best_single["c_index"], 4) if best_single else None,
-            "fusion_beats_every_single_modality": all(fusion["c_index"] > r["c_index"] for r in singles),
+            "fusion_beats_every_single_modality": all(
+                fusion["c_index"] > r["c_index"] for r in singles
+            ),
             "ground_truth_c_index": round(self.ground_truth_c_index, 4),
             "gap_to_ground_truth": round(self.ground_truth_c_index - fusion["c_index"], 4),
             "seconds": round(self.seconds, 1),
@@ -65,11 +69,15 @@ class DemoSummary:
 def _ground_truth_c(cohort_dir: Path, predictions: pd.DataFrame) -> float:
     from multimodal.survival.metrics import harrell_c
 
-    gt = pd.read_csv(cohort_dir / "ground_truth.csv", dtype={"patient_id": str}).set_index("patient_id")
+    gt = pd.read_csv(cohort_dir / "ground_truth.csv", dtype={"patient_id": str}).set_index(
+        "patient_id"
+    )
     vals = []
     for _, part in predictions[predictions.split == "val"].groupby("fold"):
         g = gt.loc[part.patient_id]
-        vals.append(harrell_c(g.time.to_numpy(), g.event.to_numpy().astype(bool), g.true_risk.to_numpy()))
+        vals.append(
+            harrell_c(g.time.to_numpy(), g.event.to_numpy().astype(bool), g.true_risk.to_numpy())
+        )
     return float(np.mean(vals))
 
 
@@ -94,7 +102,9 @@ def run_demo(
     manifest = cohort_dir / "cohort.yaml"
     if not manifest.is_file():
         log.info("[1/4] synthesising %d patients into %s", n_patients, cohort_dir)
-        generate_cohort(cohort_dir, n_patients=n_patients, seed=seed, missing_rate=0.2, image_size=image_size)
+        generate_cohort(
+            cohort_dir, n_patients=n_patients, seed=seed, missing_rate=0.2, image_size=image_size
+        )
     log.info("[2/4] validating %s", manifest)
     report = validate(manifest)
     if not report.ok:
@@ -109,12 +119,18 @@ def run_demo(
     if compare:
         log.info("[4/4] training single-modality models on the same folds")
         for m in cohort.modalities:
-            res = train(config, cohort=cohort, out=out / f"only_{m}",
-                        overrides=[*overrides, f"data.modalities=[{m}]"])
+            res = train(
+                config,
+                cohort=cohort,
+                out=out / f"only_{m}",
+                overrides=[*overrides, f"data.modalities=[{m}]"],
+            )
             summary.rows.append(_row(f"only_{m}", res))
     summary.ground_truth_c_index = _ground_truth_c(cohort_dir, fusion.predictions)
     summary.seconds = time.perf_counter() - t0
-    (out / "summary.json").write_text(json.dumps({"rows": summary.rows, **summary.headline()}, indent=2))
+    (out / "summary.json").write_text(
+        json.dumps({"rows": summary.rows, **summary.headline()}, indent=2)
+    )
     return summary
 
 

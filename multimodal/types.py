@@ -70,7 +70,7 @@ class TokenSet:
 
 #: What an encoder receives for one modality: a tensor, a token set, or named tensors
 #: (clinical covariates: ``{"numeric": (B, p), "numeric_missing": (B, p), "categorical": (B, q)}``).
-ModalityInput = Union[torch.Tensor, TokenSet, dict[str, torch.Tensor]]
+ModalityInput = Union[torch.Tensor, TokenSet, dict[str, torch.Tensor]]  # noqa: UP007 - runtime alias
 
 
 def _move(x: ModalityInput, device: torch.device | str, non_blocking: bool) -> ModalityInput:

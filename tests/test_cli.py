@@ -47,10 +47,25 @@ def test_validate_reports_errors_with_exit_1(cohort_dir, tmp_path):
 def test_train_evaluate_predict(cohort_dir, tmp_path):
     run = tmp_path / "run"
     res = invoke(
-        "train", "--config", "configs/demo.yaml", "--cohort", cohort_dir / "cohort.yaml", "--out", run,
-        "--set", "train.epochs=2", "--set", "data.folds=2", "--set", "data.image_size=8",
-        "--set", "train.progress=false", "--set", "eval.bootstrap=0",
-        "--set", "data.modalities=[clinical,genomics,report]",
+        "train",
+        "--config",
+        "configs/demo.yaml",
+        "--cohort",
+        cohort_dir / "cohort.yaml",
+        "--out",
+        run,
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.folds=2",
+        "--set",
+        "data.image_size=8",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "eval.bootstrap=0",
+        "--set",
+        "data.modalities=[clinical,genomics,report]",
     )
     assert res.exit_code == 0, res.output
     assert "validation C-index" in res.output
@@ -66,8 +81,17 @@ def test_train_evaluate_predict(cohort_dir, tmp_path):
 
 
 def test_bad_override_is_one_line_no_traceback(cohort_dir, tmp_path):
-    res = invoke("train", "--config", "configs/demo.yaml", "--cohort", cohort_dir / "cohort.yaml",
-                 "--out", tmp_path, "--set", "train.epoch=2")
+    res = invoke(
+        "train",
+        "--config",
+        "configs/demo.yaml",
+        "--cohort",
+        cohort_dir / "cohort.yaml",
+        "--out",
+        tmp_path,
+        "--set",
+        "train.epoch=2",
+    )
     assert res.exit_code == 2
     assert "Did you mean 'epochs'" in res.output
     assert "Traceback" not in res.output

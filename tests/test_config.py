@@ -35,7 +35,9 @@ def test_bad_config_is_a_clear_error(raw, match):
 
 
 def test_overrides_parse_yaml_values():
-    cfg = load_config({}, ["train.epochs=2", "data.modalities=[clinical, genomics]", "fusion.name=concat"])
+    cfg = load_config(
+        {}, ["train.epochs=2", "data.modalities=[clinical, genomics]", "fusion.name=concat"]
+    )
     assert cfg.train.epochs == 2
     assert cfg.data.modalities == ["clinical", "genomics"]
     assert cfg.fusion.name == "concat"

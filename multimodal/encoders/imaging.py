@@ -421,6 +421,11 @@ def make_image_transforms(
     return T.Compose(steps)
 
 
+_EVAL_TRANSFORMS: dict[tuple, Any] = {}
+# MONAI warns once per DICOM reader that the optional GPU codec is absent: not actionable here
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+
+
 def load_image(
     path: str | Path, spatial_dims: int, image_size: int | Sequence[int], **options: Any
 ) -> torch.Tensor:
@@ -443,8 +448,11 @@ def load_image(
     path = Path(path)
     if not path.exists():
         raise DataError(f"image {path} not found")
+    key = (int(spatial_dims), _size(image_size, spatial_dims), tuple(sorted(options.items())))
     try:
-        img = make_image_transforms(spatial_dims, image_size, train=False, **options)(str(path))
+        if key not in _EVAL_TRANSFORMS:  # building readers is slow: one Compose per setting
+            _EVAL_TRANSFORMS[key] = make_image_transforms(spatial_dims, image_size, train=False, **options)
+        img = _EVAL_TRANSFORMS[key](str(path))
     except Exception as e:
         root: BaseException = e
         while root.__cause__ is not None:  # MONAI's Compose wraps the reader's error

@@ -70,8 +70,11 @@ class LateFusion(Fusion):
     ----------
     in_dims, out_dim, token_inputs, dropout : see :class:`~multimodal.fusion.base.Fusion`.
     hidden : hidden size of each modality's projection (0 = a single linear layer).
+    reduction : ``"mean"`` averages the present modalities' outputs; ``"sum"`` adds them, which
+        matches additive log-hazards: a missing modality then contributes nothing (its share of
+        the risk is taken as average) instead of re-weighting the others.
 
-    Forward: embeddings, mask -> (B, out_dim), the masked mean of the per-modality outputs.
+    Forward: embeddings, mask -> (B, out_dim), the masked mean (or sum) of the per-modality outputs.
     """
 
     def __init__(
@@ -81,8 +84,18 @@ class LateFusion(Fusion):
         token_inputs: set[str] | frozenset[str] = frozenset(),
         dropout: float = 0.1,
         hidden: int = 0,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(in_dims, out_dim, token_inputs, dropout)
+        if reduction not in ("mean", "sum"):
+            from multimodal.exceptions import ConfigError
+            from multimodal.registry import did_you_mean
+
+            hint = did_you_mean(reduction, ("mean", "sum"))
+            raise ConfigError(
+                f"late fusion reduction {reduction!r} is unknown.{hint} Use 'mean' or 'sum'"
+            )
+        self.reduction = reduction
         self.heads = nn.ModuleDict(
             {
                 m: make_mlp(d, (hidden,) if hidden else (), out_dim, dropout, final_act=False)
@@ -102,7 +115,8 @@ class LateFusion(Fusion):
             dim=1,
         )
         w = present.float()
-        w = w / w.sum(dim=1, keepdim=True).clamp_min(1.0)
+        if self.reduction == "mean":
+            w = w / w.sum(dim=1, keepdim=True).clamp_min(1.0)
         self.last_weights = w.detach()
         fused = (outs.masked_fill(~present.unsqueeze(-1), 0.0) * w.unsqueeze(-1)).sum(dim=1)
         return self._finish(fused, present)

@@ -79,7 +79,9 @@ class MultimodalSurvivalModel(nn.Module):
             }
         )
         in_dims = {m: int(enc.out_dim) for m, enc in self.encoders.items()}
-        token_inputs = {m for m, enc in self.encoders.items() if getattr(enc, "returns_tokens", False)}
+        token_inputs = {
+            m for m, enc in self.encoders.items() if getattr(enc, "returns_tokens", False)
+        }
         self.fusion = FUSIONS.get(fusion.name)(
             in_dims, fusion.dim, token_inputs=token_inputs, dropout=fusion.dropout, **fusion.options
         )

@@ -92,7 +92,9 @@ class TrainedModel:
                 stores[m] = _empty_store(fm.model.specs[m], len(ids))
         pt = cohort.patients.reindex(ids)
         time = pt["time"].to_numpy(float) if "time" in pt else np.full(len(ids), np.nan)
-        event = pt["event"].fillna(False).to_numpy(bool) if "event" in pt else np.zeros(len(ids), bool)
+        event = (
+            pt["event"].fillna(False).to_numpy(bool) if "event" in pt else np.zeros(len(ids), bool)
+        )
         return FoldData(ids=ids, time=time, event=event, stores=stores)
 
     @torch.no_grad()
@@ -102,12 +104,16 @@ class TrainedModel:
 
         times = list(times) if times is not None else list(self.times)
         ids = [str(i) for i in cohort.patients.index]
-        grid = np.unique(np.concatenate([times, np.linspace(0, max(self._max_time(), max(times)), 200)]))
+        grid = np.unique(
+            np.concatenate([times, np.linspace(0, max(self._max_time(), max(times)), 200)])
+        )
         risks, survs = [], []
         for fm in self.folds:
             out = _outputs(fm.model, self._fold_data(fm, cohort, ids), torch.device("cpu"), "32")
             risks.append(fm.model.head.risk(out).numpy() - fm.risk_center)
-            survs.append(fm.model.head.survival(out, torch.as_tensor(grid, dtype=torch.float32)).numpy())
+            survs.append(
+                fm.model.head.survival(out, torch.as_tensor(grid, dtype=torch.float32)).numpy()
+            )
         risk = np.mean(risks, axis=0)
         surv = np.mean(survs, axis=0)
         frame = pd.DataFrame({"patient_id": ids, "risk": risk})
@@ -115,7 +121,11 @@ class TrainedModel:
             frame[f"surv_{t:g}"] = surv[:, int(np.searchsorted(grid, t))]
         frame["median_survival"] = median_survival(surv, grid)
         frame["modalities_present"] = [
-            ",".join(m for m in self.modalities if m in cohort.sources and pid in cohort.sources[m].patient_ids)
+            ",".join(
+                m
+                for m in self.modalities
+                if m in cohort.sources and pid in cohort.sources[m].patient_ids
+            )
             for pid in ids
         ]
         return frame
@@ -154,8 +164,11 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
     config = Config.model_validate(raw)
     fold_dirs = sorted((run_dir / "model").glob("fold_*/fold.json"))
     if not fold_dirs:
-        raise RunFolderError(f"{run_dir}/model holds no finished fold (fold_<k>/fold.json); was training interrupted? Re-run the same train command to resume it.")
+        raise RunFolderError(
+            f"{run_dir}/model holds no finished fold (fold_<k>/fold.json); was training interrupted? Re-run the same train command to resume it."
+        )
     folds, times = [], []
+    ctx = PreprocessContext.from_config(config)  # shared: one text model for every fold
     for done in fold_dirs:
         folder = done.parent
         try:
@@ -165,20 +178,24 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
         except (OSError, ValueError, KeyError) as exc:
             raise RunFolderError(f"{folder}: cannot read the fold's files ({exc})") from None
         specs = {m: spec_from_dict(s) for m, s in meta["specs"].items()}
-        ctx = PreprocessContext(
-            cache_dir=Path(config.data.cache_dir) if config.data.cache_dir else None,
-            text_model=config.data.text_model,
-            text_max_length=config.data.text_max_length,
-            image_size=config.data.image_size,
-            genomics_max_features=config.data.genomics_max_features,
-        )
-        pipes = {m: PIPELINES.get(p["kind"])(ctx, p["encoder"]).load_state(p["state"]) for m, p in prep.items()}
-        enc = {m: config.encoders.get(m) or EncoderConfig(name=p["encoder"]) for m, p in prep.items()}
+        pipes = {
+            m: PIPELINES.get(p["kind"])(ctx, p["encoder"]).load_state(p["state"])
+            for m, p in prep.items()
+        }
+        enc = {
+            m: config.encoders.get(m) or EncoderConfig(name=p["encoder"]) for m, p in prep.items()
+        }
         model = MultimodalSurvivalModel(
-            specs, enc, config.fusion, config.head, cuts=meta.get("cuts"),
+            specs,
+            enc,
+            config.fusion,
+            config.head,
+            cuts=meta.get("cuts"),
             clinical_modality=meta.get("clinical_modality"),
         )
         load_weights(model, folder)
         model.to(device).eval()
-        folds.append(FoldModel(int(meta["fold"]), model, pipes, float(meta.get("risk_center", 0.0))))
+        folds.append(
+            FoldModel(int(meta["fold"]), model, pipes, float(meta.get("risk_center", 0.0)))
+        )
     return TrainedModel(run_dir, config, folds, times)

@@ -45,7 +45,7 @@ def seed_everything(seed: int) -> None:
     import random
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party code using the legacy global RNG
     torch.manual_seed(seed)
 
 
@@ -58,7 +58,9 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _early_stopping_split(event: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _early_stopping_split(
+    event: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     idx = np.arange(len(event))
     if fraction <= 0 or len(event) < 20 or event.sum() < 4:
         return idx, idx[:0]
@@ -67,7 +69,9 @@ def _early_stopping_split(event: np.ndarray, fraction: float, seed: int) -> tupl
 
 
 @torch.no_grad()
-def _outputs(model: torch.nn.Module, data: FoldData, device: torch.device, precision: str) -> torch.Tensor:
+def _outputs(
+    model: torch.nn.Module, data: FoldData, device: torch.device, precision: str
+) -> torch.Tensor:
     model.eval()
     outs = []
     for idx in data.batches(256):
@@ -84,7 +88,9 @@ def _c_index(data: FoldData, risk: np.ndarray) -> float:
     return float(harrell_c(data.time, data.event, risk))
 
 
-def _fit_pipelines(cfg, cohort, modalities, enc_cfgs, ctx, train_ids) -> dict[str, ModalityPipeline]:
+def _fit_pipelines(
+    cfg, cohort, modalities, enc_cfgs, ctx, train_ids
+) -> dict[str, ModalityPipeline]:
     pipes = {}
     for m in modalities:
         kind = cohort.sources[m].kind
@@ -92,7 +98,18 @@ def _fit_pipelines(cfg, cohort, modalities, enc_cfgs, ctx, train_ids) -> dict[st
     return pipes
 
 
-def run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx: PreprocessContext, times, device, run_dir: Path, callbacks) -> FoldOutcome:
+def run_fold(
+    cfg,
+    cohort,
+    fold,
+    modalities,
+    enc_cfgs,
+    ctx: PreprocessContext,
+    times,
+    device,
+    run_dir: Path,
+    callbacks,
+) -> FoldOutcome:
     """Train fold ``fold`` (or reload it when a finished result is in the run folder)."""
     k = fold.index
     model_dir = run_dir / "model" / f"fold_{k}"
@@ -101,8 +118,11 @@ def run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx: PreprocessContext, ti
         log.info("fold %d: finished earlier, reusing %s", k, model_dir)
         meta = json.loads(done.read_text())
         return FoldOutcome(
-            k, meta["metrics"], pd.read_csv(model_dir / "predictions.csv", dtype={"patient_id": str}),
-            pd.read_csv(model_dir / "history.csv"), meta["eval_times"],
+            k,
+            meta["metrics"],
+            pd.read_csv(model_dir / "predictions.csv", dtype={"patient_id": str}),
+            pd.read_csv(model_dir / "history.csv"),
+            meta["eval_times"],
         )
     seed = cfg.train.seed + 1000 * k
     seed_everything(seed)
@@ -110,44 +130,87 @@ def run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx: PreprocessContext, ti
     pipes = _fit_pipelines(cfg, cohort, modalities, enc_cfgs, ctx, train_ids)
     train_data = build_fold_data(cohort, train_ids, pipes, cfg.endpoint)
     val_data = build_fold_data(cohort, val_ids, pipes, cfg.endpoint)
-    fit_idx, es_idx = _early_stopping_split(train_data.event, cfg.data.early_stopping_fraction, seed)
+    fit_idx, es_idx = _early_stopping_split(
+        train_data.event, cfg.data.early_stopping_fraction, seed
+    )
     fit_data = train_data.subset(fit_idx)
     es_data = train_data.subset(es_idx) if len(es_idx) else fit_data
     cuts = None
     if cfg.head.name != "cox":
         from multimodal.survival.discrete import make_time_grid
 
-        cuts = [float(c) for c in make_time_grid(fit_data.time, fit_data.event, n_bins=cfg.head.n_bins)]
+        cuts = [
+            float(c) for c in make_time_grid(fit_data.time, fit_data.event, n_bins=cfg.head.n_bins)
+        ]
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
     model = MultimodalSurvivalModel(
         train_data.specs(), enc_cfgs, cfg.fusion, cfg.head, cuts=cuts, clinical_modality=clinical
     ).to(device)
-    history = _fit(cfg, model, fit_data, es_data, device, run_dir / "checkpoints" / f"fold_{k}.pt", k, callbacks)
+    ckpt_dir = run_dir / "checkpoints"
+    history = _fit(cfg, model, fit_data, es_data, device, ckpt_dir / f"fold_{k}.pt", k, callbacks)
+    best_epoch = int(history["best_epoch"].iloc[-1]) if len(history) else 0
+    if cfg.train.refit and len(es_idx) and best_epoch > 0:
+        # the hold-out chose the number of epochs; now learn from every training patient
+        seed_everything(seed + 1)
+        model = MultimodalSurvivalModel(
+            train_data.specs(),
+            enc_cfgs,
+            cfg.fusion,
+            cfg.head,
+            cuts=cuts,
+            clinical_modality=clinical,
+        ).to(device)
+        refit_ckpt = ckpt_dir / f"fold_{k}_refit.pt"
+        _fit(cfg, model, train_data, None, device, refit_ckpt, k, None, epochs=best_epoch)
     base = model
     # Breslow baseline (Cox) on every training patient of the fold, never on validation patients
-    base.head.fit_baseline(_outputs(base, train_data, device, cfg.train.precision).to(device),
-                           torch.as_tensor(train_data.time, device=device),
-                           torch.as_tensor(train_data.event, device=device))
-    preds = pd.concat([
-        predict_frame(base, train_data, times, device, cfg.train.precision).assign(fold=k, split="train"),
-        predict_frame(base, val_data, times, device, cfg.train.precision).assign(fold=k, split="val"),
-    ], ignore_index=True)
+    base.head.fit_baseline(
+        _outputs(base, train_data, device, cfg.train.precision).to(device),
+        torch.as_tensor(train_data.time, device=device),
+        torch.as_tensor(train_data.event, device=device),
+    )
+    preds = pd.concat(
+        [
+            predict_frame(base, train_data, times, device, cfg.train.precision).assign(
+                fold=k, split="train"
+            ),
+            predict_frame(base, val_data, times, device, cfg.train.precision).assign(
+                fold=k, split="val"
+            ),
+        ],
+        ignore_index=True,
+    )
     metrics = evaluate_fold(preds, times, cfg.eval.bootstrap, seed)
-    metrics.update(fold=k, n_train=len(train_ids), n_val=len(val_ids),
-                   best_epoch=int(history["best_epoch"].iloc[-1]) if len(history) else 0)
+    metrics.update(fold=k, n_train=len(train_ids), n_val=len(val_ids), best_epoch=best_epoch)
     history = history.drop(columns=["best_epoch"]).assign(fold=k)
     if dist_utils.is_main():
-        meta = {"fold": k, "specs": base.describe()["specs"], "cuts": cuts,
-                "risk_center": float(preds.loc[preds.split == "train", "risk"].mean()),
-                "clinical_modality": clinical, "modalities": modalities}
+        meta = {
+            "fold": k,
+            "specs": base.describe()["specs"],
+            "cuts": cuts,
+            "risk_center": float(preds.loc[preds.split == "train", "risk"].mean()),
+            "clinical_modality": clinical,
+            "modalities": modalities,
+        }
         ckpt.save_weights(base, model_dir, meta)
-        state = {m: {"kind": cohort.sources[m].kind, "encoder": enc_cfgs[m].name, "state": p.state()}
-                 for m, p in pipes.items()}
-        ckpt.atomic_write_text(model_dir / "preprocess.json", json.dumps(state, default=_json_default))
+        state = {
+            m: {"kind": cohort.sources[m].kind, "encoder": enc_cfgs[m].name, "state": p.state()}
+            for m, p in pipes.items()
+        }
+        ckpt.atomic_write_text(
+            model_dir / "preprocess.json", json.dumps(state, default=_json_default)
+        )
         preds.to_csv(model_dir / "predictions.csv", index=False)
         history.to_csv(model_dir / "history.csv", index=False)
-        ckpt.atomic_write_text(done, json.dumps({"metrics": metrics, "eval_times": list(times)}, default=_json_default))
-    log.info("fold %d: validation C-index %.4f (best epoch %d)", k, metrics["c_index"], metrics["best_epoch"])
+        ckpt.atomic_write_text(
+            done, json.dumps({"metrics": metrics, "eval_times": list(times)}, default=_json_default)
+        )
+    log.info(
+        "fold %d: validation C-index %.4f (best epoch %d)",
+        k,
+        metrics["c_index"],
+        metrics["best_epoch"],
+    )
     return FoldOutcome(k, metrics, preds, history, list(times))
 
 
@@ -175,8 +238,25 @@ def _augment(batch, model, generator: torch.Generator | None = None) -> None:
         batch.inputs[m] = x + 0.05 * torch.randn_like(x)
 
 
-def _fit(cfg, model, fit_data: FoldData, es_data: FoldData, device, ckpt_path: Path, fold: int, callbacks) -> pd.DataFrame:
+def _fit(
+    cfg,
+    model,
+    fit_data: FoldData,
+    es_data: FoldData | None,
+    device,
+    ckpt_path: Path,
+    fold: int,
+    callbacks,
+    epochs: int | None = None,
+) -> pd.DataFrame:
+    """Train ``model`` with a checkpoint per epoch (resumable).
+
+    With ``es_data``: early stopping on the hold-out C-index averaged over the last
+    ``train.es_smoothing`` epochs; the best state is kept. Without it: exactly ``epochs`` epochs,
+    the last state is kept.
+    """
     tc = cfg.train
+    n_epochs = epochs or tc.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     rng = np.random.default_rng(tc.seed + 7919 * fold)
     net = model
@@ -193,25 +273,51 @@ def _fit(cfg, model, fit_data: FoldData, es_data: FoldData, device, ckpt_path: P
         torch.set_rng_state(state["torch_rng"])
         history, best, start = state["history"], state["best"], state["epoch"]
         log.info("fold %d: resuming after epoch %d", fold, start)
-    sampler = (EventBalancedBatchSampler(fit_data.event, tc.batch_size, rng, tc.min_events_per_batch)
-               if tc.event_balanced else RandomBatchSampler(len(fit_data), tc.batch_size, rng))
-    bar = _progress(tc, fold, start)
-    for epoch in range(start, tc.epochs):
-        if best["bad"] >= tc.patience:
+    if tc.event_balanced:
+        sampler = EventBalancedBatchSampler(
+            fit_data.event, tc.batch_size, rng, tc.min_events_per_batch
+        )
+    else:
+        sampler = RandomBatchSampler(len(fit_data), tc.batch_size, rng)
+    bar = _progress(tc, fold, start, n_epochs)
+    for epoch in range(start, n_epochs):
+        if es_data is not None and best["bad"] >= tc.patience:
             break
+        from multimodal.survival.losses import LOSS_STATS
+
+        LOSS_STATS.reset()
         loss = _train_epoch(cfg, net, model, opt, sampler, fit_data, device)
-        risk = model.head.risk(_outputs(model, es_data, device, tc.precision)).numpy()
-        score = _c_index(es_data, risk)
-        if np.isfinite(score) and score > best["score"] + 1e-6:
-            best = {"score": score, "epoch": epoch + 1, "bad": 0,
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        score, smoothed = _early_stopping_score(cfg, model, es_data, device, history)
+        if es_data is None:
+            best["epoch"] = epoch + 1
+        elif np.isfinite(smoothed) and smoothed > best["score"] + 1e-6:
+            state_now = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = {"score": smoothed, "epoch": epoch + 1, "bad": 0, "state": state_now}
         else:
             best["bad"] += 1
-        history.append({"epoch": epoch + 1, "train_loss": loss, "es_c_index": score, "best_epoch": best["epoch"]})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss,
+                "es_c_index": score,
+                "es_c_index_smoothed": smoothed,
+                "no_event_batches": LOSS_STATS.no_event_batches,
+                "best_epoch": best["epoch"],
+            }
+        )
         if dist_utils.is_main():
-            ckpt.save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "history": history, "best": best, "epoch": epoch + 1})
+            ckpt.save_checkpoint(
+                ckpt_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best": best,
+                    "epoch": epoch + 1,
+                },
+            )
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", c_index=f"{score:.4f}", best=f"{best['score']:.4f}")
@@ -226,12 +332,25 @@ def _fit(cfg, model, fit_data: FoldData, es_data: FoldData, device, ckpt_path: P
     return pd.DataFrame(history)
 
 
-def _progress(tc, fold: int, start: int):
+def _early_stopping_score(cfg, model, es_data, device, history) -> tuple[float, float]:
+    """(hold-out C-index of this epoch, its mean with the previous ``es_smoothing - 1`` epochs)."""
+    if es_data is None:
+        return float("nan"), float("nan")
+    risk = model.head.risk(_outputs(model, es_data, device, cfg.train.precision)).numpy()
+    score = _c_index(es_data, risk)
+    k = cfg.train.es_smoothing
+    recent = [h["es_c_index"] for h in history[-(k - 1) :]] if k > 1 else []
+    if not np.isfinite(score):
+        return score, float("nan")
+    return score, float(np.nanmean([*recent, score]))
+
+
+def _progress(tc, fold: int, start: int, total: int):
     if not tc.progress or not dist_utils.is_main():
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=tc.epochs, initial=start, desc=f"fold {fold}", leave=True)
+    return tqdm(total=total, initial=start, desc=f"fold {fold}", leave=True)
 
 
 def _train_epoch(cfg, net, model, opt, sampler, data: FoldData, device) -> float:
@@ -266,18 +385,24 @@ def _train_epoch(cfg, net, model, opt, sampler, data: FoldData, device) -> float
 
 
 @torch.no_grad()
-def predict_frame(model, data: FoldData, times: list[float], device, precision: str = "32") -> pd.DataFrame:
+def predict_frame(
+    model, data: FoldData, times: list[float], device, precision: str = "32"
+) -> pd.DataFrame:
     """patient_id, time, event, risk and S(t) at ``times`` for every patient of ``data``."""
     out = _outputs(model, data, device, precision)
     risk = model.head.risk(out).numpy().astype(float)
     surv = model.head.survival(out, torch.as_tensor(times, dtype=torch.float32)).numpy()
-    frame = pd.DataFrame({"patient_id": data.ids, "time": data.time, "event": data.event.astype(int), "risk": risk})
+    frame = pd.DataFrame(
+        {"patient_id": data.ids, "time": data.time, "event": data.event.astype(int), "risk": risk}
+    )
     for j, t in enumerate(times):
         frame[f"surv_{t:g}"] = surv[:, j]
     return frame
 
 
-def evaluate_fold(preds: pd.DataFrame, times: list[float], n_boot: int = 0, seed: int = 0) -> dict[str, Any]:
+def evaluate_fold(
+    preds: pd.DataFrame, times: list[float], n_boot: int = 0, seed: int = 0
+) -> dict[str, Any]:
     """Validation metrics of one fold from its prediction frame (train rows give the IPCW weights)."""
     from multimodal.survival import metrics as M
 
@@ -299,6 +424,6 @@ def evaluate_fold(preds: pd.DataFrame, times: list[float], n_boot: int = 0, seed
             log.warning("%s not computed: %s", key, exc)
             out[key] = None
     if n_boot:
-        est, lo, hi = M.bootstrap_ci(M.harrell_c, t, e, r, n_boot=n_boot, seed=seed)
+        _, lo, hi = M.bootstrap_ci(M.harrell_c, t, e, r, n_boot=n_boot, seed=seed)
         out["c_index_ci"] = [float(lo), float(hi)]
     return out

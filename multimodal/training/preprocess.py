@@ -11,6 +11,7 @@ like the training data.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,11 +26,11 @@ from multimodal.types import Batch, InputSpec
 
 __all__ = [
     "PIPELINES",
-    "default_cache_dir",
     "FoldData",
     "ModalityPipeline",
     "PreprocessContext",
     "build_fold_data",
+    "default_cache_dir",
     "endpoint_columns",
 ]
 
@@ -40,9 +41,11 @@ PIPELINES: Registry[type[ModalityPipeline]] = Registry("modality pipeline")
 
 def endpoint_columns(endpoint: str) -> tuple[str, str]:
     """Patient-table columns (time, event) of an endpoint."""
-    return {"os": ("time", "event"), "pfs": ("pfs_time", "pfs_event"), "dss": ("dss_time", "dss_event")}[
-        endpoint
-    ]
+    return {
+        "os": ("time", "event"),
+        "pfs": ("pfs_time", "pfs_event"),
+        "dss": ("dss_time", "dss_event"),
+    }[endpoint]
 
 
 @dataclass
@@ -52,9 +55,23 @@ class PreprocessContext:
     cache_dir: Path | None = None
     text_model: str | None = None
     text_max_length: int = 256
+    text_chunking: str = "sentences"
     image_size: int = 32
     genomics_max_features: int | None = None
     memo: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> PreprocessContext:
+        """Settings from a :class:`multimodal.config.Config`'s ``data`` block."""
+        d = cfg.data
+        return cls(
+            cache_dir=Path(d.cache_dir) if d.cache_dir else None,
+            text_model=d.text_model,
+            text_max_length=d.text_max_length,
+            text_chunking=d.text_chunking,
+            image_size=d.image_size,
+            genomics_max_features=d.genomics_max_features,
+        )
 
 
 class ModalityPipeline:
@@ -162,10 +179,24 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MULTIMODAL_CACHE", Path.home() / ".cache" / "multimodal"))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+
+def split_sentences(text: str, min_chars: int = 3) -> list[str]:
+    """Split a report into sentences (and lines); fragments shorter than ``min_chars`` are dropped."""
+    parts = [p.strip() for p in _SENTENCE_END.split(str(text))]
+    return [p for p in parts if len(p) >= min_chars] or [str(text).strip()]
+
+
 @PIPELINES.register("text")
 class TextPipeline(ModalityPipeline):
     """Report text: frozen transformer embeddings (cached on disk), or token ids for fine-tuning.
 
+    Reports are cut into chunks -- sentences by default (``data.text_chunking``), or overlapping
+    token windows -- and each chunk is embedded. Pooling the chunk embeddings keeps the few
+    sentences that carry prognosis (grade, margins, nodes) from being diluted by boilerplate, and
+    sentence-level chunks are what explanations highlight. The pooled (or per-chunk) embeddings are
+    standardised with the training fold's mean and standard deviation.
     A patient whose report text is empty counts as missing the modality.
     """
 
@@ -184,32 +215,77 @@ class TextPipeline(ModalityPipeline):
             )
         return self.ctx.memo[key]
 
-    def transform(self, source: Any, ids: list[str]) -> ModalityStore:
+    @staticmethod
+    def _texts(source: Any) -> pd.Series:
         texts = source.texts()
-        texts = texts[texts.fillna("").astype(str).str.strip().str.len() > 0]
+        return texts[texts.fillna("").astype(str).str.strip().str.len() > 0]
+
+    def _chunk_embeddings(self, texts: list[str]) -> list[np.ndarray]:
+        """(n_chunks, dim) per text."""
+        embedder = self._embedder()
+        if self.ctx.text_chunking == "tokens":
+            return [np.asarray(c, dtype=np.float32) for c in embedder.embed_chunks(texts)]
+        sentences = [split_sentences(t) for t in texts]
+        flat = list(dict.fromkeys(s for ss in sentences for s in ss))  # unique, order kept
+        memo_key = "text-sentences"
+        cache: dict[str, np.ndarray] = self.ctx.memo.setdefault(memo_key, {})
+        todo = [s for s in flat if s not in cache]
+        if todo:
+            for s, e in zip(todo, embedder.embed(todo)):
+                cache[s] = np.asarray(e, dtype=np.float32)
+        return [np.stack([cache[s] for s in ss]) for ss in sentences]
+
+    def fit(self, source: Any, train_ids: list[str]) -> TextPipeline:
+        if self.encoder in self.TOKENIZED_ENCODERS:
+            return self
+        texts = self._texts(source)
+        chosen = [i for i in train_ids if i in texts.index]
+        if not chosen:
+            self.mean_ = self.std_ = None
+            return self
+        chunks = self._chunk_embeddings([texts[i] for i in chosen])
+        rows = (
+            np.concatenate(chunks)
+            if self.encoder in self.TOKEN_ENCODERS
+            else np.stack([c.mean(0) for c in chunks])
+        )
+        self.mean_ = rows.mean(0)
+        self.std_ = np.maximum(rows.std(0), 1e-6)
+        return self
+
+    def _standardise(self, x: np.ndarray) -> np.ndarray:
+        if getattr(self, "mean_", None) is None:
+            return x
+        return ((x - self.mean_) / self.std_).astype(np.float32)
+
+    def transform(self, source: Any, ids: list[str]) -> ModalityStore:
+        texts = self._texts(source)
         present = _present(texts.index, ids)
         chosen = [i for i, p in zip(ids, present) if p]
         if self.encoder in self.TOKENIZED_ENCODERS:
             return self._tokenized(texts, ids, chosen, present)
-        embedder = self._embedder()
+        dim = int(self._embedder().dim)
+        chunks = (
+            dict(zip(chosen, self._chunk_embeddings([texts[i] for i in chosen]))) if chosen else {}
+        )
         if self.encoder in self.TOKEN_ENCODERS:
-            chunks = embedder.embed_chunks([texts[i] for i in chosen]) if chosen else []
-            dim = int(embedder.dim)
-            by_id = dict(zip(chosen, chunks))
             values = [
-                torch.as_tensor(by_id[i], dtype=torch.float32) if i in by_id else torch.zeros(0, dim)
+                torch.from_numpy(self._standardise(chunks[i]))
+                if i in chunks
+                else torch.zeros(0, dim)
                 for i in ids
             ]
             spec = InputSpec(kind="text", in_features=dim, tokens=True)
             return TokenStore(spec=spec, present=present, values=values)
-        dim = int(embedder.dim)
         x = np.zeros((len(ids), dim), dtype=np.float32)
         if chosen:
-            x[present] = embedder.embed([texts[i] for i in chosen])
+            x[present] = self._standardise(np.stack([chunks[i].mean(0) for i in chosen]))
         spec = InputSpec(kind="text", in_features=dim)
         return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
 
-    def _tokenized(self, texts: pd.Series, ids: list[str], chosen: list[str], present: np.ndarray) -> DictStore:
+    def _tokenized(
+        self, texts: pd.Series, ids: list[str], chosen: list[str], present: np.ndarray
+    ) -> DictStore:
         from multimodal.encoders.text import TextTokenizer
 
         tok = TextTokenizer(self.ctx.text_model, max_length=self.ctx.text_max_length)
@@ -227,7 +303,23 @@ class TextPipeline(ModalityPipeline):
         return DictStore(spec=InputSpec(kind="text"), present=present, values=values)
 
     def state(self) -> dict[str, Any]:
-        return {"text_model": self.ctx.text_model, "max_length": self.ctx.text_max_length}
+        mean = getattr(self, "mean_", None)
+        return {
+            "text_model": self.ctx.text_model,
+            "max_length": self.ctx.text_max_length,
+            "chunking": self.ctx.text_chunking,
+            "mean": None if mean is None else mean.tolist(),
+            "std": None if mean is None else self.std_.tolist(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> TextPipeline:
+        self.ctx.text_chunking = state.get("chunking", self.ctx.text_chunking)
+        if state.get("mean") is not None:
+            self.mean_ = np.asarray(state["mean"], dtype=np.float32)
+            self.std_ = np.asarray(state["std"], dtype=np.float32)
+        else:
+            self.mean_ = self.std_ = None
+        return self
 
 
 @PIPELINES.register("imaging")
@@ -248,7 +340,9 @@ class ImagingPipeline(ModalityPipeline):
             if not p:
                 images.append(None)
                 continue
-            path = str(table.loc[pid, "path"] if table.index.is_unique else table.loc[pid, "path"].iloc[0])
+            path = str(
+                table.loc[pid, "path"] if table.index.is_unique else table.loc[pid, "path"].iloc[0]
+            )
             key = f"image:{path}:{size}"
             if key not in self.ctx.memo:
                 self.ctx.memo[key] = load_image(path, spatial_dims=dims, image_size=size)

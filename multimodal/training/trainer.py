@@ -26,7 +26,7 @@ import multimodal
 from multimodal.config import Config, load_config
 from multimodal.evaluation.report import summarise_folds
 from multimodal.exceptions import ConfigError, MissingModalityError
-from multimodal.models.model import DEFAULT_ENCODERS, MultimodalSurvivalModel
+from multimodal.models.model import DEFAULT_ENCODERS
 from multimodal.training import checkpoint as ckpt
 from multimodal.training import distributed as dist_utils
 from multimodal.training.fold import FoldOutcome, run_fold
@@ -107,7 +107,9 @@ def _encoder_configs(cfg: Config, cohort: Any, modalities: list[str]) -> dict[st
 def _folds(cfg: Config, cohort: Any) -> list[Any]:
     if cfg.data.split:
         split = Path(cfg.data.split)
-        folds = cohort.folds(split_dir=split) if split.is_dir() else cohort.folds(name=cfg.data.split)
+        folds = (
+            cohort.folds(split_dir=split) if split.is_dir() else cohort.folds(name=cfg.data.split)
+        )
     else:
         folds = cohort.folds(k=cfg.data.folds, seed=cfg.train.seed, group_by=cfg.data.group_by)
     if cfg.data.fold_indices is not None:
@@ -200,16 +202,14 @@ def train(
     times = _eval_times(cfg, cohort)
     if dist_utils.is_main():
         _write_config(run_dir, cfg, cohort, modalities)
-    ctx = PreprocessContext(
-        cache_dir=Path(cfg.data.cache_dir) if cfg.data.cache_dir else None,
-        text_model=cfg.data.text_model,
-        text_max_length=cfg.data.text_max_length,
-        image_size=cfg.data.image_size,
-        genomics_max_features=cfg.data.genomics_max_features,
-    )
+    ctx = PreprocessContext.from_config(cfg)
     log.info(
         "training %s on %d patients, modalities %s, %d folds, device %s%s",
-        cfg.fusion.name, len(cohort.patients), modalities, len(folds), device,
+        cfg.fusion.name,
+        len(cohort.patients),
+        modalities,
+        len(folds),
+        device,
         f", {dist_utils.world_size()} ranks" if distributed else "",
     )
     outcomes = [
@@ -219,7 +219,9 @@ def train(
     return _finish(run_dir, cfg, outcomes, modalities)
 
 
-def _finish(run_dir: Path, cfg: Config, outcomes: list[FoldOutcome], modalities: list[str]) -> TrainResult:
+def _finish(
+    run_dir: Path, cfg: Config, outcomes: list[FoldOutcome], modalities: list[str]
+) -> TrainResult:
     predictions = pd.concat([o.predictions for o in outcomes], ignore_index=True)
     history = pd.concat([o.history for o in outcomes], ignore_index=True)
     per_fold = [o.metrics for o in outcomes]

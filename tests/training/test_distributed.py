@@ -32,7 +32,9 @@ def _worker(rank: int, world: int, port: int, x, time, event, out_dir: str) -> N
     risk = ddp(x[sl]).squeeze(-1)
     loss = cox_nll(gather_cat(risk, with_grad=True), gather_cat(time[sl]), gather_cat(event[sl]))
     loss.backward()
-    torch.save({"loss": loss.detach(), "grad": model.weight.grad.clone()}, f"{out_dir}/rank{rank}.pt")
+    torch.save(
+        {"loss": loss.detach(), "grad": model.weight.grad.clone()}, f"{out_dir}/rank{rank}.pt"
+    )
     dist.destroy_process_group()
 
 
@@ -44,7 +46,10 @@ def test_ddp_gathered_cox_loss_equals_full_batch(tmp_path):
     time = torch.randint(1, 8, (19,), generator=g).float()  # ties across ranks
     event = torch.rand(19, generator=g) < 0.6
     mp.start_processes(
-        _worker, args=(2, _free_port(), x, time, event, str(tmp_path)), nprocs=2, start_method="spawn"
+        _worker,
+        args=(2, _free_port(), x, time, event, str(tmp_path)),
+        nprocs=2,
+        start_method="spawn",
     )
     torch.manual_seed(0)
     ref = torch.nn.Linear(4, 1, bias=False)

@@ -8,7 +8,9 @@ import pytest
 from multimodal.training.samplers import EventBalancedBatchSampler, RandomBatchSampler
 
 
-@pytest.mark.parametrize("n, rate, bs", [(500, 0.15, 16), (97, 0.05, 32), (64, 0.5, 8), (1000, 0.3, 64)])
+@pytest.mark.parametrize(
+    "n, rate, bs", [(500, 0.15, 16), (97, 0.05, 32), (64, 0.5, 8), (1000, 0.3, 64)]
+)
 def test_event_balanced_batches(n, rate, bs):
     rng = np.random.default_rng(0)
     event = rng.random(n) < rate

@@ -17,12 +17,32 @@ def test_train_runs_under_torchrun_with_two_processes(tmp_path):
     generate_cohort(tmp_path / "cohort", n_patients=60, seed=5, missing_rate=0.2, image_size=8)
     run = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "multimodal.cli", "train", "--config", str(ROOT / "configs/demo.yaml"),
-        "--cohort", str(tmp_path / "cohort/cohort.yaml"), "--out", str(run),
-        "--set", "data.modalities=[clinical,genomics]", "--set", "data.fold_indices=[0]",
-        "--set", "data.folds=2", "--set", "train.epochs=2", "--set", "train.progress=false",
-        "--set", "eval.bootstrap=0",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "multimodal.cli",
+        "train",
+        "--config",
+        str(ROOT / "configs/demo.yaml"),
+        "--cohort",
+        str(tmp_path / "cohort/cohort.yaml"),
+        "--out",
+        str(run),
+        "--set",
+        "data.modalities=[clinical,genomics]",
+        "--set",
+        "data.fold_indices=[0]",
+        "--set",
+        "data.folds=2",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "eval.bootstrap=0",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)

@@ -105,7 +105,9 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_cohort, tiny_run, 
 
 def test_unknown_modality_is_a_clear_error(tiny_cohort, tmp_path):
     with pytest.raises(MissingModalityError, match="Did you mean 'genomics'"):
-        multimodal.train({**TINY, "data": {"modalities": ["genomic"]}}, cohort=tiny_cohort, out=tmp_path)
+        multimodal.train(
+            {**TINY, "data": {"modalities": ["genomic"]}}, cohort=tiny_cohort, out=tmp_path
+        )
 
 
 def test_unknown_encoder_name(tiny_cohort, tmp_path):
@@ -116,18 +118,28 @@ def test_unknown_encoder_name(tiny_cohort, tmp_path):
 
 @pytest.mark.parametrize("fusion", ["concat", "late", "kronecker", "cross_transformer"])
 def test_every_fusion_trains(tiny_cohort, tmp_path, fusion):
-    cfg = {**TINY, "fusion": {"name": fusion, "dim": 8},
-           "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "genomics", "report"]},
-           "train": {**TINY["train"], "epochs": 1}}
+    cfg = {
+        **TINY,
+        "fusion": {"name": fusion, "dim": 8},
+        "data": {
+            **TINY["data"],
+            "fold_indices": [0],
+            "modalities": ["clinical", "genomics", "report"],
+        },
+        "train": {**TINY["train"], "epochs": 1},
+    }
     res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
     assert 0 <= res.c_index <= 1
 
 
 @pytest.mark.parametrize("head", ["logistic_hazard", "pmf", "deephit"])
 def test_discrete_heads_train(tiny_cohort, tmp_path, head):
-    cfg = {**TINY, "head": {"name": head, "n_bins": 5},
-           "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "genomics"]},
-           "train": {**TINY["train"], "epochs": 1}}
+    cfg = {
+        **TINY,
+        "head": {"name": head, "n_bins": 5},
+        "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "genomics"]},
+        "train": {**TINY["train"], "epochs": 1},
+    }
     res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
     surv = res.predictions.filter(like="surv_").to_numpy()
     assert np.all(np.diff(surv, axis=1) <= 1e-6)
