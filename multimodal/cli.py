@@ -194,7 +194,12 @@ def predict(
     from multimodal.models.run import load_run
 
     model = load_run(run_dir)
-    grid = [float(t) for t in times.split(",")] if times else None
+    try:
+        grid = [float(t) for t in times.split(",")] if times else None
+    except ValueError:
+        raise typer.BadParameter(
+            f"--times {times!r}: give comma-separated numbers, e.g. 12,36,60"
+        ) from None
     frame = model.predict(Cohort.load(cohort), grid)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)

@@ -101,3 +101,35 @@ def test_evaluate_missing_run_folder(tmp_path):
     res = invoke("evaluate", tmp_path / "nothing")
     assert res.exit_code == 2
     assert "missing" in res.output
+
+
+def test_demo_end_to_end_small(tmp_path):
+    res = invoke(
+        "demo",
+        "--out",
+        tmp_path / "demo",
+        "--n-patients",
+        60,
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.folds=2",
+        "--set",
+        "data.image_size=8",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "eval.bootstrap=0",
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert {r["model"] for r in summary["rows"]} == {
+        "fusion",
+        "only_clinical",
+        "only_genomics",
+        "only_report",
+        "only_ct",
+    }
+    assert 0.5 < summary["ground_truth_c_index"] <= 1
+    assert summary["reachable_c_index"] <= summary["ground_truth_c_index"] + 0.02
+    assert (tmp_path / "demo" / "fusion" / "metrics.json").is_file()

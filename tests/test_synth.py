@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -209,23 +208,18 @@ def test_bad_arguments(tmp_path, kwargs, match):
         generate_cohort(tmp_path, **{"n_patients": 10, **kwargs})
 
 
-def _cohort_class():
-    try:
-        module = importlib.import_module("multimodal.data.cohort")
-    except ImportError:
-        return None
-    return getattr(module, "Cohort", None)
-
-
-@pytest.mark.skipif(_cohort_class() is None, reason="multimodal.data.cohort.Cohort not written yet")
 def test_loads_with_cohort_reader(small):
-    cohort = _cohort_class().from_manifest(small.manifest_path)
+    from multimodal.data.cohort import Cohort
+
+    cohort = Cohort.from_manifest(small.manifest_path)
     assert len(cohort.patients) == N_SMALL
     assert set(cohort.modalities) == {"clinical", "genomics", "report", "ct"}
     assert cohort.sources["genomics"].groups
     assert cohort.sources["ct"].spatial_dims == 3
     coverage = cohort.coverage()
-    assert len(coverage) == 4
+    assert list(coverage.index) == ["clinical", "genomics", "report", "ct", "all_modalities"]
+    assert coverage.loc["clinical", "n_patients"] == N_SMALL  # clinical is always present
+    assert (coverage.n_patients < N_SMALL).sum() >= 3  # the other modalities have missing patients
 
 
 def test_paths_are_relative(small):

@@ -451,7 +451,9 @@ def load_image(
     key = (int(spatial_dims), _size(image_size, spatial_dims), tuple(sorted(options.items())))
     try:
         if key not in _EVAL_TRANSFORMS:  # building readers is slow: one Compose per setting
-            _EVAL_TRANSFORMS[key] = make_image_transforms(spatial_dims, image_size, train=False, **options)
+            _EVAL_TRANSFORMS[key] = make_image_transforms(
+                spatial_dims, image_size, train=False, **options
+            )
         img = _EVAL_TRANSFORMS[key](str(path))
     except Exception as e:
         root: BaseException = e

@@ -65,6 +65,12 @@ def _empty_store(spec: InputSpec, n: int) -> ModalityStore:
             "categorical": torch.zeros(n, len(spec.cardinalities), dtype=torch.long),
         }
         return DictStore(spec=spec, present=present, values=values)
+    if spec.kind == "text" and spec.in_features is None:  # tokenized input (text_transformer)
+        values = {
+            "input_ids": torch.zeros(n, 1, dtype=torch.long),
+            "attention_mask": torch.ones(n, 1, dtype=torch.long),
+        }
+        return DictStore(spec=spec, present=present, values=values)
     if spec.tokens:
         return TokenStore(spec=spec, present=present, values=[torch.zeros(0, spec.in_features)] * n)
     if spec.kind == "imaging":
@@ -76,8 +82,16 @@ def _empty_store(spec: InputSpec, n: int) -> ModalityStore:
 class TrainedModel:
     """A trained run: fold models + preprocessing; predicts risk and survival for a cohort."""
 
-    def __init__(self, run_dir: Path, config: Config, folds: list[FoldModel], times: list[float]):
+    def __init__(
+        self,
+        run_dir: Path,
+        config: Config,
+        folds: list[FoldModel],
+        times: list[float],
+        device: str | torch.device = "cpu",
+    ):
         self.run_dir, self.config, self.folds, self.times = run_dir, config, folds, times
+        self.device = torch.device(device)
 
     @property
     def modalities(self) -> list[str]:
@@ -100,7 +114,7 @@ class TrainedModel:
     @torch.no_grad()
     def predict(self, cohort: Any, times: list[float] | None = None) -> pd.DataFrame:
         """Per patient: risk (higher = worse), S(t) at ``times``, predicted median survival."""
-        from multimodal.training.fold import _outputs
+        from multimodal.training.fold import _outputs, head_risk, head_survival
 
         times = list(times) if times is not None else list(self.times)
         ids = [str(i) for i in cohort.patients.index]
@@ -109,11 +123,9 @@ class TrainedModel:
         )
         risks, survs = [], []
         for fm in self.folds:
-            out = _outputs(fm.model, self._fold_data(fm, cohort, ids), torch.device("cpu"), "32")
-            risks.append(fm.model.head.risk(out).numpy() - fm.risk_center)
-            survs.append(
-                fm.model.head.survival(out, torch.as_tensor(grid, dtype=torch.float32)).numpy()
-            )
+            out = _outputs(fm.model, self._fold_data(fm, cohort, ids), self.device, "32")
+            risks.append(head_risk(fm.model, out) - fm.risk_center)
+            survs.append(head_survival(fm.model, out, grid))
         risk = np.mean(risks, axis=0)
         surv = np.mean(survs, axis=0)
         frame = pd.DataFrame({"patient_id": ids, "risk": risk})
@@ -159,9 +171,18 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
             f"{run_dir} is not a run folder: config.yaml is missing. Train one with "
             "`multimodal train --config CONFIG --out RUN_DIR`."
         )
-    raw = yaml.safe_load(cfg_path.read_text())
-    raw.pop("_meta", None)
-    config = Config.model_validate(raw)
+    try:
+        raw = yaml.safe_load(cfg_path.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("it does not hold a mapping")
+        raw.pop("_meta", None)
+        config = Config.model_validate(raw)
+    except (
+        OSError,
+        ValueError,
+        yaml.YAMLError,
+    ) as exc:  # pydantic's ValidationError is a ValueError
+        raise RunFolderError(f"{cfg_path} cannot be read as a run config: {exc}") from None
     fold_dirs = sorted((run_dir / "model").glob("fold_*/fold.json"))
     if not fold_dirs:
         raise RunFolderError(
@@ -177,7 +198,10 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
             times = json.loads(done.read_text())["eval_times"]
         except (OSError, ValueError, KeyError) as exc:
             raise RunFolderError(f"{folder}: cannot read the fold's files ({exc})") from None
-        specs = {m: spec_from_dict(s) for m, s in meta["specs"].items()}
+        try:
+            specs = {m: spec_from_dict(s) for m, s in meta["specs"].items()}
+        except (KeyError, TypeError) as exc:
+            raise RunFolderError(f"{folder}/model.json is incomplete ({exc})") from None
         pipes = {
             m: PIPELINES.get(p["kind"])(ctx, p["encoder"]).load_state(p["state"])
             for m, p in prep.items()
@@ -193,9 +217,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
             cuts=meta.get("cuts"),
             clinical_modality=meta.get("clinical_modality"),
         )
-        load_weights(model, folder)
+        try:
+            load_weights(model, folder)
+        except Exception as exc:  # missing/corrupt safetensors, or weights of another model
+            raise RunFolderError(f"{folder}/weights.safetensors cannot be loaded: {exc}") from None
         model.to(device).eval()
         folds.append(
             FoldModel(int(meta["fold"]), model, pipes, float(meta.get("risk_center", 0.0)))
         )
-    return TrainedModel(run_dir, config, folds, times)
+    return TrainedModel(run_dir, config, folds, times, device)

@@ -41,6 +41,36 @@ class FoldOutcome:
     eval_times: list[float]
 
 
+def config_fingerprint(cfg) -> str:
+    """Hash of everything in the config that changes results (not resume/progress/which folds)."""
+    import hashlib
+
+    d = cfg.to_dict()
+    ignored = (
+        ("train", "resume"),
+        ("train", "progress"),
+        ("data", "fold_indices"),
+        ("data", "cohort"),
+        ("data", "cache_dir"),
+        ("eval", "bootstrap"),
+    )
+    for section, key in ignored:
+        d.get(section, {}).pop(key, None)
+    d.pop("out", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_resumable(path: Path, found: str | None, expected: str) -> None:
+    from multimodal.exceptions import ConfigError
+
+    if found is not None and found != expected:
+        raise ConfigError(
+            f"{path} was written with a different config; resuming would mix two experiments. "
+            "Use a new --out folder, delete that one, or restore the original config "
+            "(train.resume=false retrains from scratch into the same folder)."
+        )
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -62,7 +92,14 @@ def _early_stopping_split(
     event: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     idx = np.arange(len(event))
-    if fraction <= 0 or len(event) < 20 or event.sum() < 4:
+    if fraction <= 0 or len(event) < 20 or event.sum() < 4 or (~event).sum() < 4:
+        if fraction > 0:
+            log.warning(
+                "too few patients or events for an early-stopping hold-out (%d patients, %d events):"
+                " early stopping uses the training patients themselves",
+                len(event),
+                int(event.sum()),
+            )
         return idx, idx[:0]
     fit, es = train_test_split(idx, test_size=fraction, stratify=event, random_state=seed)
     return np.sort(fit), np.sort(es)
@@ -72,12 +109,24 @@ def _early_stopping_split(
 def _outputs(
     model: torch.nn.Module, data: FoldData, device: torch.device, precision: str
 ) -> torch.Tensor:
+    """Head outputs for every patient of ``data``, float32, on ``device`` (where the head lives)."""
     model.eval()
     outs = []
     for idx in data.batches(256):
         with _autocast(device, precision):
-            outs.append(model(data.batch(idx).to(device)).float().cpu())
-    return torch.cat(outs) if outs else torch.zeros(0)
+            outs.append(model(data.batch(idx).to(device)).float())
+    return torch.cat(outs) if outs else torch.zeros(0, device=device)
+
+
+def head_risk(model: torch.nn.Module, outputs: torch.Tensor) -> np.ndarray:
+    """(n,) risk as numpy, whatever the device."""
+    return model.head.risk(outputs).detach().float().cpu().numpy().astype(float)
+
+
+def head_survival(model: torch.nn.Module, outputs: torch.Tensor, times) -> np.ndarray:
+    """(n, len(times)) S(t) as numpy; ``times`` are moved to the outputs' device."""
+    t = torch.as_tensor(np.asarray(times, dtype=np.float32), device=outputs.device)
+    return model.head.survival(outputs, t).detach().float().cpu().numpy()
 
 
 def _c_index(data: FoldData, risk: np.ndarray) -> float:
@@ -114,9 +163,11 @@ def run_fold(
     k = fold.index
     model_dir = run_dir / "model" / f"fold_{k}"
     done = model_dir / "fold.json"
+    fingerprint = config_fingerprint(cfg)
     if cfg.train.resume and done.is_file():
         log.info("fold %d: finished earlier, reusing %s", k, model_dir)
         meta = json.loads(done.read_text())
+        _check_resumable(done, meta.get("config_fingerprint"), fingerprint)
         return FoldOutcome(
             k,
             meta["metrics"],
@@ -143,6 +194,7 @@ def run_fold(
             float(c) for c in make_time_grid(fit_data.time, fit_data.event, n_bins=cfg.head.n_bins)
         ]
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
+    seed_everything(seed)  # preprocessing may have drawn random numbers (e.g. loading a model)
     model = MultimodalSurvivalModel(
         train_data.specs(), enc_cfgs, cfg.fusion, cfg.head, cuts=cuts, clinical_modality=clinical
     ).to(device)
@@ -203,7 +255,11 @@ def run_fold(
         preds.to_csv(model_dir / "predictions.csv", index=False)
         history.to_csv(model_dir / "history.csv", index=False)
         ckpt.atomic_write_text(
-            done, json.dumps({"metrics": metrics, "eval_times": list(times)}, default=_json_default)
+            done,
+            json.dumps(
+                {"metrics": metrics, "eval_times": list(times), "config_fingerprint": fingerprint},
+                default=_json_default,
+            ),
         )
     log.info(
         "fold %d: validation C-index %.4f (best epoch %d)",
@@ -263,6 +319,9 @@ def _fit(
     if dist_utils.world_size() > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
     state = ckpt.load_checkpoint(ckpt_path) if tc.resume else None
+    fingerprint = config_fingerprint(cfg)
+    if state is not None:
+        _check_resumable(ckpt_path, state.get("config_fingerprint"), fingerprint)
     history: list[dict[str, Any]] = []
     best = {"score": -math.inf, "epoch": 0, "state": None, "bad": 0}
     start = 0
@@ -271,6 +330,8 @@ def _fit(
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         history, best, start = state["history"], state["best"], state["epoch"]
         log.info("fold %d: resuming after epoch %d", fold, start)
     if tc.event_balanced:
@@ -313,9 +374,13 @@ def _fit(
                     "optimizer": opt.state_dict(),
                     "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all()
+                    if torch.cuda.is_available()
+                    else None,
                     "history": history,
                     "best": best,
                     "epoch": epoch + 1,
+                    "config_fingerprint": fingerprint,
                 },
             )
         if bar is not None:
@@ -336,7 +401,7 @@ def _early_stopping_score(cfg, model, es_data, device, history) -> tuple[float, 
     """(hold-out C-index of this epoch, its mean with the previous ``es_smoothing - 1`` epochs)."""
     if es_data is None:
         return float("nan"), float("nan")
-    risk = model.head.risk(_outputs(model, es_data, device, cfg.train.precision)).numpy()
+    risk = head_risk(model, _outputs(model, es_data, device, cfg.train.precision))
     score = _c_index(es_data, risk)
     k = cfg.train.es_smoothing
     recent = [h["es_c_index"] for h in history[-(k - 1) :]] if k > 1 else []
@@ -390,8 +455,8 @@ def predict_frame(
 ) -> pd.DataFrame:
     """patient_id, time, event, risk and S(t) at ``times`` for every patient of ``data``."""
     out = _outputs(model, data, device, precision)
-    risk = model.head.risk(out).numpy().astype(float)
-    surv = model.head.survival(out, torch.as_tensor(times, dtype=torch.float32)).numpy()
+    risk = head_risk(model, out)
+    surv = head_survival(model, out, times)
     frame = pd.DataFrame(
         {"patient_id": data.ids, "time": data.time, "event": data.event.astype(int), "risk": risk}
     )

@@ -340,9 +340,7 @@ class ImagingPipeline(ModalityPipeline):
             if not p:
                 images.append(None)
                 continue
-            path = str(
-                table.loc[pid, "path"] if table.index.is_unique else table.loc[pid, "path"].iloc[0]
-            )
+            path = str(table.loc[[pid], "path"].iloc[0])  # first image when a patient has several
             key = f"image:{path}:{size}"
             if key not in self.ctx.memo:
                 self.ctx.memo[key] = load_image(path, spatial_dims=dims, image_size=size)

@@ -67,7 +67,17 @@ class TrainResult:
 def select_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA, then MPS, then CPU."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(
+                f"train.device {name!r} is not a torch device; use auto, cpu, cuda, cuda:0 or mps"
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                "train.device asks for CUDA but this machine has none; use auto or cpu"
+            )
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -128,7 +138,9 @@ def _eval_times(cfg: Config, cohort: Any) -> list[float]:
     ev = pt.loc[pt[ecol].astype(bool), tcol].dropna().to_numpy(dtype=float)
     if len(ev) == 0:
         raise ConfigError(f"the cohort has no observed events for endpoint {cfg.endpoint!r}")
-    # a reporting grid only (no model parameter depends on it)
+    # A reporting grid shared by the folds so that predictions.csv has one set of columns. It is
+    # taken from the whole cohort's event times: no model parameter depends on it, but it decides
+    # where IBS and td-AUC are evaluated; set eval.times to fix it in advance.
     qs = np.linspace(0.1, 0.9, cfg.eval.n_times)
     return [float(round(t, 4)) for t in np.unique(np.quantile(ev, qs))]
 
@@ -196,6 +208,11 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(cfg.train.device)
     distributed = dist_utils.init_distributed(device)
+    if cfg.train.batch_size < dist_utils.world_size():
+        raise ConfigError(
+            f"train.batch_size {cfg.train.batch_size} is smaller than the {dist_utils.world_size()} "
+            "processes: every process needs patients in each batch"
+        )
     modalities = _select_modalities(cfg, cohort)
     enc_cfgs = _encoder_configs(cfg, cohort, modalities)
     folds = _folds(cfg, cohort)

@@ -143,3 +143,21 @@ def test_discrete_heads_train(tiny_cohort, tmp_path, head):
     res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
     surv = res.predictions.filter(like="surv_").to_numpy()
     assert np.all(np.diff(surv, axis=1) <= 1e-6)
+
+
+def test_resume_refuses_a_changed_config(tiny_cohort, tiny_run):
+    changed = {**TINY, "train": {**TINY["train"], "lr": 0.05}}
+    with pytest.raises(ConfigError, match="different config"):
+        multimodal.train(changed, cohort=tiny_cohort, out=tiny_run.run_dir)
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:0"])
+def test_bad_or_absent_device_is_a_config_error(name):
+    import torch
+
+    from multimodal.training.trainer import select_device
+
+    if name.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=r"train\.device"):
+        select_device(name)
