@@ -71,7 +71,7 @@ if [ "$need_torch" = 1 ]; then
     done
     if [ -n "$wheel" ]; then
       log "no GPU: installing the local CPU wheel $(basename "$wheel")"
-      "${UV[@]}" "$wheel"
+      "${UV[@]}" "$wheel" numpy
     else
       index=${MULTIMODAL_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
       log "no GPU: installing the CPU build of torch from $index"
