@@ -33,6 +33,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class EncoderConfig(_Strict):
+    """One modality's encoder: a registry name plus its options."""
+
+    name: str
+    out_dim: int = Field(32, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class DataConfig(_Strict):
     """Which cohort, which modalities, which folds, and how inputs are prepared."""
 
@@ -54,6 +62,10 @@ class DataConfig(_Strict):
     """Images are resized to this edge length (per spatial dimension)."""
     genomics_max_features: int | None = Field(2000, ge=1)
     """Keep the most variable genomic features (selection fitted on the training fold)."""
+    frozen_image_encoder: EncoderConfig | None = None
+    """Backbone that precomputes (and caches) image embeddings when an imaging modality uses the
+    ``image_embedding`` encoder, e.g. ``{name: resnet, out_dim: 64, options: {pretrained_path:
+    weights.pt}}``. It is frozen: only the small encoder over its embeddings is trained."""
     text_model: str | None = None
     """Local path of a Hugging Face text model; default: the bundled all-MiniLM-L6-v2."""
     text_max_length: int = Field(256, ge=16)
@@ -61,14 +73,6 @@ class DataConfig(_Strict):
     """Reports are embedded per sentence (default) or per overlapping token window, then pooled."""
     cache_dir: str | None = None
     """Embedding cache (text, frozen images); default ``~/.cache/multimodal``."""
-
-
-class EncoderConfig(_Strict):
-    """One modality's encoder: a registry name plus its options."""
-
-    name: str
-    out_dim: int = Field(32, ge=1)
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class FusionConfig(_Strict):
@@ -95,6 +99,9 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=2)
     weight_decay: float = Field(1e-4, ge=0)
+    clinical_lr: float | None = Field(None, gt=0)
+    """Learning rate of the linear clinical path (``fusion.clinical_linear``); default ``lr``. A
+    Cox-like linear term converges best with a larger step than the deep branches tolerate."""
     patience: int = Field(8, ge=1)
     """Epochs without improvement of the early-stopping C-index before stopping."""
     es_smoothing: int = Field(5, ge=1)

@@ -73,7 +73,7 @@ def _empty_store(spec: InputSpec, n: int) -> ModalityStore:
         return DictStore(spec=spec, present=present, values=values)
     if spec.tokens:
         return TokenStore(spec=spec, present=present, values=[torch.zeros(0, spec.in_features)] * n)
-    if spec.kind == "imaging":
+    if spec.kind == "imaging" and spec.in_features is None:
         shape = (spec.in_channels, *spec.image_size)
         return DenseStore(spec=spec, present=present, values=torch.zeros(n, *shape))
     return DenseStore(spec=spec, present=present, values=torch.zeros(n, spec.in_features))

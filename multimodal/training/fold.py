@@ -313,7 +313,7 @@ def _fit(
     """
     tc = cfg.train
     n_epochs = epochs or tc.epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     rng = np.random.default_rng(tc.seed + 7919 * fold)
     net = model
     if dist_utils.world_size() > 1:
@@ -395,6 +395,15 @@ def _fit(
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return pd.DataFrame(history)
+
+
+def _param_groups(model, tc) -> list[dict[str, Any]]:
+    linear = getattr(model, "clinical_linear", None) if model.clinical_modality else None
+    if linear is None or tc.clinical_lr is None:
+        return [{"params": list(model.parameters())}]
+    lin_ids = {id(p) for p in linear.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in lin_ids]
+    return [{"params": rest}, {"params": list(linear.parameters()), "lr": tc.clinical_lr}]
 
 
 def _early_stopping_score(cfg, model, es_data, device, history) -> tuple[float, float]:

@@ -58,6 +58,7 @@ class PreprocessContext:
     text_chunking: str = "sentences"
     image_size: int = 32
     genomics_max_features: int | None = None
+    frozen_image_encoder: dict[str, Any] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -71,6 +72,9 @@ class PreprocessContext:
             text_chunking=d.text_chunking,
             image_size=d.image_size,
             genomics_max_features=d.genomics_max_features,
+            frozen_image_encoder=(
+                d.frozen_image_encoder.model_dump() if d.frozen_image_encoder else None
+            ),
         )
 
 
@@ -324,23 +328,38 @@ class TextPipeline(ModalityPipeline):
 
 @PIPELINES.register("imaging")
 class ImagingPipeline(ModalityPipeline):
-    """Images loaded with MONAI transforms, resized to ``image_size`` and kept in memory."""
+    """Images loaded with MONAI transforms, resized to ``image_size`` and kept in memory.
+
+    With the ``image_embedding`` encoder the images are instead embedded once by the frozen
+    backbone ``data.frozen_image_encoder`` (embeddings cached on disk, keyed by the backbone's
+    weights, the file and the settings) and only the small encoder over the embeddings trains.
+    """
 
     kind = "imaging"
+    FROZEN_ENCODERS: ClassVar[set[str]] = {"image_embedding"}
 
-    def transform(self, source: Any, ids: list[str]) -> DenseStore:
-        from multimodal.encoders.imaging import load_image
-
+    def _paths(self, source: Any, ids: list[str]) -> tuple[np.ndarray, list[str]]:
         table = source.table
         present = _present(table.index, ids)
+        # first image when a patient has several
+        paths = [str(table.loc[[pid], "path"].iloc[0]) for pid, p in zip(ids, present) if p]
+        return present, paths
+
+    def transform(self, source: Any, ids: list[str]) -> DenseStore:
         dims = int(getattr(source, "spatial_dims", 3) or 3)
         size = (self.ctx.image_size,) * dims
+        if self.encoder in self.FROZEN_ENCODERS:
+            return self._embedded(source, ids, dims, size)
+        from multimodal.encoders.imaging import load_image
+
+        present, paths = self._paths(source, ids)
+        loaded = iter(paths)
         images = []
-        for pid, p in zip(ids, present):
+        for p in present:
             if not p:
                 images.append(None)
                 continue
-            path = str(table.loc[[pid], "path"].iloc[0])  # first image when a patient has several
+            path = next(loaded)
             key = f"image:{path}:{size}"
             if key not in self.ctx.memo:
                 self.ctx.memo[key] = load_image(path, spatial_dims=dims, image_size=size)
@@ -352,8 +371,49 @@ class ImagingPipeline(ModalityPipeline):
         )
         return DenseStore(spec=spec, present=present, values=values.float())
 
+    def _backbone(self, dims: int, size: tuple[int, ...]) -> torch.nn.Module:
+        from multimodal.encoders import ENCODERS
+        from multimodal.exceptions import ConfigError
+
+        bb = self.ctx.frozen_image_encoder
+        if not bb:
+            raise ConfigError(
+                "the image_embedding encoder needs a frozen backbone: set data.frozen_image_encoder, "
+                "e.g. {name: resnet, out_dim: 64, options: {pretrained_path: weights.pt}}"
+            )
+        key = f"image-backbone:{bb}:{dims}:{size}"
+        if key not in self.ctx.memo:
+            spec = InputSpec(kind="imaging", spatial_dims=dims, in_channels=1, image_size=size)
+            with torch.random.fork_rng():  # same weights every time without pretrained ones
+                torch.manual_seed(0)
+                net = ENCODERS.get(bb["name"]).from_spec(
+                    spec, bb["out_dim"], **bb.get("options", {})
+                )
+            self.ctx.memo[key] = net.eval()
+        return self.ctx.memo[key]
+
+    def _embedded(
+        self, source: Any, ids: list[str], dims: int, size: tuple[int, ...]
+    ) -> DenseStore:
+        from multimodal.encoders.imaging import precompute_image_embeddings
+
+        present, paths = self._paths(source, ids)
+        backbone = self._backbone(dims, size)
+        cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
+        emb = precompute_image_embeddings(
+            backbone, paths, cache, spatial_dims=dims, image_size=size
+        )
+        x = np.zeros((len(ids), int(backbone.out_dim)), dtype=np.float32)
+        if len(paths):
+            x[present] = emb
+        spec = InputSpec(kind="imaging", in_features=x.shape[1], spatial_dims=dims, image_size=size)
+        return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
+
     def state(self) -> dict[str, Any]:
-        return {"image_size": self.ctx.image_size}
+        return {
+            "image_size": self.ctx.image_size,
+            "frozen_image_encoder": self.ctx.frozen_image_encoder,
+        }
 
 
 @PIPELINES.register("feature_bag")

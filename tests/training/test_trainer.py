@@ -161,3 +161,39 @@ def test_bad_or_absent_device_is_a_config_error(name):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match=r"train\.device"):
         select_device(name)
+
+
+def test_clinical_lr_gives_the_linear_path_its_own_step(tiny_cohort, tmp_path):
+    from multimodal.config import load_config
+    from multimodal.training.fold import _param_groups
+
+    cfg = {**TINY, "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "genomics"]},
+           "train": {**TINY["train"], "epochs": 1, "clinical_lr": 0.05}}
+    res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
+    model = multimodal.load_run(res.run_dir).folds[0].model
+    groups = _param_groups(model, load_config(cfg).train)
+    assert len(groups) == 2 and groups[1]["lr"] == 0.05
+    assert groups[1]["params"][0] is model.clinical_linear.weight
+
+
+def test_frozen_image_encoder_mode(tiny_cohort, tmp_path, monkeypatch):
+    monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
+    cfg = {
+        **TINY,
+        "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "ct"],
+                 "frozen_image_encoder": {"name": "small_cnn", "out_dim": 6}},
+        "encoders": {**TINY["encoders"], "ct": {"name": "image_embedding", "out_dim": 4}},
+        "train": {**TINY["train"], "epochs": 1},
+    }
+    res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path / "run")
+    assert any((tmp_path / "cache" / "images").rglob("*")), "embeddings were not cached"
+    model = multimodal.load_run(res.run_dir)
+    assert model.folds[0].model.specs["ct"].in_features == 6
+    assert np.isfinite(model.predict_risk(tiny_cohort)).all()
+
+
+def test_frozen_image_encoder_needs_a_backbone(tiny_cohort, tmp_path):
+    cfg = {**TINY, "data": {**TINY["data"], "fold_indices": [0], "modalities": ["ct"]},
+           "encoders": {"ct": {"name": "image_embedding", "out_dim": 4}}}
+    with pytest.raises(ConfigError, match="frozen_image_encoder"):
+        multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
