@@ -15,6 +15,7 @@ __all__ = [
     "format_mean_std",
     "load_mcat_oof_predictions",
     "load_published_mcat",
+    "mean_std",
     "summarize_folds",
 ]
 
@@ -45,6 +46,16 @@ def cindex_by_group(
     return pd.DataFrame(rows)
 
 
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and population standard deviation (``ddof=0``, the MCAT convention) of the finite
+    values; ``(None, None)`` when there are none. Every fold summary of the package uses it."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None, None
+    return float(v.mean()), float(v.std(ddof=0))
+
+
 def summarize_folds(
     results: pd.DataFrame,
     metrics: Sequence[str] = ("c_index", "uno_c", "ibs"),
@@ -60,7 +71,7 @@ def summarize_folds(
     out = pd.DataFrame(index=g.size().index)
     for m in metrics:
         out[f"{m}_mean"] = g[m].mean()
-        out[f"{m}_std"] = g[m].agg(lambda s: float(np.std(s.dropna(), ddof=0)))
+        out[f"{m}_std"] = g[m].agg(lambda s: mean_std(s)[1])
     out["n_folds"] = g.size()
     return out
 

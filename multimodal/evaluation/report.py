@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from multimodal.exceptions import RunFolderError
@@ -15,13 +14,13 @@ __all__ = ["evaluate_run", "summarise_folds"]
 
 
 def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and standard deviation over folds of each metric."""
+    """Mean and standard deviation over folds of each metric (population std, as the baselines
+    and the published MCAT table, see :func:`multimodal.evaluation.compare.mean_std`)."""
+    from multimodal.evaluation.compare import mean_std
+
     out: dict[str, Any] = {}
     for key in ("c_index", "uno_c", "ibs", "td_auc"):
-        vals = np.array([f[key] for f in per_fold if f.get(key) is not None], dtype=float)
-        vals = vals[np.isfinite(vals)]
-        out[key] = float(vals.mean()) if len(vals) else None
-        out[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+        out[key], out[f"{key}_std"] = mean_std([f.get(key) for f in per_fold])
     return out
 
 
