@@ -49,13 +49,7 @@ class AttentionGatedFusion(Fusion):
         self, embeddings: Mapping[str, torch.Tensor | TokenSet], mask: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
         present = self._present(embeddings, mask)
-        h = torch.stack(
-            [
-                self.project[m](self._vector(m, embeddings[m], present[:, j]))
-                for j, m in enumerate(self.modality_names)
-            ],
-            dim=1,
-        )
+        h = self._stack_projected(self.project, embeddings, present)
         pooled, weights = self.attention(h, present)
         self.last_weights = weights.detach()
         return self._finish(self.out(pooled), present)

@@ -92,6 +92,21 @@ class Fusion(nn.Module):
             x = masked_mean(x.tokens.float(), x.mask.bool())
         return x.float().masked_fill(~present.unsqueeze(-1), 0.0)
 
+    def _stack_projected(
+        self,
+        modules: Mapping[str, nn.Module],
+        embeddings: Mapping[str, torch.Tensor | TokenSet],
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        """(B, M, D): ``modules[m]`` applied to each modality's vector, in ``modality_names`` order."""
+        return torch.stack(
+            [
+                modules[m](self._vector(m, embeddings[m], present[:, j]))
+                for j, m in enumerate(self.modality_names)
+            ],
+            dim=1,
+        )
+
     def _finish(self, fused: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Replace the rows of samples without any modality by the learned ``no_data`` vector."""
         anything = present.any(dim=1, keepdim=True)

@@ -107,13 +107,7 @@ class LateFusion(Fusion):
         self, embeddings: Mapping[str, torch.Tensor | TokenSet], mask: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
         present = self._present(embeddings, mask)
-        outs = torch.stack(
-            [
-                self.heads[m](self._vector(m, embeddings[m], present[:, j]))
-                for j, m in enumerate(self.modality_names)
-            ],
-            dim=1,
-        )
+        outs = self._stack_projected(self.heads, embeddings, present)
         w = present.float()
         if self.reduction == "mean":
             w = w / w.sum(dim=1, keepdim=True).clamp_min(1.0)
