@@ -167,8 +167,11 @@ def test_clinical_lr_gives_the_linear_path_its_own_step(tiny_cohort, tmp_path):
     from multimodal.config import load_config
     from multimodal.training.fold import _param_groups
 
-    cfg = {**TINY, "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "genomics"]},
-           "train": {**TINY["train"], "epochs": 1, "clinical_lr": 0.05}}
+    cfg = {
+        **TINY,
+        "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "genomics"]},
+        "train": {**TINY["train"], "epochs": 1, "clinical_lr": 0.05},
+    }
     res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
     model = multimodal.load_run(res.run_dir).folds[0].model
     groups = _param_groups(model, load_config(cfg).train)
@@ -180,8 +183,12 @@ def test_frozen_image_encoder_mode(tiny_cohort, tmp_path, monkeypatch):
     monkeypatch.setenv("MULTIMODAL_CACHE", str(tmp_path / "cache"))
     cfg = {
         **TINY,
-        "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "ct"],
-                 "frozen_image_encoder": {"name": "small_cnn", "out_dim": 6}},
+        "data": {
+            **TINY["data"],
+            "fold_indices": [0],
+            "modalities": ["clinical", "ct"],
+            "frozen_image_encoder": {"name": "small_cnn", "out_dim": 6},
+        },
         "encoders": {**TINY["encoders"], "ct": {"name": "image_embedding", "out_dim": 4}},
         "train": {**TINY["train"], "epochs": 1},
     }
@@ -193,7 +200,32 @@ def test_frozen_image_encoder_mode(tiny_cohort, tmp_path, monkeypatch):
 
 
 def test_frozen_image_encoder_needs_a_backbone(tiny_cohort, tmp_path):
-    cfg = {**TINY, "data": {**TINY["data"], "fold_indices": [0], "modalities": ["ct"]},
-           "encoders": {"ct": {"name": "image_embedding", "out_dim": 4}}}
+    cfg = {
+        **TINY,
+        "data": {**TINY["data"], "fold_indices": [0], "modalities": ["ct"]},
+        "encoders": {"ct": {"name": "image_embedding", "out_dim": 4}},
+    }
     with pytest.raises(ConfigError, match="frozen_image_encoder"):
         multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
+
+
+def test_text_transformer_fine_tuning_trains_end_to_end(tiny_cohort, tmp_path):
+    cfg = {
+        **TINY,
+        "data": {
+            **TINY["data"],
+            "fold_indices": [0],
+            "modalities": ["clinical", "report"],
+            "text_max_length": 32,
+        },
+        "encoders": {
+            **TINY["encoders"],
+            "report": {"name": "text_transformer", "out_dim": 8, "options": {"finetune_layers": 1}},
+        },
+        "train": {**TINY["train"], "epochs": 1},
+    }
+    res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path / "run")
+    assert 0 <= res.c_index <= 1
+    model = multimodal.load_run(res.run_dir)
+    frame = model.predict(tiny_cohort)
+    assert np.isfinite(frame.risk).all()
