@@ -44,7 +44,7 @@ def _setup_logging(verbose: bool = False) -> None:
         format="%(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("transformers", "monai", "urllib3", "filelock", "matplotlib", "PIL"):
+    for noisy in ("transformers", "monai", "urllib3", "filelock", "matplotlib", "PIL", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
