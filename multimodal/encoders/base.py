@@ -32,6 +32,7 @@ __all__ = [
     "GatedAttentionPool",
     "MLPEncoder",
     "check_options",
+    "layer_dims",
     "load_pretrained",
     "load_state_dict_file",
     "make_mlp",
@@ -92,6 +93,12 @@ class Encoder(nn.Module):
         return cls(**kwargs, out_dim=int(out_dim), **options)
 
 
+def layer_dims(in_features: int, hidden: int | Sequence[int], out_features: int) -> list[int]:
+    """``[in, *hidden, out]``; a single int ``hidden`` (``hidden: 64`` in YAML) is one layer."""
+    hidden = (hidden,) if isinstance(hidden, int) else hidden
+    return [int(in_features), *map(int, hidden), int(out_features)]
+
+
 def make_mlp(
     in_features: int,
     hidden: Sequence[int],
@@ -101,8 +108,7 @@ def make_mlp(
     final_act: bool = True,
 ) -> nn.Sequential:
     """Linear -> act -> dropout blocks; ``final_act`` adds act + dropout after the last layer too."""
-    hidden = (hidden,) if isinstance(hidden, int) else hidden  # `hidden: 64` in YAML
-    dims = [int(in_features), *map(int, hidden), int(out_features)]
+    dims = layer_dims(in_features, hidden, out_features)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(a, b))

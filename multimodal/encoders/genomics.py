@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from multimodal.encoders.base import ENCODERS, Encoder, GatedAttentionPool
+from multimodal.encoders.base import ENCODERS, Encoder, GatedAttentionPool, layer_dims
 from multimodal.exceptions import ConfigError, DataError, LeakageError
 from multimodal.types import InputSpec, TokenSet, is_outcome_column
 
@@ -38,8 +38,7 @@ def snn_block(in_features: int, out_features: int, dropout: float) -> nn.Sequent
 
 
 def _snn(in_features: int, hidden: Sequence[int], out_dim: int, dropout: float) -> nn.Sequential:
-    hidden = (hidden,) if isinstance(hidden, int) else hidden  # `hidden: 64` in YAML
-    dims = [int(in_features), *map(int, hidden), int(out_dim)]
+    dims = layer_dims(in_features, hidden, out_dim)
     return nn.Sequential(*(snn_block(a, b, dropout) for a, b in itertools.pairwise(dims)))
 
 
