@@ -194,17 +194,10 @@ def run_fold(
             float(c) for c in make_time_grid(fit_data.time, fit_data.event, n_bins=cfg.head.n_bins)
         ]
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
-    seed_everything(seed)  # preprocessing may have drawn random numbers (e.g. loading a model)
-    model = MultimodalSurvivalModel(
-        train_data.specs(), enc_cfgs, cfg.fusion, cfg.head, cuts=cuts, clinical_modality=clinical
-    ).to(device)
-    ckpt_dir = run_dir / "checkpoints"
-    history = _fit(cfg, model, fit_data, es_data, device, ckpt_dir / f"fold_{k}.pt", k, callbacks)
-    best_epoch = int(history["best_epoch"].iloc[-1]) if len(history) else 0
-    if cfg.train.refit and len(es_idx) and best_epoch > 0:
-        # the hold-out chose the number of epochs; now learn from every training patient
-        seed_everything(seed + 1)
-        model = MultimodalSurvivalModel(
+
+    def new_model(model_seed: int) -> MultimodalSurvivalModel:
+        seed_everything(model_seed)  # preprocessing may have drawn random numbers (loading a model)
+        return MultimodalSurvivalModel(
             train_data.specs(),
             enc_cfgs,
             cfg.fusion,
@@ -212,6 +205,14 @@ def run_fold(
             cuts=cuts,
             clinical_modality=clinical,
         ).to(device)
+
+    model = new_model(seed)
+    ckpt_dir = run_dir / "checkpoints"
+    history = _fit(cfg, model, fit_data, es_data, device, ckpt_dir / f"fold_{k}.pt", k, callbacks)
+    best_epoch = int(history["best_epoch"].iloc[-1]) if len(history) else 0
+    if cfg.train.refit and len(es_idx) and best_epoch > 0:
+        # the hold-out chose the number of epochs; now learn from every training patient
+        model = new_model(seed + 1)
         refit_ckpt = ckpt_dir / f"fold_{k}_refit.pt"
         _fit(cfg, model, train_data, None, device, refit_ckpt, k, None, epochs=best_epoch)
     base = model
@@ -311,6 +312,9 @@ def _fit(
     ``train.es_smoothing`` epochs; the best state is kept. Without it: exactly ``epochs`` epochs,
     the last state is kept.
     """
+    from multimodal.survival.losses import LOSS_STATS
+    from multimodal.training.trainer import EpochInfo  # circular at module level
+
     tc = cfg.train
     n_epochs = epochs or tc.epochs
     opt = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -344,8 +348,6 @@ def _fit(
     for epoch in range(start, n_epochs):
         if es_data is not None and best["bad"] >= tc.patience:
             break
-        from multimodal.survival.losses import LOSS_STATS
-
         LOSS_STATS.reset()
         loss = _train_epoch(cfg, net, model, opt, sampler, fit_data, device)
         score, smoothed = _early_stopping_score(cfg, model, es_data, device, history)
@@ -386,8 +388,6 @@ def _fit(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", c_index=f"{score:.4f}", best=f"{best['score']:.4f}")
-        from multimodal.training.trainer import EpochInfo
-
         for cb in callbacks or []:
             cb(EpochInfo(fold, epoch + 1, loss, score, best["score"]))
     if bar is not None:
