@@ -12,6 +12,18 @@ from multimodal.cli import app
 
 runner = CliRunner()
 
+#: overrides that make any config train in seconds on a tiny cohort
+FAST = [
+    f"--set={o}"
+    for o in (
+        "train.epochs=2",
+        "data.folds=2",
+        "data.image_size=8",
+        "train.progress=false",
+        "eval.bootstrap=0",
+    )
+]
+
 
 def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
@@ -54,16 +66,7 @@ def test_train_evaluate_predict(cohort_dir, tmp_path):
         cohort_dir / "cohort.yaml",
         "--out",
         run,
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "data.folds=2",
-        "--set",
-        "data.image_size=8",
-        "--set",
-        "train.progress=false",
-        "--set",
-        "eval.bootstrap=0",
+        *FAST,
         "--set",
         "data.modalities=[clinical,genomics,report]",
     )
@@ -110,16 +113,7 @@ def test_demo_end_to_end_small(tmp_path):
         tmp_path / "demo",
         "--n-patients",
         60,
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "data.folds=2",
-        "--set",
-        "data.image_size=8",
-        "--set",
-        "train.progress=false",
-        "--set",
-        "eval.bootstrap=0",
+        *FAST,
     )
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
