@@ -102,6 +102,10 @@ class TrainConfig(_Strict):
     clinical_lr: float | None = Field(None, gt=0)
     """Learning rate of the linear clinical path (``fusion.clinical_linear``); default ``lr``. A
     Cox-like linear term converges best with a larger step than the deep branches tolerate."""
+    clinical_warm_start: float | None = Field(0.01, ge=0)
+    """Fit the linear clinical path alone first (ridge-penalised Cox, this L2 penalty; Cox head
+    only), then train everything: the other modalities learn what they add beyond the clinical
+    covariates. ``null`` starts the path at zero."""
     patience: int = Field(8, ge=1)
     """Epochs without improvement of the early-stopping C-index before stopping."""
     es_smoothing: int = Field(5, ge=1)

@@ -26,6 +26,7 @@ from multimodal.training.preprocess import (
     build_fold_data,
 )
 from multimodal.training.samplers import EventBalancedBatchSampler, RandomBatchSampler
+from multimodal.training.warmstart import warm_start_clinical
 
 __all__ = ["FoldOutcome", "evaluate_fold", "predict_frame", "run_fold", "seed_everything"]
 
@@ -195,9 +196,9 @@ def run_fold(
         ]
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
 
-    def new_model(model_seed: int) -> MultimodalSurvivalModel:
+    def new_model(model_seed: int, data: FoldData) -> MultimodalSurvivalModel:
         seed_everything(model_seed)  # preprocessing may have drawn random numbers (loading a model)
-        return MultimodalSurvivalModel(
+        net = MultimodalSurvivalModel(
             train_data.specs(),
             enc_cfgs,
             cfg.fusion,
@@ -205,14 +206,17 @@ def run_fold(
             cuts=cuts,
             clinical_modality=clinical,
         ).to(device)
+        if cfg.train.clinical_warm_start is not None:
+            warm_start_clinical(net, data, device, ridge=cfg.train.clinical_warm_start)
+        return net
 
-    model = new_model(seed)
+    model = new_model(seed, fit_data)
     ckpt_dir = run_dir / "checkpoints"
     history = _fit(cfg, model, fit_data, es_data, device, ckpt_dir / f"fold_{k}.pt", k, callbacks)
     best_epoch = int(history["best_epoch"].iloc[-1]) if len(history) else 0
     if cfg.train.refit and len(es_idx) and best_epoch > 0:
         # the hold-out chose the number of epochs; now learn from every training patient
-        model = new_model(seed + 1)
+        model = new_model(seed + 1, train_data)
         refit_ckpt = ckpt_dir / f"fold_{k}_refit.pt"
         _fit(cfg, model, train_data, None, device, refit_ckpt, k, None, epochs=best_epoch)
     base = model
