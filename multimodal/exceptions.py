@@ -14,6 +14,7 @@ __all__ = [
     "MultimodalError",
     "RunFolderError",
     "SchemaError",
+    "TuningError",
 ]
 
 
@@ -46,3 +47,7 @@ class ConfigError(MultimodalError, ValueError):
 
 class RunFolderError(MultimodalError, FileNotFoundError):
     """A run folder is missing files or holds files that cannot be read."""
+
+
+class TuningError(MultimodalError, RuntimeError):
+    """An Optuna study cannot run or continue (a mismatched study, every trial failing, ...)."""
