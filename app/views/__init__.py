@@ -1,0 +1,1 @@
+"""The dashboard's views; each module has ``render(ctx)``."""

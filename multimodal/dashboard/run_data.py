@@ -1,0 +1,353 @@
+"""Read a run folder for the dashboard: config, metrics, predictions, history and the cohort.
+
+Only artefacts are read; nothing is trained or written. Every failure to read the folder raises
+:class:`~multimodal.exceptions.RunFolderError` with a message meant for the page (what is missing
+and how to get it), never a traceback.
+
+Out-of-fold table
+-----------------
+``predictions.csv`` holds one row per (patient, fold): the fold's training patients
+(``split = train``) and its validation patients (``split = val``). The dashboard's cohort view uses
+each patient's *validation* row (an honest out-of-fold prediction). Cox risks are defined up to a
+constant per fold model, so validation risks are centred on the mean training risk of their fold
+(the convention of :class:`multimodal.models.run.TrainedModel`) before they are pooled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from multimodal.exceptions import MultimodalError, RunFolderError
+
+__all__ = ["Endpoint", "RunData", "find_cohort", "load_run_data"]
+
+log = logging.getLogger(__name__)
+
+_REQUIRED = ("patient_id", "time", "event", "risk")
+_ENDPOINTS = ("os", "pfs", "dss")
+_SURV = re.compile(r"^surv_(?:(?P<ep>[a-z]+)_)?(?P<t>[0-9.eE+-]+)$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one endpoint's values live in ``predictions.csv``.
+
+    Attributes
+    ----------
+    name : ``"os"``, ``"pfs"``, ...
+    risk, time, event : column names (risk higher = worse).
+    surv : eval time -> column holding S(t).
+    """
+
+    name: str
+    risk: str
+    time: str
+    event: str
+    surv: dict[float, str]
+
+    @property
+    def label(self) -> str:
+        return {
+            "os": "overall survival",
+            "pfs": "progression-free survival",
+            "dss": "disease-specific survival",
+        }.get(self.name, self.name)
+
+
+@dataclass
+class RunData:
+    """What the dashboard knows about a run, read from its folder.
+
+    Attributes
+    ----------
+    run_dir : the folder.
+    config : resolved config (``config.yaml`` without ``_meta``). meta : ``_meta``.
+    metrics : ``metrics.json`` (empty when absent). history : ``history.csv`` or None.
+    predictions : ``predictions.csv`` with ``patient_id`` as str.
+    endpoints : the endpoints found in the predictions (first = the run's main endpoint).
+    cohort_path : the cohort the run was trained on, when found.
+    time_unit : unit of ``time`` (``"months"`` unless the cohort says otherwise).
+    notes : things the page should tell the user (e.g. the cohort could not be found).
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    meta: dict[str, Any]
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    history: pd.DataFrame | None
+    endpoints: list[Endpoint]
+    cohort_path: Path | None = None
+    time_unit: str = "months"
+    notes: list[str] = field(default_factory=list)
+    _oof: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.meta.get("modalities") or self.metrics.get("modalities") or [])
+
+    def endpoint(self, name: str | None = None) -> Endpoint:
+        """The endpoint called ``name`` (default: the main one)."""
+        if name is None:
+            return self.endpoints[0]
+        for ep in self.endpoints:
+            if ep.name == name:
+                return ep
+        raise KeyError(f"endpoint {name!r} not in this run ({[e.name for e in self.endpoints]})")
+
+    def oof(self, endpoint: str | None = None) -> pd.DataFrame:
+        """Out-of-fold predictions, one row per patient (index patient_id).
+
+        Columns: ``fold``, ``time``, ``event`` (bool), ``risk`` (raw), ``risk_centered`` (validation
+        risk minus the mean training risk of its fold), ``percentile`` (share of the fold's
+        training risks below it, 0-100) and ``surv_<t>`` for each eval time (renamed from the
+        endpoint's columns).
+        """
+        ep = self.endpoint(endpoint)
+        if ep.name not in self._oof:
+            self._oof[ep.name] = _out_of_fold(self.predictions, ep)
+        return self._oof[ep.name]
+
+    def training_rows(self, endpoint: str | None = None) -> pd.DataFrame:
+        """Rows of ``predictions.csv`` where the patient was in the fold's training part
+        (columns fold, risk, risk_centered); empty when the run saved validation rows only."""
+        ep = self.endpoint(endpoint)
+        p = self.predictions
+        if "split" not in p or "fold" not in p:
+            return pd.DataFrame(columns=["fold", "risk", "risk_centered"])
+        tr = p.loc[p["split"].astype(str) == "train", ["fold", ep.risk]].rename(
+            columns={ep.risk: "risk"}
+        )
+        tr = tr[np.isfinite(tr["risk"].to_numpy(float))]
+        tr["risk_centered"] = tr["risk"] - tr.groupby("fold")["risk"].transform("mean")
+        return tr
+
+    @property
+    def eval_times(self) -> list[float]:
+        return sorted(self.endpoint().surv)
+
+    @property
+    def max_time(self) -> float:
+        t = self.predictions[self.endpoint().time].to_numpy(float)
+        t = t[np.isfinite(t)]
+        return float(t.max()) if t.size else 1.0
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path} cannot be read ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(raw, dict):
+        raise RunFolderError(f"{path} does not hold a mapping; is it a run config?")
+    return raw
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(
+            f"{path} is not valid JSON ({exc}); re-create it with `multimodal evaluate {path.parent}`"
+        ) from None
+    if not isinstance(out, dict):
+        raise RunFolderError(f"{path} does not hold a JSON object")
+    return out
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise RunFolderError(
+            f"{path.parent} has no predictions.csv: training did not finish. Re-run the same "
+            "`multimodal train` command to resume it."
+        )
+    try:
+        frame = pd.read_csv(path, dtype={"patient_id": str})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise RunFolderError(f"{path} cannot be read as CSV ({exc})") from None
+    missing = [c for c in _REQUIRED if c not in frame.columns]
+    if missing:
+        raise RunFolderError(
+            f"{path} lacks column(s) {', '.join(missing)}; a run's predictions.csv has "
+            "patient_id, fold, split, time, event, risk, surv_<t>"
+        )
+    if frame.empty:
+        raise RunFolderError(f"{path} holds no rows")
+    for col in ("time", "risk"):
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            raise RunFolderError(f"{path}: column {col!r} is not numeric")
+    return frame
+
+
+def _endpoints(frame: pd.DataFrame, main: str) -> list[Endpoint]:
+    """Endpoints present in a predictions table.
+
+    The main endpoint uses ``risk``, ``time``, ``event`` and ``surv_<t>``. Others appear as
+    ``risk_<ep>`` with ``surv_<ep>_<t>`` and ``<ep>_time``/``<ep>_event`` (or ``time_<ep>``).
+    """
+    surv: dict[str | None, dict[float, str]] = {}
+    for col in frame.columns:
+        m = _SURV.match(str(col))
+        if m:
+            try:
+                surv.setdefault(m.group("ep"), {})[float(m.group("t"))] = str(col)
+            except ValueError:
+                continue
+    out = [Endpoint(main, "risk", "time", "event", surv.get(None, {}))]
+    for ep in _ENDPOINTS:
+        if ep == main or f"risk_{ep}" not in frame.columns:
+            continue
+        tcol = next((c for c in (f"{ep}_time", f"time_{ep}") if c in frame.columns), None)
+        ecol = next((c for c in (f"{ep}_event", f"event_{ep}") if c in frame.columns), None)
+        if tcol is None or ecol is None:
+            continue
+        out.append(Endpoint(ep, f"risk_{ep}", tcol, ecol, surv.get(ep, {})))
+    return out
+
+
+def _out_of_fold(pred: pd.DataFrame, ep: Endpoint) -> pd.DataFrame:
+    p = pred
+    has_split = "split" in p.columns and "fold" in p.columns
+    val = p[p["split"].astype(str).isin(["val", "validation", "test"])] if has_split else p
+    if val.empty:
+        val = p
+    cols = {ep.time: "time", ep.event: "event", ep.risk: "risk"}
+    cols.update({c: f"surv_{t:g}" for t, c in ep.surv.items()})
+    fold = val["fold"] if "fold" in val else pd.Series(0, index=val.index)
+    out = (
+        val[list(cols)]
+        .rename(columns=cols)
+        .assign(fold=fold.to_numpy(), patient_id=val["patient_id"])
+    )
+    out = out[np.isfinite(out["time"].to_numpy(float)) & out["event"].notna()]
+    out = out.groupby("patient_id", sort=False).first()  # repeated CV: first validation row
+    out["event"] = out["event"].astype(bool)
+    out["time"] = out["time"].astype(float)
+    train = (
+        p.loc[p["split"].astype(str) == "train", ["fold", ep.risk]]
+        if has_split
+        else pd.DataFrame(columns=["fold", ep.risk])
+    )
+    out["risk_centered"] = np.nan
+    out["percentile"] = np.nan
+    for k, part in out.groupby("fold"):
+        ref = train.loc[train["fold"] == k, ep.risk].to_numpy(float)
+        ref = np.sort(ref[np.isfinite(ref)])
+        if ref.size == 0:  # no training rows: the validation patients are their own reference
+            ref = np.sort(part["risk"].to_numpy(float))
+        r = part["risk"].to_numpy(float)
+        out.loc[part.index, "risk_centered"] = r - ref.mean()
+        out.loc[part.index, "percentile"] = 100.0 * np.searchsorted(ref, r, side="left") / ref.size
+    return out
+
+
+def find_cohort(
+    run_dir: Path, config: dict[str, Any], explicit: str | Path | None = None
+) -> Path | None:
+    """Where the run's cohort lives: ``explicit``, else ``data.cohort`` of the config (absolute,
+    or relative to the working directory or the run folder), else a ``cohort/`` folder next to
+    the run (the demo layout ``runs/demo/{cohort,fusion}``)."""
+    from multimodal.data.cohort import locate_cohort
+
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit))
+    configured = (config.get("data") or {}).get("cohort")
+    if configured:
+        p = Path(str(configured))
+        candidates += [p] if p.is_absolute() else [p, run_dir / p, run_dir.parent / p]
+    candidates += [run_dir.parent / "cohort", run_dir / "cohort"]
+    for c in candidates:
+        try:
+            return locate_cohort(c)[1]
+        except MultimodalError:
+            continue
+    return None
+
+
+def load_run_data(run_dir: str | Path, cohort: str | Path | None = None) -> RunData:
+    """Read the artefacts of a run folder.
+
+    Parameters
+    ----------
+    run_dir : folder written by ``multimodal train``.
+    cohort : the cohort (manifest or TCGA folder) when it is not where the run says.
+
+    Raises
+    ------
+    RunFolderError
+        The folder is missing, or its config or predictions are missing or unreadable.
+    """
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.exists():
+        raise RunFolderError(
+            f"run folder {run_dir} does not exist. Give the folder written by "
+            "`multimodal train --out RUN_DIR` (the demo writes runs/demo/fusion)."
+        )
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is a file, not a run folder")
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise RunFolderError(
+            f"{run_dir} is not a run folder: config.yaml is missing. Train one with "
+            "`multimodal train --config CONFIG --out RUN_DIR`."
+        )
+    config = _read_yaml(cfg_path)
+    meta = config.pop("_meta", None) or {}
+    metrics = _read_metrics(run_dir / "metrics.json")
+    predictions = _read_predictions(run_dir / "predictions.csv")
+    history = None
+    if (run_dir / "history.csv").is_file():
+        try:
+            history = pd.read_csv(run_dir / "history.csv")
+        except (OSError, ValueError, pd.errors.ParserError):
+            history = None
+    main = str(metrics.get("endpoint") or config.get("endpoint") or "os")
+    data = RunData(
+        run_dir=run_dir,
+        config=config,
+        meta=meta,
+        metrics=metrics,
+        predictions=predictions,
+        history=history,
+        endpoints=_endpoints(predictions, main),
+    )
+    if not metrics:
+        data.notes.append("metrics.json is missing: run `multimodal evaluate RUN_DIR` to add it.")
+    data.cohort_path = find_cohort(run_dir, config, cohort)
+    if data.cohort_path is None:
+        data.notes.append(
+            "The run's cohort was not found (config data.cohort, or a cohort/ folder next to the "
+            "run); patient details, evidence and filters need it: start the dashboard with "
+            "--cohort PATH."
+        )
+    else:
+        data.time_unit = _time_unit(data.cohort_path)
+    return data
+
+
+def _time_unit(path: Path) -> str:
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+            unit = (raw.get("patients") or {}).get("time_unit")
+            if unit:
+                return str(unit)
+        except (OSError, yaml.YAMLError, AttributeError):
+            pass
+    return "months"
