@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from multimodal.exceptions import ConfigError
 from multimodal.registry import did_you_mean
 
 __all__ = [
+    "ENDPOINT_HEADS",
+    "SINGLE_ENDPOINTS",
     "Config",
     "DataConfig",
     "EncoderConfig",
@@ -26,6 +35,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_config",
+    "resolve_head_name",
 ]
 
 
@@ -60,6 +70,10 @@ class DataConfig(_Strict):
     """Share of each training fold held out for early stopping; the reported fold is never used."""
     image_size: int = Field(32, ge=8)
     """Images are resized to this edge length (per spatial dimension)."""
+    image_intensity: Literal["scale", "zscore"] | tuple[float, float] = "scale"
+    """``scale`` (each image's min..max to [0, 1]), ``zscore``, or a fixed window ``[a_min, a_max]``
+    mapped to [0, 1] and clipped: for CT in Hounsfield units, ``[-160, 240]`` is a soft-tissue
+    window and keeps intensities comparable between patients."""
     genomics_max_features: int | None = Field(2000, ge=1)
     """Keep the most variable genomic features (selection fitted on the training fold)."""
     frozen_image_encoder: EncoderConfig | None = None
@@ -83,6 +97,11 @@ class FusionConfig(_Strict):
     """Probability of hiding each present modality of a training sample (never its last one)."""
     clinical_linear: bool = True
     """Add a linear clinical term to the risk: the other modalities then learn what clinical misses."""
+    linear_modalities: list[str] = Field(default_factory=list)
+    """Tabular modalities (genomics) that also get a ridge-penalised linear term beside the
+    clinical one. The penalty is chosen by cross-validation on the training patients
+    (``train.linear_penalties``) and the term is then held fixed: the deep branches learn what a
+    penalised Cox model on clinical + genomics misses. Needs ``clinical_linear``."""
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -106,6 +125,14 @@ class TrainConfig(_Strict):
     """Fit the linear clinical path alone first (ridge-penalised Cox, this L2 penalty; Cox head
     only), then train everything: the other modalities learn what they add beyond the clinical
     covariates. ``null`` starts the path at zero."""
+    linear_penalties: list[float] = Field(
+        default_factory=lambda: [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e4]
+    )
+    """Ridge penalties tried for ``fusion.linear_modalities``; 1e4 switches the term off."""
+    linear_penalty_tolerance: float = Field(0.005, ge=0)
+    """The largest penalty whose cross-validated C-index is within this of the best is taken."""
+    linear_penalty_folds: int = Field(3, ge=2)
+    """Folds of the cross-validation, within the training patients, that picks the penalty."""
     patience: int = Field(8, ge=1)
     """Epochs without improvement of the early-stopping C-index before stopping."""
     es_smoothing: int = Field(5, ge=1)
@@ -139,10 +166,59 @@ class EvalConfig(_Strict):
     """Bootstrap replicates for confidence intervals (0 = none)."""
 
 
+#: Endpoints with one time-to-event outcome (any single-risk head).
+SINGLE_ENDPOINTS: tuple[str, ...] = ("os", "pfs", "dss")
+
+#: Progression endpoints -> {head name accepted in the config: head that is built}. ``cox`` (the
+#: default head) selects the endpoint's Cox variant. See docs/progression.md.
+ENDPOINT_HEADS: dict[str, dict[str, str]] = {
+    "multitask": {"cox": "multitask_cox", "multitask_cox": "multitask_cox"},
+    "competing": {
+        "cox": "cause_specific_cox",
+        "cause_specific_cox": "cause_specific_cox",
+        "deephit": "deephit_competing",
+        "deephit_competing": "deephit_competing",
+    },
+    "multistate": {"cox": "illness_death_cox", "illness_death_cox": "illness_death_cox"},
+}
+
+Endpoint = Literal["os", "pfs", "dss", "multitask", "competing", "multistate"]
+
+
+def resolve_head_name(endpoint: str, head: str) -> str:
+    """The head class name built for ``head`` (``head.name`` in the config) under ``endpoint``.
+
+    Single endpoints (os, pfs, dss) take the name as is but refuse the progression heads, which
+    need outcomes those endpoints do not provide; progression endpoints map the name through
+    :data:`ENDPOINT_HEADS` and refuse heads that cannot model them.
+    """
+    if endpoint in SINGLE_ENDPOINTS:
+        multi = {h for names in ENDPOINT_HEADS.values() for h in names.values()}
+        if head in multi:
+            wanted = sorted(e for e, names in ENDPOINT_HEADS.items() if head in names)
+            raise ValueError(
+                f"head {head!r} needs a progression endpoint ({' or '.join(wanted)}), "
+                f"not endpoint {endpoint!r}"
+            )
+        return head
+    allowed = ENDPOINT_HEADS.get(endpoint)
+    if allowed is None:
+        raise ValueError(f"unknown endpoint {endpoint!r}")
+    if head not in allowed:
+        raise ValueError(
+            f"endpoint {endpoint!r} cannot use head {head!r}.{did_you_mean(head, allowed)} "
+            f"Choose one of: {', '.join(allowed)}"
+        )
+    return allowed[head]
+
+
 class Config(_Strict):
     """A complete experiment."""
 
-    endpoint: Literal["os", "pfs", "dss"] = "os"
+    endpoint: Endpoint = "os"
+    """``os``, ``pfs``, ``dss`` (one outcome), ``multitask`` (OS + PFS heads on one trunk),
+    ``competing`` (progression vs death without progression) or ``multistate`` (illness-death:
+    diagnosis -> progression -> death). See docs/progression.md."""
     data: DataConfig = Field(default_factory=DataConfig)
     encoders: dict[str, EncoderConfig] = Field(default_factory=dict)
     """Modality name (as in the cohort) -> encoder; modalities without one use the kind's default."""
@@ -161,6 +237,16 @@ class Config(_Strict):
             return {k: ({"name": e} if isinstance(e, str) else e) for k, e in v.items()}
         return v
 
+    @model_validator(mode="after")
+    def _endpoint_head(self) -> Config:
+        resolve_head_name(self.endpoint, self.head.name)
+        return self
+
+    @property
+    def head_name(self) -> str:
+        """The head class actually built (``head.name`` resolved for the endpoint)."""
+        return resolve_head_name(self.endpoint, self.head.name)
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -173,6 +259,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             parent = _model_at(e["loc"][:-1])
             hint = did_you_mean(str(e["loc"][-1]), parent.model_fields) if parent else ""
             lines.append(f"  {loc}: unknown key.{hint}")
+        elif not loc:  # a check across keys (e.g. endpoint and head)
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

@@ -5,7 +5,10 @@ Mapping, applied once here:
 - ``time`` = ``survival_months``; ``event`` = ``event`` (1 = death observed; the benchmark label).
 - ``pfs_time`` = ``cdr_pfi_days / 30.4375`` (months), ``pfs_event`` = ``cdr_pfi_event``;
   ``dss_time``/``dss_event`` likewise from ``cdr_dss_*`` (a patient with only one of the pair has
-  the endpoint unknown); ``site`` = ``tss_site``.
+  the endpoint unknown); ``site`` = ``tss_site``. Where the CDR gives the PFI and OS the same day
+  count (``cdr_pfi_days == cdr_os_days``: no progression before death or last contact), ``pfs_time``
+  is set to ``time`` exactly: ``survival_months`` and the day counts use different month lengths,
+  and the progression endpoints tell "death first" from "progression first" by comparing the two.
 - ``clinical``: ``age`` (numeric), ``sex`` and ``stage`` (categorical) by default; a requested
   column that is empty for every patient (``stage`` in GBMLGG: gliomas are not staged) is left out.
 - ``genomics``: ``genomics.csv.gz`` with groups ``rna``/``mut``/``cnv`` from the column suffixes
@@ -68,6 +71,11 @@ def _patients_frame(clinical: pd.DataFrame, label: str) -> pd.DataFrame:
             e = pd.to_numeric(clinical[event], errors="coerce")
             known = t.notna() & e.notna()
             out = "pfs" if endpoint == "pfi" else "dss"
+            if "cdr_os_days" in clinical.columns:  # same day as OS: the same time, exactly
+                same = pd.to_numeric(clinical[days], errors="coerce") == pd.to_numeric(
+                    clinical["cdr_os_days"], errors="coerce"
+                )
+                t = t.where(~same, frame["time"])
             frame[f"{out}_time"] = t.where(known)
             frame[f"{out}_event"] = e.where(known)
     if "tss_site" in clinical.columns:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,18 @@ def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
     from multimodal.evaluation.compare import mean_std
 
     out: dict[str, Any] = {}
-    for key in ("c_index", "uno_c", "ibs", "td_auc"):
+    keys = ["c_index", "uno_c", "ibs", "td_auc"]
+    # per-endpoint / per-cause metrics of the progression endpoints (c_index_os, ibs_cif_death, ...)
+    for f in per_fold:
+        keys += [k for k in f if k.startswith(_ENDPOINT_METRICS) and k not in keys]
+    for key in keys:
+        if key == "c_index_ci":
+            continue
         out[key], out[f"{key}_std"] = mean_std([f.get(key) for f in per_fold])
     return out
+
+
+_ENDPOINT_METRICS = ("c_index_", "cr_c_index_", "uno_c_", "ibs_")
 
 
 def evaluate_run(run_dir: str | Path, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -39,17 +49,18 @@ def evaluate_run(run_dir: str | Path, n_boot: int = 200, seed: int = 0) -> dict[
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"cannot read {run_dir}: {exc}") from None
     times = metrics.get("eval_times") or [
-        float(c[5:]) for c in preds.columns if c.startswith("surv_")
+        float(c[5:]) for c in preds.columns if re.fullmatch(r"surv_[0-9.eE+-]+", c)
     ]
     old = {f["fold"]: f for f in metrics.get("folds", [])}
     per_fold = []
+    endpoint = metrics.get("endpoint", "os")
     for k, part in preds.groupby("fold", sort=True):
         f = dict(old.get(int(k), {"fold": int(k)}))
-        f.update(evaluate_fold(part, times, n_boot=n_boot, seed=seed + int(k)))
+        f.update(evaluate_fold(part, times, n_boot=n_boot, seed=seed + int(k), endpoint=endpoint))
         per_fold.append(f)
     metrics.update(summarise_folds(per_fold))
     metrics["folds"] = per_fold
-    endpoint = metrics.get("endpoint", "os")
-    metrics[f"c_index_{endpoint}"] = metrics["c_index"]
+    if endpoint in ("os", "pfs", "dss"):
+        metrics[f"c_index_{endpoint}"] = metrics["c_index"]
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics

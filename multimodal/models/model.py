@@ -5,13 +5,14 @@ No training code here: :mod:`multimodal.training` fits it, :mod:`multimodal.mode
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import nn
 
-from multimodal.config import EncoderConfig, FusionConfig, HeadConfig
+from multimodal.config import EncoderConfig, FusionConfig, HeadConfig, resolve_head_name
 from multimodal.exceptions import MissingModalityError
 from multimodal.types import Batch, InputSpec
 
@@ -45,13 +46,17 @@ class MultimodalSurvivalModel(nn.Module):
     head : HeadConfig.
     cuts : time grid for discrete-time heads (None for Cox).
     clinical_modality : name of the clinical modality that feeds the linear path (None = no path).
+    endpoint : the config's endpoint; progression endpoints build their variant of ``head.name``
+        (:func:`multimodal.config.resolve_head_name`, e.g. ``cox`` -> ``multitask_cox``).
 
     Notes
     -----
     On real cohorts clinical covariates alone are strong predictors. With ``fusion.clinical_linear``
     the head output is ``head(fusion(...)) + w . x_clinical``: a Cox-like linear clinical term plus
     what the other modalities add beyond it. It applies to heads whose outputs shift risk
-    monotonically under a per-patient offset (``head.supports_offset``: Cox, logistic hazard).
+    monotonically under a per-patient offset (``head.supports_offset``: Cox, logistic hazard);
+    heads with one Cox risk per task / cause / transition (``head.n_offsets > 1``) get one linear
+    clinical term per output column.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class MultimodalSurvivalModel(nn.Module):
         head: HeadConfig,
         cuts: list[float] | None = None,
         clinical_modality: str | None = None,
+        endpoint: str = "os",
     ) -> None:
         super().__init__()
         from multimodal.encoders import ENCODERS
@@ -86,11 +92,12 @@ class MultimodalSurvivalModel(nn.Module):
             in_dims, fusion.dim, token_inputs=token_inputs, dropout=fusion.dropout, **fusion.options
         )
         head_options = dict(head.options)
-        if head.name == "cox":
+        head_cls = HEADS.get(resolve_head_name(endpoint, head.name))
+        if "ties" in inspect.signature(head_cls).parameters:
             head_options.setdefault("ties", head.ties)
         if cuts is not None:
             head_options["cuts"] = list(cuts)
-        self.head = HEADS.get(head.name)(fusion.dim, **head_options)
+        self.head = head_cls(fusion.dim, **head_options)
         self.modality_dropout_p = float(fusion.modality_dropout)
         self.clinical_modality = None
         if (
@@ -102,8 +109,21 @@ class MultimodalSurvivalModel(nn.Module):
             n_lin = spec.n_numeric + sum(spec.cardinalities)
             if n_lin > 0:
                 self.clinical_modality = clinical_modality
-                self.clinical_linear = nn.Linear(n_lin, 1, bias=False)
+                n_out = int(getattr(self.head, "n_offsets", 1))
+                self.clinical_linear = nn.Linear(n_lin, n_out, bias=False)
                 nn.init.zeros_(self.clinical_linear.weight)
+        # ridge-penalised linear terms of tabular modalities, beside the clinical one
+        self.omics_linear = nn.ModuleDict()
+        if self.clinical_modality is not None:
+            for m in fusion.linear_modalities:
+                spec = specs.get(m)
+                if spec is None or spec.tokens or not spec.in_features or spec.kind != "genomics":
+                    continue
+                layer = nn.Linear(
+                    int(spec.in_features), self.clinical_linear.out_features, bias=False
+                )
+                nn.init.zeros_(layer.weight)
+                self.omics_linear[m] = layer
 
     # ------------------------------------------------------------------ forward
     def _clinical_design(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -131,10 +151,37 @@ class MultimodalSurvivalModel(nn.Module):
         outputs = self.head(self.fusion(embeddings, mask))
         if self.clinical_modality is not None:
             m = self.clinical_modality
-            offset = self.clinical_linear(self._clinical_design(batch.inputs[m])).squeeze(-1)
-            offset = offset * batch.mask[m].to(offset.dtype)  # the true mask: no dropout on it
-            outputs = outputs + (offset if outputs.dim() == 1 else offset.unsqueeze(-1))
+            offset = self.clinical_linear(self._clinical_design(batch.inputs[m]))
+            offset = offset * batch.mask[m].to(offset.dtype).unsqueeze(-1)  # true mask, no dropout
+            if offset.shape[-1] == 1:  # one offset, shared by every output column
+                offset = offset.squeeze(-1)
+                outputs = outputs + (offset if outputs.dim() == 1 else offset.unsqueeze(-1))
+            else:  # one offset per output column (task, cause or transition)
+                outputs = outputs + offset
+            outputs = outputs + self._omics_offset(batch, outputs)
         return outputs
+
+    def linear_design(self, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Inputs of the linear paths: modality -> (design (B, p) float, presence (B,) float)."""
+        out = {}
+        if self.clinical_modality is not None:
+            m = self.clinical_modality
+            out[m] = (self._clinical_design(batch.inputs[m]), batch.mask[m].float())
+        for m in self.omics_linear:
+            x = batch.inputs[m].float().reshape(batch.inputs[m].shape[0], -1)
+            out[m] = (x, batch.mask[m].float())
+        return out
+
+    def _omics_offset(self, batch: Batch, outputs: torch.Tensor) -> torch.Tensor | float:
+        total: torch.Tensor | float = 0.0
+        for m, layer in self.omics_linear.items():
+            x = batch.inputs[m].float().reshape(batch.inputs[m].shape[0], -1)
+            off = layer(x) * batch.mask[m].to(x.dtype).unsqueeze(-1)
+            if off.shape[-1] == 1:
+                off = off.squeeze(-1)
+                off = off if outputs.dim() == 1 else off.unsqueeze(-1)
+            total = total + off
+        return total
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import yaml
 from multimodal.config import Config, EncoderConfig
 from multimodal.exceptions import RunFolderError
 from multimodal.models.model import MultimodalSurvivalModel, spec_from_dict
+from multimodal.training.endpoints import PROGRESSION_ENDPOINTS, endpoint_predictions
 from multimodal.training.preprocess import PIPELINES, FoldData, PreprocessContext
 from multimodal.training.stores import DenseStore, DictStore, ModalityStore, TokenStore
 from multimodal.types import InputSpec
@@ -37,6 +38,8 @@ class FoldModel:
     model: MultimodalSurvivalModel
     pipelines: dict[str, Any]
     risk_center: float
+    risk_centers: dict[str, float] = field(default_factory=dict)
+    """Mean training risk of each named risk (``risk_os``, ...) of the progression endpoints."""
 
 
 def median_survival(survival: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -111,26 +114,60 @@ class TrainedModel:
         )
         return FoldData(ids=ids, time=time, event=event, stores=stores)
 
+    @property
+    def endpoint(self) -> str:
+        return self.config.endpoint
+
     @torch.no_grad()
-    def predict(self, cohort: Any, times: list[float] | None = None) -> pd.DataFrame:
-        """Per patient: risk (higher = worse), S(t) at ``times``, predicted median survival."""
+    def predict(
+        self,
+        cohort: Any,
+        times: list[float] | None = None,
+        horizons: list[float] | None = None,
+    ) -> pd.DataFrame:
+        """Per patient: risk (higher = worse), S(t) at ``times``, predicted median survival.
+
+        Progression endpoints (multitask, competing, multistate) add their named risks and curves
+        (``risk_os``, ``surv_pfs_<t>``, ``cif_progression_<t>``, ``state_<state>_<t>``, ...) and
+        ``p_progression_<h>`` at ``horizons`` (default ``eval.horizons``); see
+        :mod:`multimodal.training.endpoints`.
+        """
         from multimodal.training.fold import _outputs, head_risk, head_survival
 
         times = list(times) if times is not None else list(self.times)
+        horizons = list(horizons) if horizons is not None else list(self.config.eval.horizons)
         ids = [str(i) for i in cohort.patients.index]
         grid = np.unique(
             np.concatenate([times, np.linspace(0, max(self._max_time(), max(times)), 200)])
         )
-        risks, survs = [], []
+        risks, survs, named, curves = [], [], [], []
         for fm in self.folds:
             out = _outputs(fm.model, self._fold_data(fm, cohort, ids), self.device, "32")
-            risks.append(head_risk(fm.model, out) - fm.risk_center)
-            survs.append(head_survival(fm.model, out, grid))
+            if self.endpoint in PROGRESSION_ENDPOINTS:
+                r, c = endpoint_predictions(self.endpoint, fm.model.head, out, grid, horizons)
+                risks.append(r.pop("risk") - fm.risk_center)
+                survs.append(c.pop("surv"))
+                named.append({k: v - fm.risk_centers.get(k, 0.0) for k, v in r.items()})
+                curves.append(c)
+            else:
+                risks.append(head_risk(fm.model, out) - fm.risk_center)
+                survs.append(head_survival(fm.model, out, grid))
         risk = np.mean(risks, axis=0)
         surv = np.mean(survs, axis=0)
         frame = pd.DataFrame({"patient_id": ids, "risk": risk})
+        at = {t: int(np.searchsorted(grid, t)) for t in times}
         for t in times:
-            frame[f"surv_{t:g}"] = surv[:, int(np.searchsorted(grid, t))]
+            frame[f"surv_{t:g}"] = surv[:, at[t]]
+        for key in named[0] if named else []:
+            frame[key] = np.mean([n[key] for n in named], axis=0)
+        for prefix in curves[0] if curves else []:
+            mean = np.mean([c[prefix] for c in curves], axis=0)
+            if prefix == "p_progression":
+                for j, h in enumerate(horizons):
+                    frame[f"{prefix}_{h:g}"] = mean[:, j]
+            else:
+                for t in times:
+                    frame[f"{prefix}_{t:g}"] = mean[:, at[t]]
         frame["median_survival"] = median_survival(surv, grid)
         frame["modalities_present"] = [
             ",".join(
@@ -146,17 +183,68 @@ class TrainedModel:
         """Risk per patient (index patient_id), higher = worse prognosis."""
         return self.predict(cohort).set_index("patient_id")["risk"]
 
-    def predict_survival(self, cohort: Any, times: list[float]) -> pd.DataFrame:
-        """S(t) per patient (rows, index patient_id) at ``times`` (columns)."""
+    def predict_survival(
+        self, cohort: Any, times: list[float], endpoint: str | None = None
+    ) -> pd.DataFrame:
+        """S(t) per patient (rows, index patient_id) at ``times`` (columns).
+
+        ``endpoint``: None (the run's primary endpoint), or ``"os"`` / ``"pfs"`` for a run of a
+        progression endpoint that models it (multitask, multistate: both; competing: ``"pfs"``,
+        the event-free survival).
+        """
         frame = self.predict(cohort, times).set_index("patient_id")
-        out = frame[[f"surv_{t:g}" for t in times]]
+        prefix = "surv"
+        if endpoint is not None and endpoint != self.endpoint:
+            prefix = f"surv_{endpoint}"
+            if f"{prefix}_{times[0]:g}" not in frame:
+                raise ValueError(
+                    f"this run (endpoint {self.endpoint!r}) has no {endpoint!r} survival; "
+                    "train with endpoint multitask or multistate for OS and PFS curves"
+                )
+        out = frame[[f"{prefix}_{t:g}" for t in times]]
         out.columns = list(times)
         return out
 
+    def predict_cif(
+        self, cohort: Any, times: list[float], cause: str = "progression"
+    ) -> pd.DataFrame:
+        """Cumulative incidence of ``cause`` ("progression" or "death" without progression) per
+        patient (rows) at ``times`` (columns); runs of the competing or multistate endpoint."""
+        from multimodal.survival.competing import CAUSES
+
+        if cause not in CAUSES:
+            raise ValueError(f"cause must be one of {CAUSES}; got {cause!r}")
+        if self.endpoint not in ("competing", "multistate"):
+            raise ValueError(
+                f"this run (endpoint {self.endpoint!r}) has no cumulative incidences; train with "
+                "endpoint competing or multistate"
+            )
+        frame = self.predict(cohort, times).set_index("patient_id")
+        out = frame[[f"cif_{cause}_{t:g}" for t in times]]
+        out.columns = list(times)
+        return out
+
+    def explain(
+        self,
+        cohort: Any,
+        patient_ids: list[str] | None = None,
+        horizons: list[float] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Explanations of the predictions for patients of ``cohort`` (averaged over the fold
+        models): see :func:`multimodal.explain.explain` for ``options``. Returns an
+        :class:`~multimodal.explain.Explanation`; ``.save(run_dir / "explanations")`` writes it."""
+        from multimodal.explain import explain
+
+        return explain(self, cohort, patient_ids=patient_ids, horizons=horizons, **options)
+
     def _max_time(self) -> float:
-        cuts = getattr(self.folds[0].model.head, "cuts", None)
+        head = self.folds[0].model.head
+        cuts = getattr(head, "cuts", None)
         if cuts is not None and len(cuts):
             return float(torch.as_tensor(cuts).max())
+        if getattr(head, "has_baseline", False) and hasattr(head, "bl_times"):
+            return float(head.bl_times.max())
         return float(max(self.times)) * 1.5
 
 
@@ -216,6 +304,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
             config.head,
             cuts=meta.get("cuts"),
             clinical_modality=meta.get("clinical_modality"),
+            endpoint=config.endpoint,
         )
         try:
             load_weights(model, folder)
@@ -223,6 +312,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
             raise RunFolderError(f"{folder}/weights.safetensors cannot be loaded: {exc}") from None
         model.to(device).eval()
         folds.append(
-            FoldModel(int(meta["fold"]), model, pipes, float(meta.get("risk_center", 0.0)))
+            FoldModel(
+                int(meta["fold"]),
+                model,
+                pipes,
+                float(meta.get("risk_center", 0.0)),
+                dict(meta.get("risk_centers") or {}),
+            )
         )
     return TrainedModel(run_dir, config, folds, times, device)

@@ -1,7 +1,8 @@
 """Survival core: losses, heads, survival curves, metrics and calibration.
 
 Import from the submodules (``multimodal.survival.losses``, ``.discrete``, ``.heads``, ``.curves``,
-``.metrics``, ``.calibration``); the most used names are re-exported here.
+``.metrics``, ``.calibration``; progression endpoints: ``.competing``, ``.multistate``,
+``.progression_heads``); the most used names are re-exported here.
 """
 
 from multimodal.survival.calibration import calibration_at_horizon, d_calibration

@@ -7,7 +7,13 @@ event_type=None)`` (float32 scalar); ``risk(outputs) -> (B,)`` (higher = worse);
 ``fit_baseline(outputs, time, event)``; ``survival(outputs, times) -> (B, len(times))``;
 competing heads also ``cif(outputs, times) -> (B, K, len(times))``. ``supports_offset`` is True
 when adding a per-sample scalar to ``outputs`` (broadcast over the last dimension) shifts the risk
-monotonically (the model adds its linear clinical path that way).
+monotonically (the model adds its linear clinical path that way); ``n_offsets > 1`` asks for one
+offset per output column instead (heads with one Cox risk per task, cause or transition).
+
+``targets`` names the :class:`multimodal.types.Batch` fields that ``loss``, ``fit_baseline`` and
+``score`` take as keyword arguments (``("time", "event")`` for single-endpoint heads; the
+progression heads of :mod:`multimodal.survival.progression_heads` add ``pfs_time``, ``pfs_event``
+or ``event_type``). ``score(outputs, **targets)`` is the C-index that early stopping maximises.
 
 Risk of the discrete heads
 --------------------------
@@ -18,12 +24,14 @@ and is on the time scale (months when times are months).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from multimodal.exceptions import DataError
 from multimodal.registry import Registry
 from multimodal.survival.curves import breslow_baseline, interpolate_survival, step_function_at
 from multimodal.survival.discrete import (
@@ -33,6 +41,7 @@ from multimodal.survival.discrete import (
     pmf_nll,
 )
 from multimodal.survival.losses import cox_nll, resolve_option
+from multimodal.survival.metrics import harrell_c
 
 __all__ = [
     "HEADS",
@@ -61,6 +70,9 @@ class SurvivalHead(nn.Module):
 
     supports_offset: bool = False
     is_competing: bool = False
+    n_offsets: int = 1
+    #: Batch fields passed (as keyword arguments) to ``loss``, ``fit_baseline`` and ``score``.
+    targets: tuple[str, ...] = ("time", "event")
 
     def __init__(self, in_features: int) -> None:
         super().__init__()
@@ -83,8 +95,18 @@ class SurvivalHead(nn.Module):
     def survival(self, outputs: torch.Tensor, times: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def fit_baseline(self, outputs: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> None:
+    def fit_baseline(
+        self, outputs: torch.Tensor, time: torch.Tensor, event: torch.Tensor, **targets: Any
+    ) -> None:
         """No-op for heads whose outputs already define S(t | x)."""
+
+    def score(self, outputs: torch.Tensor, time: Any, event: Any, **targets: Any) -> float:
+        """Harrell's C of :meth:`risk` (NaN with fewer than 2 patients or no event)."""
+        e = np.asarray(torch.as_tensor(event).cpu()).astype(bool).reshape(-1)
+        if e.size < 2 or not e.any():
+            return float("nan")
+        r = self.risk(outputs).detach().float().cpu().numpy().astype(float)
+        return float(harrell_c(np.asarray(torch.as_tensor(time).cpu(), dtype=float), e, r))
 
 
 @HEADS.register("cox")
@@ -306,6 +328,7 @@ class DeepHitCompetingHead(DiscreteTimeHead):
     """
 
     is_competing = True
+    targets = ("time", "event", "event_type")
 
     def __init__(
         self,
@@ -359,3 +382,26 @@ class DeepHitCompetingHead(DiscreteTimeHead):
         if not 1 <= cause <= self.n_causes:
             raise ValueError(f"cause must be in 1..{self.n_causes}; got {cause}")
         return self.grid_cif(outputs)[:, cause - 1, -1].float()
+
+    def score(self, outputs, time, event, event_type=None, **targets) -> float:
+        """Mean over causes of the cause-specific C of :meth:`cause_risk` (needs ``event_type``)."""
+        return cause_specific_score(self, outputs, time, event_type)
+
+
+def cause_specific_score(head: Any, outputs: torch.Tensor, time: Any, event_type: Any) -> float:
+    """Mean cause-specific Harrell C over the causes observed at least once (NaN when none)."""
+    if event_type is None:
+        raise ValueError("a competing-risks score needs event_type (0 = censored, k = cause k)")
+    t = np.asarray(torch.as_tensor(time).cpu(), dtype=float).reshape(-1)
+    k = np.asarray(torch.as_tensor(event_type).cpu()).astype(np.int64).reshape(-1)
+    scores = []
+    for c in range(1, head.n_causes + 1):
+        if t.size >= 2 and (k == c).any():
+            r = head.cause_risk(outputs, c).detach().float().cpu().numpy().astype(float)
+            with contextlib.suppress(DataError):  # no comparable pair in a tiny hold-out
+                scores.append(harrell_c(t, k == c, r))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+# The progression heads (multi-task, cause-specific Cox, illness-death) register themselves in HEADS.
+from multimodal.survival import progression_heads as _progression_heads  # noqa: E402, F401

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from multimodal.models.model import MultimodalSurvivalModel
 from multimodal.training import checkpoint as ckpt
 from multimodal.training import distributed as dist_utils
+from multimodal.training.endpoints import PROGRESSION_ENDPOINTS
 from multimodal.training.preprocess import (
     PIPELINES,
     FoldData,
@@ -130,14 +131,6 @@ def head_survival(model: torch.nn.Module, outputs: torch.Tensor, times) -> np.nd
     return model.head.survival(outputs, t).detach().float().cpu().numpy()
 
 
-def _c_index(data: FoldData, risk: np.ndarray) -> float:
-    from multimodal.survival.metrics import harrell_c
-
-    if len(data) < 2 or not data.event.any():
-        return float("nan")
-    return float(harrell_c(data.time, data.event, risk))
-
-
 def _fit_pipelines(
     cfg, cohort, modalities, enc_cfgs, ctx, train_ids
 ) -> dict[str, ModalityPipeline]:
@@ -188,7 +181,7 @@ def run_fold(
     fit_data = train_data.subset(fit_idx)
     es_data = train_data.subset(es_idx) if len(es_idx) else fit_data
     cuts = None
-    if cfg.head.name != "cox":
+    if _needs_cuts(cfg):
         from multimodal.survival.discrete import make_time_grid
 
         cuts = [
@@ -205,9 +198,19 @@ def run_fold(
             cfg.head,
             cuts=cuts,
             clinical_modality=clinical,
+            endpoint=cfg.endpoint,
         ).to(device)
         if cfg.train.clinical_warm_start is not None:
-            warm_start_clinical(net, data, device, ridge=cfg.train.clinical_warm_start)
+            warm_start_clinical(
+                net,
+                data,
+                device,
+                ridge=cfg.train.clinical_warm_start,
+                penalties=tuple(cfg.train.linear_penalties),
+                folds=cfg.train.linear_penalty_folds,
+                tolerance=cfg.train.linear_penalty_tolerance,
+                seed=model_seed,
+            )
         return net
 
     model = new_model(seed, fit_data)
@@ -223,21 +226,17 @@ def run_fold(
     # Breslow baseline (Cox) on every training patient of the fold, never on validation patients
     base.head.fit_baseline(
         _outputs(base, train_data, device, cfg.train.precision).to(device),
-        torch.as_tensor(train_data.time, device=device),
-        torch.as_tensor(train_data.event, device=device),
+        **_targets(base, train_data, device=device),
     )
+    frame_args = (times, device, cfg.train.precision, cfg.endpoint, cfg.eval.horizons)
     preds = pd.concat(
         [
-            predict_frame(base, train_data, times, device, cfg.train.precision).assign(
-                fold=k, split="train"
-            ),
-            predict_frame(base, val_data, times, device, cfg.train.precision).assign(
-                fold=k, split="val"
-            ),
+            predict_frame(base, train_data, *frame_args).assign(fold=k, split="train"),
+            predict_frame(base, val_data, *frame_args).assign(fold=k, split="val"),
         ],
         ignore_index=True,
     )
-    metrics = evaluate_fold(preds, times, cfg.eval.bootstrap, seed)
+    metrics = evaluate_fold(preds, times, cfg.eval.bootstrap, seed, cfg.endpoint)
     metrics.update(fold=k, n_train=len(train_ids), n_val=len(val_ids), best_epoch=best_epoch)
     history = history.drop(columns=["best_epoch"]).assign(fold=k)
     if dist_utils.is_main():
@@ -246,6 +245,11 @@ def run_fold(
             "specs": base.describe()["specs"],
             "cuts": cuts,
             "risk_center": float(preds.loc[preds.split == "train", "risk"].mean()),
+            "risk_centers": {
+                c: float(preds.loc[preds.split == "train", c].mean())
+                for c in preds.columns
+                if c.startswith("risk_")
+            },
             "clinical_modality": clinical,
             "modalities": modalities,
         }
@@ -414,8 +418,8 @@ def _early_stopping_score(cfg, model, es_data, device, history) -> tuple[float, 
     """(hold-out C-index of this epoch, its mean with the previous ``es_smoothing - 1`` epochs)."""
     if es_data is None:
         return float("nan"), float("nan")
-    risk = head_risk(model, _outputs(model, es_data, device, cfg.train.precision))
-    score = _c_index(es_data, risk)
+    outputs = _outputs(model, es_data, device, cfg.train.precision)
+    score = float(model.head.score(outputs, **_targets(model, es_data)))
     k = cfg.train.es_smoothing
     recent = [h["es_c_index"] for h in history[-(k - 1) :]] if k > 1 else []
     if not np.isfinite(score):
@@ -441,7 +445,7 @@ def _train_epoch(cfg, net, model, opt, sampler, data: FoldData, device) -> float
     ws, rk = dist_utils.world_size(), dist_utils.rank()
     losses = []
     for s in range(0, len(batches), tc.accumulate):
-        outs, times, events = [], [], []
+        outs, targets = [], {name: [] for name in model.head.targets}
         for idx in batches[s : s + tc.accumulate]:
             idx = np.array_split(idx, ws)[rk] if ws > 1 else idx
             batch = data.batch(idx)
@@ -449,10 +453,10 @@ def _train_epoch(cfg, net, model, opt, sampler, data: FoldData, device) -> float
             batch = batch.to(device)
             with _autocast(device, tc.precision):
                 outs.append(net(batch).float())
-            times.append(batch.time)
-            events.append(batch.event)
+            for name, values in targets.items():
+                values.append(getattr(batch, name))
         out = gather_cat(torch.cat(outs), with_grad=True)
-        loss = model.head.loss(out, gather_cat(torch.cat(times)), gather_cat(torch.cat(events)))
+        loss = model.head.loss(out, **{n: gather_cat(torch.cat(v)) for n, v in targets.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip:
@@ -464,10 +468,20 @@ def _train_epoch(cfg, net, model, opt, sampler, data: FoldData, device) -> float
 
 @torch.no_grad()
 def predict_frame(
-    model, data: FoldData, times: list[float], device, precision: str = "32"
+    model,
+    data: FoldData,
+    times: list[float],
+    device,
+    precision: str = "32",
+    endpoint: str = "os",
+    horizons: list[float] = (),
 ) -> pd.DataFrame:
-    """patient_id, time, event, risk and S(t) at ``times`` for every patient of ``data``."""
+    """patient_id, time, event, risk and S(t) at ``times`` for every patient of ``data``; for the
+    progression endpoints also their outcomes, named risks and curves
+    (:mod:`multimodal.training.endpoints`)."""
     out = _outputs(model, data, device, precision)
+    if endpoint in PROGRESSION_ENDPOINTS:
+        return _progression_frame(model, data, out, times, endpoint, horizons)
     risk = head_risk(model, out)
     surv = head_survival(model, out, times)
     frame = pd.DataFrame(
@@ -478,10 +492,58 @@ def predict_frame(
     return frame
 
 
+def _progression_frame(model, data, out, times, endpoint, horizons) -> pd.DataFrame:
+    from multimodal.training.endpoints import endpoint_predictions, outcome_frame
+
+    risks, curves = endpoint_predictions(endpoint, model.head, out, list(times), list(horizons))
+    frame = outcome_frame(endpoint, data)
+    frame.insert(0, "patient_id", data.ids)
+    columns = {k: frame[k].to_numpy() for k in frame.columns}
+    columns.update(risks)
+    for prefix, values in curves.items():
+        grid = horizons if prefix == "p_progression" else times
+        for j, t in enumerate(grid):
+            columns[f"{prefix}_{t:g}"] = values[:, j]
+    return pd.DataFrame(columns)
+
+
+def _needs_cuts(cfg) -> bool:
+    """True when the endpoint's head is a discrete-time head (it needs a time grid)."""
+    from multimodal.survival.heads import HEADS, DiscreteTimeHead
+
+    return issubclass(HEADS.get(cfg.head_name), DiscreteTimeHead)
+
+
+def _targets(model, data: FoldData, device=None) -> dict[str, Any]:
+    """The head's targets (``head.targets``) for every patient of ``data``, as tensors."""
+    return {
+        n: torch.as_tensor(v, device=device) for n, v in data.targets(model.head.targets).items()
+    }
+
+
 def evaluate_fold(
+    preds: pd.DataFrame, times: list[float], n_boot: int = 0, seed: int = 0, endpoint: str = "os"
+) -> dict[str, Any]:
+    """Validation metrics of one fold from its prediction frame (train rows give the IPCW weights).
+
+    For the progression endpoints the metrics of the primary endpoint (``c_index``, ``uno_c``,
+    ``td_auc``, ``ibs``: from ``time``/``event``/``risk``/``surv_<t>``) are followed by the
+    per-endpoint and per-cause ones (:func:`multimodal.training.endpoints.endpoint_metrics`); for
+    ``competing`` the primary ``ibs`` is the IPCW integrated Brier score of the progression CIF.
+    """
+    out = _evaluate_primary(preds, times, n_boot, seed)
+    if endpoint in PROGRESSION_ENDPOINTS:
+        from multimodal.training.endpoints import endpoint_metrics
+
+        out.update(endpoint_metrics(preds, times, endpoint))
+        if endpoint == "competing":
+            out["ibs"] = out.get("ibs_cif_progression")
+    return out
+
+
+def _evaluate_primary(
     preds: pd.DataFrame, times: list[float], n_boot: int = 0, seed: int = 0
 ) -> dict[str, Any]:
-    """Validation metrics of one fold from its prediction frame (train rows give the IPCW weights)."""
     from multimodal.survival import metrics as M
 
     tr, va = preds[preds.split == "train"], preds[preds.split == "val"]

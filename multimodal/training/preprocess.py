@@ -40,11 +40,15 @@ PIPELINES: Registry[type[ModalityPipeline]] = Registry("modality pipeline")
 
 
 def endpoint_columns(endpoint: str) -> tuple[str, str]:
-    """Patient-table columns (time, event) of an endpoint."""
+    """Patient-table columns (time, event) of an endpoint; for the progression endpoints, those of
+    the outcome whose event times set the reporting grid (OS; competing: PFS)."""
     return {
         "os": ("time", "event"),
         "pfs": ("pfs_time", "pfs_event"),
         "dss": ("dss_time", "dss_event"),
+        "multitask": ("time", "event"),
+        "competing": ("pfs_time", "pfs_event"),
+        "multistate": ("time", "event"),
     }[endpoint]
 
 
@@ -57,6 +61,7 @@ class PreprocessContext:
     text_max_length: int = 256
     text_chunking: str = "sentences"
     image_size: int = 32
+    image_intensity: Any = "scale"
     genomics_max_features: int | None = None
     frozen_image_encoder: dict[str, Any] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +76,11 @@ class PreprocessContext:
             text_max_length=d.text_max_length,
             text_chunking=d.text_chunking,
             image_size=d.image_size,
+            image_intensity=(
+                d.image_intensity
+                if isinstance(d.image_intensity, str)
+                else [float(v) for v in d.image_intensity]
+            ),
             genomics_max_features=d.genomics_max_features,
             frozen_image_encoder=(
                 d.frozen_image_encoder.model_dump() if d.frozen_image_encoder else None
@@ -360,9 +370,11 @@ class ImagingPipeline(ModalityPipeline):
                 images.append(None)
                 continue
             path = next(loaded)
-            key = f"image:{path}:{size}"
+            key = f"image:{path}:{size}:{self.ctx.image_intensity}"
             if key not in self.ctx.memo:
-                self.ctx.memo[key] = load_image(path, spatial_dims=dims, image_size=size)
+                self.ctx.memo[key] = load_image(
+                    path, spatial_dims=dims, image_size=size, normalize=self.ctx.image_intensity
+                )
             images.append(self.ctx.memo[key])
         ref = next((im for im in images if im is not None), torch.zeros(1, *size))
         values = torch.stack([im if im is not None else torch.zeros_like(ref) for im in images])
@@ -401,7 +413,12 @@ class ImagingPipeline(ModalityPipeline):
         backbone = self._backbone(dims, size)
         cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
         emb = precompute_image_embeddings(
-            backbone, paths, cache, spatial_dims=dims, image_size=size
+            backbone,
+            paths,
+            cache,
+            spatial_dims=dims,
+            image_size=size,
+            normalize=self.ctx.image_intensity,
         )
         x = np.zeros((len(ids), int(backbone.out_dim)), dtype=np.float32)
         if len(paths):
@@ -412,6 +429,7 @@ class ImagingPipeline(ModalityPipeline):
     def state(self) -> dict[str, Any]:
         return {
             "image_size": self.ctx.image_size,
+            "image_intensity": self.ctx.image_intensity,
             "frozen_image_encoder": self.ctx.frozen_image_encoder,
         }
 
@@ -454,6 +472,9 @@ class FoldData:
     event: np.ndarray
     stores: dict[str, ModalityStore]
     strata: np.ndarray | None = None
+    outcomes: dict[str, np.ndarray] | None = None
+    """Progression endpoints: ``os_time``, ``os_event``, ``pfs_time``, ``pfs_event`` and, for
+    competing/multistate, ``event_type`` (see :mod:`multimodal.training.endpoints`)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -463,6 +484,7 @@ class FoldData:
 
     def batch(self, idx: np.ndarray) -> Batch:
         idx = np.asarray(idx, dtype=np.int64)
+        o = self.outcomes or {}
         return Batch(
             patient_id=[self.ids[i] for i in idx],
             time=torch.from_numpy(self.time[idx].astype(np.float32)),
@@ -470,7 +492,21 @@ class FoldData:
             inputs={m: s.batch(idx) for m, s in self.stores.items()},
             mask={m: s.mask(idx) for m, s in self.stores.items()},
             strata=None if self.strata is None else torch.from_numpy(self.strata[idx]),
+            event_type=torch.from_numpy(o["event_type"][idx]) if "event_type" in o else None,
+            pfs_time=(
+                torch.from_numpy(o["pfs_time"][idx].astype(np.float32)) if "pfs_time" in o else None
+            ),
+            pfs_event=torch.from_numpy(o["pfs_event"][idx]) if "pfs_event" in o else None,
         )
+
+    def targets(self, names: tuple[str, ...], idx: np.ndarray | None = None) -> dict[str, Any]:
+        """The outcome arrays ``names`` (Batch field names) of rows ``idx`` (default: all)."""
+        sel = slice(None) if idx is None else np.asarray(idx, dtype=np.int64)
+        source = {"time": self.time, "event": self.event, **(self.outcomes or {})}
+        missing = [n for n in names if n not in source and n not in ("time", "event")]
+        if missing:
+            raise ValueError(f"the fold data has no {missing}; is the endpoint right?")
+        return {n: source[n][sel] for n in names}
 
     def batches(self, batch_size: int) -> list[np.ndarray]:
         n = len(self.ids)
@@ -494,6 +530,9 @@ class FoldData:
             event=self.event[idx],
             stores=stores,
             strata=None if self.strata is None else self.strata[idx],
+            outcomes=None
+            if self.outcomes is None
+            else {k: v[idx] for k, v in self.outcomes.items()},
         )
 
 
@@ -504,12 +543,9 @@ def build_fold_data(
     endpoint: str = "os",
 ) -> FoldData:
     """Transform patients ``ids`` of ``cohort`` with fitted pipelines."""
-    tcol, ecol = endpoint_columns(endpoint)
+    from multimodal.training.endpoints import outcome_arrays
+
     pt = cohort.patients.loc[ids]
+    time, event, outcomes = outcome_arrays(pt, endpoint)
     stores = {m: p.transform(cohort.sources[m], list(ids)) for m, p in pipelines.items()}
-    return FoldData(
-        ids=list(ids),
-        time=pt[tcol].to_numpy(dtype=np.float64),
-        event=pt[ecol].to_numpy().astype(bool),
-        stores=stores,
-    )
+    return FoldData(ids=list(ids), time=time, event=event, stores=stores, outcomes=outcomes)

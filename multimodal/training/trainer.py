@@ -23,7 +23,7 @@ import torch
 import yaml
 
 import multimodal
-from multimodal.config import Config, load_config
+from multimodal.config import SINGLE_ENDPOINTS, Config, load_config
 from multimodal.evaluation.report import summarise_folds
 from multimodal.exceptions import ConfigError, MissingModalityError
 from multimodal.models.model import DEFAULT_ENCODERS
@@ -146,13 +146,17 @@ def _eval_times(cfg: Config, cohort: Any) -> list[float]:
 
 
 def _drop_missing_endpoint(cohort: Any, endpoint: str) -> Any:
-    tcol, ecol = endpoint_columns(endpoint)
+    from multimodal.training.endpoints import required_columns
+
+    cols = list(required_columns(endpoint))
     pt = cohort.patients
-    if tcol not in pt or ecol not in pt:
+    lacking = [c for c in cols if c not in pt]
+    if lacking:
         raise ConfigError(
-            f"endpoint {endpoint!r} needs columns {tcol!r} and {ecol!r} in the patient table"
+            f"endpoint {endpoint!r} needs columns {cols} in the patient table; "
+            f"{lacking} are missing"
         )
-    ok = pt[tcol].notna() & pt[ecol].notna()
+    ok = pt[cols].notna().all(axis=1)
     if not ok.all():
         log.warning("%d patients lack the %s endpoint and are left out", int((~ok).sum()), endpoint)
         cohort = cohort.subset(list(pt.index[ok]))
@@ -244,7 +248,8 @@ def _finish(
     per_fold = [o.metrics for o in outcomes]
     metrics: dict[str, Any] = {"endpoint": cfg.endpoint, "modalities": modalities}
     metrics.update(summarise_folds(per_fold))
-    metrics[f"c_index_{cfg.endpoint}"] = metrics["c_index"]
+    if cfg.endpoint in SINGLE_ENDPOINTS:  # progression endpoints have c_index_<name> per endpoint
+        metrics[f"c_index_{cfg.endpoint}"] = metrics["c_index"]
     metrics["folds"] = per_fold
     metrics["eval_times"] = outcomes[0].eval_times if outcomes else []
     if dist_utils.is_main():

@@ -27,10 +27,16 @@ def test_blca_patients_and_outcomes(blca):
     assert pt["event"].dtype == bool and int(pt["event"].sum()) == 169
     assert (pt["time"] >= 0).all()
     assert {"pfs_time", "pfs_event", "dss_time", "dss_event", "site"} <= set(pt.columns)
-    # pfs = CDR progression-free interval converted from days to months
-    clinical = pd.read_csv(blca.root / "clinical.csv").set_index("patient_id")
-    expected = clinical["cdr_pfi_days"] / 30.4375
-    assert (pt["pfs_time"] - expected.reindex(pt.index)).abs().max() < 1e-9
+    # pfs = CDR progression-free interval converted from days to months; on the day of the OS
+    # event or censoring it is the OS time exactly (so "death first" is exact, docs/progression.md)
+    clinical = pd.read_csv(blca.root / "clinical.csv").set_index("patient_id").reindex(pt.index)
+    same_day = clinical["cdr_pfi_days"] == clinical["cdr_os_days"]
+    expected = (clinical["cdr_pfi_days"] / 30.4375).where(~same_day, pt["time"])
+    assert (pt["pfs_time"] - expected).abs().max() < 1e-9
+    assert (
+        int(same_day.sum()) == 245
+        and (pt.loc[same_day, "pfs_time"] == pt.loc[same_day, "time"]).all()
+    )
     assert pt["site"].iloc[0] == clinical["tss_site"].iloc[0]
 
 

@@ -35,7 +35,17 @@ def batch(n=16, seed=0):
 
 
 def test_registry_names_and_typo():
-    assert set(HEADS.names()) == {"cox", "logistic_hazard", "pmf", "deephit", "deephit_competing"}
+    assert set(HEADS.names()) == {
+        "cox",
+        "logistic_hazard",
+        "pmf",
+        "deephit",
+        "deephit_competing",
+        # progression heads (tests/survival/test_progression_heads.py)
+        "multitask_cox",
+        "cause_specific_cox",
+        "illness_death_cox",
+    }
     with pytest.raises(ConfigError, match="Did you mean 'logistic_hazard'"):
         HEADS.get("logistic_hazards")
 
