@@ -4,7 +4,8 @@ Public entry points (imported lazily so that ``import multimodal`` stays fast):
 
 - :class:`multimodal.Cohort` -- patients, outcomes and modality sources with coverage and folds.
 - :func:`multimodal.train` -- train a fusion model from a config; returns a ``TrainResult``.
-- :func:`multimodal.load_run` -- rebuild a trained model from its run folder.
+- :func:`multimodal.load_run` -- rebuild a trained model from its run folder; ``.explain(cohort)``.
+- :mod:`multimodal.cohort_analysis` -- risk groups, Kaplan-Meier, subgroup audit, external validation.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from multimodal.training.trainer import train
 
 
+#: Subpackages reachable as attributes (``multimodal.cohort_analysis.risk_groups``), imported lazily.
+_SUBPACKAGES = ("cohort_analysis", "explain")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"multimodal.{name}")
     if name in _LAZY:
         import importlib
 

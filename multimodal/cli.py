@@ -5,7 +5,9 @@
     multimodal train --config CONFIG [--cohort PATH] [--out RUN_DIR] [--set key=value ...]
     multimodal evaluate RUN_DIR
     multimodal predict RUN_DIR --cohort MANIFEST --out CSV
+    multimodal tune --config TUNE_YAML --out RUN_DIR [--cohort PATH] [--storage URL] --n-trials N
     multimodal demo [--out DIR]
+    multimodal dashboard RUN_DIR [--port P] [--host 127.0.0.1] [--cohort PATH] [--password-file F]
 
 Errors on user input print one clear message (no traceback) and exit non-zero.
 """
@@ -157,10 +159,14 @@ def _fmt(v) -> str:
 
 def _metrics_line(m: dict) -> str:
     std = f" ± {m['c_index_std']:.4f}" if m.get("c_index_std") is not None else ""
-    return (
+    line = (
         f"validation C-index {_fmt(m.get('c_index'))}{std} | Uno's C {_fmt(m.get('uno_c'))} | "
         f"IBS {_fmt(m.get('ibs'))} | td-AUC {_fmt(m.get('td_auc'))} ({len(m.get('folds', []))} folds)"
     )
+    # progression endpoints: one C-index per endpoint / cause (c_index_os, c_index_progression, ...)
+    names = ("os", "pfs", "progression", "death")
+    per = [f"{n} {_fmt(m[f'c_index_{n}'])}" for n in names if f"c_index_{n}_std" in m]
+    return line + ("\nC-index per endpoint: " + ", ".join(per) if per else "")
 
 
 @app.command()
@@ -204,6 +210,186 @@ def predict(
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     typer.echo(f"wrote {out} ({len(frame)} patients)")
+
+
+@app.command()
+@_friendly
+def explain(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `multimodal train`."),
+    cohort: str = typer.Option(..., "--cohort", help="Manifest or TCGA folder of the patients."),
+    patients: str | None = typer.Option(
+        None, "--patients", help="Comma-separated patient ids (default: every patient)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder to write (default: RUN_DIR/explanations)."
+    ),
+    saliency_limit: int = typer.Option(
+        20, "--saliency-limit", help="Images explained by occlusion per modality (0 = none)."
+    ),
+) -> None:
+    """Explain predictions: modality contributions, feature/text attributions, image saliency."""
+    from multimodal.data.cohort import Cohort
+    from multimodal.models.run import load_run
+
+    model = load_run(run_dir)
+    ids = [p.strip() for p in patients.split(",") if p.strip()] if patients else None
+    explanation = model.explain(Cohort.load(cohort), patient_ids=ids, saliency_limit=saliency_limit)
+    folder = explanation.save(out or Path(run_dir) / "explanations")
+    n = explanation.meta["n_patients"]
+    typer.echo(f"wrote {folder} ({n} patients; {', '.join(explanation.meta['methods'])})")
+
+
+@app.command()
+@_friendly
+def tune(
+    config: Path = typer.Option(..., "--config", "-c", help="Tuning YAML (see configs/tune/)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: study.db, best.yaml, summary."),
+    cohort: str | None = typer.Option(None, "--cohort", help="Manifest or TCGA folder."),
+    n_trials: int | None = typer.Option(
+        None, "--n-trials", min=1, help="Trials the study should end with (all workers, all runs)."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=1, help="Seconds after which this worker starts no new trial."
+    ),
+    n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Parallel trials in this process."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Shared study database, e.g. postgresql://user:pw@host/db."
+    ),
+    study_name: str | None = typer.Option(None, "--study-name", help="Default: the file name."),
+    outer_fold: int | None = typer.Option(
+        None, "--outer-fold", min=0, help="Tune on the training part of this outer fold."
+    ),
+    overrides: list[str] = typer.Option([], "--set", help="Override a base-config key=value."),
+    pruner: str | None = typer.Option(
+        None, "--pruner", help="median, hyperband or none (default: the tuning file's)."
+    ),
+) -> None:
+    """Optuna search over a tuning file; re-run the same command to resume the study."""
+    import optuna
+
+    from multimodal.tuning import tune as run_tune
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial comes from us
+    for name in ("multimodal.training", "multimodal.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # per-fold lines of every trial
+    result = run_tune(
+        config,
+        out=out,
+        cohort=cohort,
+        n_trials=n_trials,
+        timeout=timeout,
+        n_jobs=n_jobs,
+        storage=storage,
+        study_name=study_name,
+        outer_fold=outer_fold,
+        overrides=list(overrides),
+        pruner=pruner,
+        progress=typer.echo,
+    )
+    c = result.counts
+    typer.echo(
+        f"{c.complete} complete, {c.pruned} pruned, {c.failed} failed"
+        + (f", {c.running} still running elsewhere" if c.running else "")
+    )
+    if result.best_config is None:
+        typer.secho("no trial completed: see trials.csv for the errors", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"best {result.best_value} -> {out / 'best.yaml'}")
+    typer.echo(f"summary: {out / 'summary.json'}, {out / 'history.png'}")
+
+
+@app.command()
+@_friendly
+def dashboard(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `multimodal train`."),
+    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind; anything but loopback exposes patient data."
+    ),
+    cohort: str | None = typer.Option(
+        None, "--cohort", help="The run's cohort, when not where the run config says."
+    ),
+    password_file: Path | None = typer.Option(
+        None,
+        "--password-file",
+        help="File whose first line is the password (or set MULTIMODAL_DASHBOARD_PASSWORD).",
+    ),
+) -> None:
+    """Serve the Streamlit dashboard over a trained run (reads artefacts only, never trains)."""
+    import os
+    import subprocess
+
+    from multimodal.dashboard.launch import (
+        ENV_PASSWORD,
+        LOOPBACK,
+        dashboard_env,
+        read_password_file,
+        streamlit_command,
+    )
+
+    if not run_dir.exists():
+        raise MultimodalError(f"run folder {run_dir} does not exist")
+    password = read_password_file(password_file) if password_file else os.environ.get(ENV_PASSWORD)
+    if host not in LOOPBACK and not password:
+        typer.secho(
+            f"warning: serving on {host} without a password; anyone who can reach this machine "
+            "can see the patients (use --password-file)",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    argv = streamlit_command(host, port)
+    typer.echo(f"dashboard on http://{host}:{port} (Ctrl-C to stop)")
+    try:
+        code = subprocess.call(argv, env=dashboard_env(run_dir, cohort, password))
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+@_friendly
+def benchmark(
+    data: Path = typer.Option(..., "--data", help="Cohort: a TCGA cancer folder or a manifest."),
+    out: Path = typer.Option(..., "--out", help="Output folder (results.csv, summary.md, runs/)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Config of our models (default configs/tcga.yaml)."
+    ),
+    folds: str = typer.Option(
+        "porpoise_mcat_5fold", "--folds", help="Split name under DATA/splits/, or a folder."
+    ),
+    fold: list[int] = typer.Option([], "--fold", help="Only these fold numbers (repeatable)."),
+    models: list[str] = typer.Option(
+        [], "--model", help="Only these of our variants (repeatable; default: all that apply)."
+    ),
+    baselines: str = typer.Option(
+        "clinical_cox,coxnet,rsf", "--baselines", help="Comma-separated; '' for none."
+    ),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Resamples for the C-index CI."),
+    overrides: list[str] = typer.Option([], "--set", help="Override: key.sub=value (repeatable)."),
+) -> None:
+    """Our fusion models and the classical baselines on the same folds, scored alike."""
+    from multimodal.evaluation.benchmark import DEFAULT_VARIANTS, run_benchmark
+
+    unknown = [m for m in models if m not in DEFAULT_VARIANTS]
+    if unknown:
+        raise typer.BadParameter(f"unknown model(s) {unknown}; choose from {list(DEFAULT_VARIANTS)}")
+    variants = {m: DEFAULT_VARIANTS[m] for m in models} if models else None
+    result = run_benchmark(
+        data,
+        out,
+        config=config,
+        folds=folds,
+        fold_indices=fold or None,
+        variants=variants,
+        baselines=tuple(b for b in baselines.split(",") if b.strip()),
+        overrides=overrides,
+        n_boot=bootstrap,
+    )
+    from multimodal.evaluation.benchmark import cohort_name, summary_markdown
+
+    typer.echo(summary_markdown(result.summary, cohort_name(data)))
+    typer.echo(f"wrote {result.out / 'results.csv'} and {result.out / 'summary.md'}")
 
 
 @app.command()

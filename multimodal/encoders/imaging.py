@@ -382,7 +382,7 @@ def make_image_transforms(
     image_size: int | Sequence[int],
     train: bool,
     augment: bool = True,
-    normalize: Literal["scale", "zscore"] = "scale",
+    normalize: Literal["scale", "zscore"] | Sequence[float] = "scale",
     crop_foreground: bool = False,
     reader: Any = None,
 ) -> Any:
@@ -395,7 +395,10 @@ def make_image_transforms(
     image_size : output size (an int applies to every axis).
     train : add random augmentation (when ``augment``): flips, small affine, Gaussian noise,
         intensity scaling.
-    normalize : ``"scale"`` -> intensities to [0, 1]; ``"zscore"`` -> per channel mean 0 / sd 1.
+    normalize : ``"scale"`` -> each image's own min..max to [0, 1]; ``"zscore"`` -> per channel
+        mean 0 / sd 1; ``(a_min, a_max)`` -> a fixed intensity window to [0, 1], clipped (CT in
+        Hounsfield units, e.g. ``(-160, 240)`` for soft tissue). A fixed window keeps intensities
+        comparable between patients; per-image scaling divides by each image's brightest voxel.
     crop_foreground : crop to the foreground (intensity > 0) before resizing.
     reader : MONAI reader (name, class or instance); None lets MONAI pick by file suffix
         (nibabel for NIfTI, pydicom for DICOM folders, PIL for PNG) among installed ones.
@@ -406,9 +409,20 @@ def make_image_transforms(
     steps: list[Any] = [_ToImage(spatial_dims, reader)]
     if crop_foreground:
         steps.append(T.CropForeground(allow_smaller=True))
-    steps.append(
-        T.ScaleIntensity() if normalize == "scale" else T.NormalizeIntensity(channel_wise=True)
-    )
+    if isinstance(normalize, str):
+        if normalize not in ("scale", "zscore"):
+            raise ValueError(
+                f"normalize is {normalize!r}; use 'scale', 'zscore' or an intensity window "
+                "[a_min, a_max]"
+            )
+        steps.append(
+            T.ScaleIntensity() if normalize == "scale" else T.NormalizeIntensity(channel_wise=True)
+        )
+    else:
+        a_min, a_max = (float(v) for v in normalize)
+        if not a_min < a_max:
+            raise ValueError(f"intensity window {list(normalize)}: a_min must be below a_max")
+        steps.append(T.ScaleIntensityRange(a_min, a_max, 0.0, 1.0, clip=True))
     steps.append(T.Resize(spatial_size=size))
     if train and augment:
         steps += [
@@ -448,7 +462,8 @@ def load_image(
     path = Path(path)
     if not path.exists():
         raise DataError(f"image {path} not found")
-    key = (int(spatial_dims), _size(image_size, spatial_dims), tuple(sorted(options.items())))
+    hashable = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    key = (int(spatial_dims), _size(image_size, spatial_dims), tuple(sorted(hashable.items())))
     try:
         if key not in _EVAL_TRANSFORMS:  # building readers is slow: one Compose per setting
             _EVAL_TRANSFORMS[key] = make_image_transforms(

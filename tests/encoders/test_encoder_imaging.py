@@ -137,6 +137,36 @@ def test_train_transforms_on_array():
     assert out.shape == (1, SIZE, SIZE, SIZE) and torch.isfinite(out).all()
 
 
+def _nifti_hu(path, array):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(array.astype(np.float32), np.eye(4)), str(path))
+    return path
+
+
+def test_fixed_intensity_window_keeps_hounsfield_units_comparable(tmp_path):
+    """A CT window maps the same HU to the same value in every image; per-image scaling does not."""
+    t_window = make_image_transforms(3, 8, train=False, normalize=(-160, 240))
+    t_scale = make_image_transforms(3, 8, train=False, normalize="scale")
+    body = np.full((8, 8, 8), 40.0, dtype=np.float32)
+    body[0] = -1000.0  # air, clipped by the window
+    dim, bright = body.copy(), body.copy()
+    dim[4, 4, 4], bright[4, 4, 4] = 150.0, 400.0  # lesions of different brightness
+    wd, wb = t_window(dim), t_window(bright)
+    assert torch.isclose(wd[0, 2, 2, 2], torch.tensor(0.5))  # 40 HU is mid-window
+    assert torch.equal(wd[0, 2, 2, 2], wb[0, 2, 2, 2])  # background identical across patients
+    assert wd.min() == 0.0 and wb.max() == 1.0  # clipped to [0, 1]
+    sd, sb = t_scale(dim), t_scale(bright)
+    assert not torch.isclose(sd[0, 2, 2, 2], sb[0, 2, 2, 2])  # per-image scaling shifts tissue
+    path = _nifti_hu(tmp_path / "ct.nii.gz", bright)
+    loaded = load_image(path, 3, 8, normalize=[-160, 240])  # a list, as YAML gives it
+    assert torch.allclose(loaded, t_window(bright), atol=1e-6)
+    with pytest.raises(ValueError, match="a_min must be below a_max"):
+        make_image_transforms(3, 8, train=False, normalize=(240, -160))
+    with pytest.raises(ValueError, match="intensity window"):
+        make_image_transforms(3, 8, train=False, normalize="window")
+
+
 def test_precompute_embeddings_uses_cache(tmp_path):
     paths = [_nifti(tmp_path / f"im{i}.nii.gz", (12 + i, 16, 16)) for i in range(3)]
     enc = _build("small_cnn", 3)
