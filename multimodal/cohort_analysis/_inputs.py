@@ -57,7 +57,15 @@ def _with_outcomes(frame: pd.DataFrame, cohort: Any, endpoint: tuple[str, str]) 
         return frame
     if cohort is None:
         raise DataError("the predictions lack time/event columns; pass the cohort they refer to")
-    pt = cohort.patients.reindex(frame["patient_id"].astype(str))
+    ids = frame["patient_id"].astype(str)
+    unknown = sorted(set(ids) - set(cohort.patients.index.astype(str)))
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} patient(s) of the predictions are not in cohort "
+            f"{getattr(cohort, 'name', '')!r} (e.g. {unknown[:3]}), so they have no outcome: pass "
+            "the cohort the predictions were made for, or drop those rows"
+        )
+    pt = cohort.patients.reindex(ids)
     frame = frame.copy()
     frame["time"] = pt[tcol].to_numpy(float)
     frame["event"] = pt[ecol].fillna(False).to_numpy(bool)

@@ -170,8 +170,9 @@ def km_by_group(groups: pd.DataFrame, horizon: float | None = None) -> pd.DataFr
     -------
     DataFrame, one row per group: ``group, label, n, events, median_survival, horizon,
     surv_at_horizon, surv_low, surv_high, rmst, rmst_diff`` (vs the lowest-risk group, with
-    ``rmst_diff_low, rmst_diff_high``: 95% normal CI), ``logrank_p_vs_low`` (two groups) and
-    ``logrank_p`` (multivariate log-rank over every group; the same on every row).
+    ``rmst_diff_low, rmst_diff_high``: 95% normal CI), ``logrank_p_vs_low`` (two-group log-rank
+    test of this group against the lowest-risk group; 1.0 on that group's row) and ``logrank_p``
+    (multivariate log-rank over every group; the same on every row, NaN with a single group).
     """
     from lifelines import KaplanMeierFitter
     from lifelines.statistics import logrank_test, multivariate_logrank_test

@@ -247,7 +247,9 @@ def _open_study(spec: TuneSpec, storage: Any, name: str, fingerprint: str, seed:
         )
     if [d.name.lower() for d in study.directions] != spec.objective.directions:
         raise TuningError(
-            f"study {name!r} optimises other directions than {spec.objective.metrics}"
+            f"study {name!r} in this storage optimises {[d.name.lower() for d in study.directions]}"
+            f", not {spec.objective.directions} ({spec.objective.metrics}); use another "
+            "--study-name or --out"
         )
     return study
 
@@ -458,6 +460,23 @@ def _last_own_trial(study: Any, objective: Objective) -> str | None:
 # -- the public entry point --------------------------------------------------------------------
 
 
+#: Keys that decide the outer folds (with data.folds / data.split, which the tuner reserves): a
+#: trial that changed them would make best.yaml's fold K differ from the one the study tuned on.
+_OUTER_FOLD_KEYS = ("train.seed", "data.group_by", "endpoint")
+
+
+def _check_outer_folds_fixed(spec: TuneSpec) -> None:
+    """With ``--outer-fold``, the search must not move patients between outer folds."""
+    moving = [k for k in spec.search if k in _OUTER_FOLD_KEYS]
+    if moving:
+        raise ConfigError(
+            f"{spec.source}: search.{moving[0]} changes which patients form the outer folds, so "
+            "best.yaml's outer fold would contain patients the study tuned on (nested-CV "
+            f"leakage). Remove {', '.join(moving)} from 'search' (fix it under 'overrides') "
+            "or tune without --outer-fold."
+        )
+
+
 def _tuning_cohort(spec: TuneSpec, cohort: Any, outer_fold: int | None) -> tuple[Any, str]:
     """The patients the study may see: all of them, or the training part of one outer fold."""
     from multimodal.config import load_config
@@ -541,6 +560,8 @@ def tune(
         raise ConfigError(f"give --n-trials (or study.n_trials in {spec.source})")
     if n_jobs < 1:
         raise ConfigError(f"--n-jobs must be >= 1 (got {n_jobs})")
+    if outer_fold is not None:
+        _check_outer_folds_fixed(spec)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     cohort_path = cohort if isinstance(cohort, (str, Path)) else None

@@ -160,3 +160,25 @@ def test_rmst_variance_matches_the_bootstrap():
         i = rng.integers(0, 200, 200)
         boots.append(rmst(t[i], e[i], 15.0))
     assert rmst_variance(t, e, 15.0) == pytest.approx(np.var(boots), rel=0.25)
+
+
+def test_rmst_variance_without_censoring_is_the_variance_of_the_mean():
+    """Reference value: with every event observed the KM RMST is the mean of min(T, horizon) and
+    the Greenwood-type variance reduces exactly to its plug-in variance sum((x - mean)^2) / n^2
+    (ties included)."""
+    from multimodal.cohort_analysis.groups import rmst_variance
+
+    rng = np.random.default_rng(0)
+    t = np.round(rng.exponential(10, 50))  # rounded: tied event times
+    x = np.minimum(t, 15.0)
+    expected = np.sum((x - x.mean()) ** 2) / len(x) ** 2
+    assert rmst_variance(t, np.ones(50, bool), 15.0) == pytest.approx(expected, rel=1e-12)
+
+
+def test_predictions_of_patients_outside_the_cohort_are_named(synthetic):
+    cohort, gt = synthetic
+    frame = pd.DataFrame(
+        {"patient_id": [gt["patient_id"].iloc[0], "NOT-A-PATIENT"], "risk": [0, 1]}
+    )
+    with pytest.raises(DataError, match=r"1 patient\(s\) .* not in cohort.*'NOT-A-PATIENT'"):
+        ca.risk_groups(frame, cohort, fit_on="self")

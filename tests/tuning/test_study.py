@@ -236,6 +236,14 @@ def test_outer_fold_tunes_on_its_training_patients_only(fake_train, tiny_cohort,
     assert best.data.folds == 3 and best.data.fold_indices == [1]
     with pytest.raises(ConfigError, match=r"outer fold 7 does not exist.*\[0, 1, 2\]"):
         tune(spec, cohort=tiny_cohort, out=tmp_path / "x", n_trials=1, outer_fold=7)
+    # a search over the seed of the outer split would move patients of fold 1's validation part
+    # into the training part best.yaml uses (and back): refused before any trial runs
+    leaky = fake_spec()
+    leaky["search"]["train.seed"] = {"type": "int", "low": 0, "high": 9}
+    n_calls = len(fake_train.current.calls)
+    with pytest.raises(ConfigError, match=r"search\.train\.seed changes which patients.*overrides"):
+        tune(leaky, cohort=tiny_cohort, out=tmp_path / "y", n_trials=1, outer_fold=1)
+    assert len(fake_train.current.calls) == n_calls
 
 
 def test_cohort_and_budget_errors(fake_train, tiny_cohort, tmp_path):

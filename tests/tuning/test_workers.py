@@ -22,6 +22,18 @@ from multimodal.tuning.study import storage_url
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """The workers' environment. Where bytecode writing is off (PYTHONDONTWRITEBYTECODE), every
+    worker would compile torch, optuna, sksurv ... from source (~12 s of CPU each): give them a
+    shared bytecode cache instead, so only the first one of this module pays for it."""
+    if not sys.flags.dont_write_bytecode:
+        return ENV
+    env = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
+    return env
+
+
 def tune_cmd(tune_file, cohort, out, n_trials, *extra) -> list[str]:
     return [
         sys.executable, "-m", "multimodal.cli", "tune", "--config", str(tune_file),
@@ -45,13 +57,12 @@ def _sqlite_states(db) -> tuple[list[str], bool]:
     return states, running_with_worker > 0
 
 
-@pytest.mark.slow  # two process start-ups and 4 real trials: ~40 s on 2 idle cores
 def test_a_killed_study_resumes_with_every_trial_accounted_for(
-    tiny_tune_file, tiny_cohort_path, tmp_path
+    tiny_tune_file, tiny_cohort_path, tmp_path, env
 ):
     out = tmp_path / "run"
     cmd = tune_cmd(tiny_tune_file, tiny_cohort_path, out, 4)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 300
     while True:
         states, running = _sqlite_states(out / "study.db")
@@ -65,7 +76,7 @@ def test_a_killed_study_resumes_with_every_trial_accounted_for(
     proc.wait()
     assert "RUNNING" in _sqlite_states(out / "study.db")[0]
 
-    res = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     study = optuna.load_study(study_name="tiny", storage=storage_url(None, out))
     trials = study.get_trials()
@@ -108,7 +119,7 @@ def _postgres_url() -> str:
 
 
 @pytest.mark.postgres
-def test_two_workers_share_one_postgres_study(tiny_tune_file, tiny_cohort_path, tmp_path):
+def test_two_workers_share_one_postgres_study(tiny_tune_file, tiny_cohort_path, tmp_path, env):
     url = _postgres_url()
     name = f"test-two-workers-{uuid.uuid4().hex[:8]}"
     n_trials = 4
@@ -128,7 +139,7 @@ def test_two_workers_share_one_postgres_study(tiny_tune_file, tiny_cohort_path, 
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=ENV,
+            env=env,
         )
         for k in range(2)
     ]
