@@ -46,8 +46,11 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def collect(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per cancer: each model's mean C-index, best of ours / baselines, published MCAT."""
+def collect(summaries: dict[str, pd.DataFrame], primary: str | None = None) -> pd.DataFrame:
+    """One row per cancer: each model's mean C-index, best of ours / baselines, published MCAT.
+
+    ``primary`` (one of our models, fixed before the run) is the one compared with the best
+    baseline; without it the best of ours is (which is a choice made on the reported folds)."""
     rows = []
     for cancer, s in summaries.items():
         row: dict[str, object] = {"cancer": cancer.upper()}
@@ -60,7 +63,10 @@ def collect(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
             row[f"{r['model']}_std"] = r["c_index_std"]
         ours = {k: v for k, v in row.items() if str(k).startswith("mm_") and not k.endswith("_std")}
         base = {k: row[k] for k in BASELINES if k in row}
-        row["best_ours"] = max(ours, key=ours.get) if ours else None
+        if primary is not None and primary in ours:
+            row["best_ours"] = primary
+        else:
+            row["best_ours"] = max(ours, key=ours.get) if ours else None
         row["best_baseline"] = max(base, key=base.get) if base else None
         row["ours_minus_best_baseline"] = (
             ours[row["best_ours"]] - base[row["best_baseline"]] if ours and base else None
@@ -80,7 +86,7 @@ def markdown(table: pd.DataFrame, models: list[str], command: str, seconds: floa
 
     has_mcat = "MCAT (published)" in table
     head = (
-        ["cancer", *models] + (["MCAT (published)"] if has_mcat else []) + ["ours − best baseline"]
+        ["cancer", *models] + (["MCAT (published)"] if has_mcat else []) + ["primary − best baseline"]
     )
     lines = [
         title,
@@ -136,6 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         help="only read DIR/<cancer>/summary.csv of earlier runs and write the table",
     )
     ap.add_argument("--models", nargs="+", default=None, help="only these of our variants")
+    ap.add_argument(
+        "--primary",
+        default="mm_clinical_genomics",
+        help="our model compared with the best baseline (fixed in advance)",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("DIR", "SUFFIX"),
+        help="with --collect: add our models from another benchmark folder, names + SUFFIX",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cancers = args.cancers
@@ -148,7 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     summaries = {}
     for cancer in cancers:
         if args.collect:
-            summaries[cancer] = pd.read_csv(args.out / cancer / "summary.csv")
+            frames = [pd.read_csv(args.out / cancer / "summary.csv")]
+            for folder, suffix in args.merge:
+                extra = pd.read_csv(Path(folder) / cancer / "summary.csv")
+                extra = extra[extra.source == "ours"].copy()
+                extra["model"] = extra["model"] + suffix
+                frames.append(extra)
+            summaries[cancer] = pd.concat(frames, ignore_index=True)
             continue
         log.info("=== %s", cancer)
         res = run_benchmark(
@@ -161,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         summaries[cancer] = res.summary
         print(res.summary.to_string(index=False), flush=True)
-    table = collect(summaries)
+    table = collect(summaries, args.primary)
     table.to_csv(
         args.out / ("summary_other.csv" if args.other else "summary_main.csv"), index=False
     )

@@ -138,6 +138,10 @@ class TrainConfig(_Strict):
     es_smoothing: int = Field(5, ge=1)
     """The early-stopping C-index is averaged over this many recent epochs before comparing: a
     hold-out of a few dozen patients is noisy, and the raw maximum picks lucky epochs."""
+    es_min_delta: float = Field(0.0, ge=0)
+    """A later epoch replaces the kept one only when its smoothed hold-out C-index is higher by
+    more than this: with a warm-started linear path, the first epochs *are* the linear model, and a
+    small gain on a hold-out with a dozen events is more likely noise than a better model."""
     refit: bool = True
     """After early stopping has chosen the number of epochs on the held-out part of the training
     fold, retrain on the whole training fold for that many epochs (same seed) and keep that model."""

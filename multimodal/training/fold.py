@@ -361,7 +361,7 @@ def _fit(
         score, smoothed = _early_stopping_score(cfg, model, es_data, device, history)
         if es_data is None:
             best["epoch"] = epoch + 1
-        elif np.isfinite(smoothed) and smoothed > best["score"] + 1e-6:
+        elif np.isfinite(smoothed) and smoothed > best["score"] + max(tc.es_min_delta, 1e-6):
             state_now = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = {"score": smoothed, "epoch": epoch + 1, "bad": 0, "state": state_now}
         else:
