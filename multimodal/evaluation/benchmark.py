@@ -190,7 +190,8 @@ def run_benchmark(
     data : cohort (TCGA cancer folder, manifest file or folder).
     out : output folder.
     config : our models' config (default ``configs/tcga.yaml``).
-    folds : split name (``<data>/splits/<folds>/fold_<k>.csv``) or a folder of fold files.
+    folds : split name (``<data>/splits/<folds>/fold_<k>.csv``), a folder of fold files, or a
+        number k for k stratified folds (seed 0) of a cohort without published splits.
     fold_indices : only these folds (e.g. ``[0]`` for a quick check).
     variants : model name -> modalities (default :data:`DEFAULT_VARIANTS`; variants needing a
         modality the cohort lacks are skipped with a log line).
@@ -207,16 +208,24 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     cohort = Cohort.load(data)
     config = default_config_path() if config is None else config
-    split = Path(folds)
-    all_folds = cohort.folds(split_dir=split) if split.is_dir() else cohort.folds(name=folds)
+    split = Path(str(folds))
+    if str(folds).isdigit():  # k stratified folds (a cohort without published splits)
+        all_folds = cohort.folds(k=int(folds), seed=0)
+    elif split.is_dir():
+        all_folds = cohort.folds(split_dir=split)
+    else:
+        all_folds = cohort.folds(name=folds)
     if fold_indices is not None:
         wanted = set(int(i) for i in fold_indices)
         bad = sorted(wanted - {f.index for f in all_folds})
         if bad:
             raise ConfigError(f"fold(s) {bad} do not exist (folds: 0..{len(all_folds) - 1})")
         all_folds = [f for f in all_folds if f.index in wanted]
+    by_k = str(folds).isdigit()
+    # our models must train on exactly the folds the baselines get
+    by_k_overrides = [f"data.folds={folds}", "train.seed=0", "data.group_by=null"]
     split_overrides = [
-        f"data.split={folds}",
+        *(["data.split=null", *by_k_overrides] if by_k else [f"data.split={folds}"]),
         f"data.fold_indices=[{', '.join(str(f.index) for f in all_folds)}]",
     ]
     variants = dict(DEFAULT_VARIANTS if variants is None else variants)

@@ -95,3 +95,41 @@ def test_summary_markdown_formats_rows():
     md = summary_markdown(summary, "BLCA")
     assert "| clinical_cox | 0.640 ± 0.020 | 0.610–0.670 | 0.620 ± 0.030 | 0.200 ± 0.010 |" in md
     assert "| published: MCAT | 0.624 ± 0.034 |  |  |  |" in md
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tmp_path_factory):
+    from multimodal.data.synth import generate_cohort
+
+    out = tmp_path_factory.mktemp("bench_cohort")
+    generate_cohort(out, n_patients=90, seed=5, missing_rate=0.2, image_size=8, n_genes=40)
+    return out / "cohort.yaml"
+
+
+def test_benchmark_on_a_manifest_with_k_folds_uses_the_same_patients(tiny_manifest, tmp_path):
+    from multimodal.evaluation.benchmark import run_benchmark
+
+    res = run_benchmark(
+        tiny_manifest,
+        tmp_path / "bench",
+        config={"encoders": {"genomics": {"name": "snn", "out_dim": 4}}, "fusion": {"dim": 4}},
+        folds="2",
+        variants={"mm_clinical_genomics": ("clinical", "genomics")},
+        baselines=("clinical_cox",),
+        overrides=["train.epochs=2", "train.progress=false", "eval.bootstrap=0", "eval.n_times=4"],
+        n_boot=10,
+    )
+    assert set(res.results.model) == {"mm_clinical_genomics", "clinical_cox"}
+    assert sorted(res.results.fold.unique()) == [0, 1]
+    val = res.predictions.groupby(["model", "fold"]).patient_id.apply(frozenset).unstack("model")
+    assert (val["mm_clinical_genomics"] == val["clinical_cox"]).all()  # identical folds
+    assert res.results[["c_index", "uno_c", "ibs"]].notna().all().all()
+    assert (tmp_path / "bench" / "runs" / "mm_clinical_genomics" / "metrics.json").is_file()
+
+
+def test_benchmark_refuses_unknown_folds(tiny_manifest, tmp_path):
+    from multimodal.evaluation.benchmark import run_benchmark
+    from multimodal.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"fold\(s\) \[7\] do not exist"):
+        run_benchmark(tiny_manifest, tmp_path, folds="2", fold_indices=[7], baselines=())

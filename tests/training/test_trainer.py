@@ -229,3 +229,12 @@ def test_text_transformer_fine_tuning_trains_end_to_end(tiny_cohort, tmp_path):
     model = multimodal.load_run(res.run_dir)
     frame = model.predict(tiny_cohort)
     assert np.isfinite(frame.risk).all()
+
+
+def test_es_min_delta_keeps_the_warm_started_first_epoch(tiny_cohort, tmp_path):
+    cfg = {**TINY, "train": {**TINY["train"], "epochs": 4, "es_min_delta": 1.0}}
+    cfg["data"] = {**TINY["data"], "fold_indices": [0]}
+    result = multimodal.train(
+        cfg, cohort=tiny_cohort, out=tmp_path, overrides=["data.modalities=[clinical, genomics]"]
+    )
+    assert [f["best_epoch"] for f in result.metrics["folds"]] == [1]  # no later epoch gains > 1.0
