@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 import time as _time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from multimodal.exceptions import DataError, LeakageError
+from multimodal.survival.curves import step_values
 from multimodal.survival.metrics import (
     default_eval_times,
     harrell_c,
@@ -123,13 +124,6 @@ def _surv_y(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return Surv.from_arrays(event=event.astype(bool), time=time.astype(float))
 
 
-def _step_eval(knots: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Right-continuous step curves (n, m) on ``knots`` evaluated at ``times``; 1 before knots[0]."""
-    pos = np.searchsorted(knots, times, side="right") - 1
-    padded = np.concatenate([np.ones((values.shape[0], 1)), values], axis=1)
-    return padded[:, pos + 1]
-
-
 def _fit_clinical_cox(xtr, ytr, xva, opts: BaselineOptions):
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
@@ -156,7 +150,30 @@ def _choose_coxnet_alpha(x: np.ndarray, y: np.ndarray, penalty, opts: BaselineOp
     """Penalty path on the whole training fold; best alpha by mean inner-CV Harrell C."""
     from sklearn.model_selection import StratifiedKFold
 
-    path = _coxnet(opts, penalty).fit(x, y).alphas_
+    # An unpenalised clinical column with (quasi-)complete separation (a stage level without events
+    # in a small cohort) makes the unpenalised end of the path diverge: stop the path earlier, then
+    # give the clinical columns a small penalty.
+    clinical = penalty == 0
+    tries = [(1.0, 0.0), (5.0, 0.0), (5.0, 0.01), (25.0, 0.1)]
+    for k, (ratio_scale, clin_pen) in enumerate(tries):
+        trial = replace(
+            opts, coxnet_alpha_min_ratio=min(1.0, opts.coxnet_alpha_min_ratio * ratio_scale)
+        )
+        pen = np.where(clinical, clin_pen, penalty)
+        try:
+            path = _coxnet(trial, pen).fit(x, y).alphas_
+        except ArithmeticError:
+            if k == len(tries) - 1:
+                raise
+            continue
+        if k:
+            logger.warning(
+                "coxnet path diverged; used alpha_min_ratio %g and clinical penalty factor %g",
+                trial.coxnet_alpha_min_ratio,
+                clin_pen,
+            )
+        opts, penalty = trial, pen
+        break
     scores = np.full((opts.coxnet_inner_folds, path.size), np.nan)
     cv = StratifiedKFold(opts.coxnet_inner_folds, shuffle=True, random_state=opts.seed)
     for f, (tr, va) in enumerate(cv.split(x, y["event"])):
@@ -170,14 +187,14 @@ def _choose_coxnet_alpha(x: np.ndarray, y: np.ndarray, penalty, opts: BaselineOp
             except DataError:
                 continue
     mean = np.nanmean(np.where(np.isnan(scores).all(0), -np.inf, scores), axis=0)
-    return path, path[int(np.nanargmax(mean))]
+    return path, path[int(np.nanargmax(mean))], opts, penalty
 
 
 def _fit_coxnet(xtr, ytr, xva, opts: BaselineOptions, n_clinical: int):
     x, xv = xtr.to_numpy(), xva.to_numpy()
     penalty = np.ones(x.shape[1])
     penalty[:n_clinical] = 0.0  # clinical covariates unpenalised: genomics must add beyond them
-    path, alpha = _choose_coxnet_alpha(x, ytr, penalty, opts)
+    path, alpha, opts, penalty = _choose_coxnet_alpha(x, ytr, penalty, opts)
     # refit the path only down to the chosen alpha (smaller ones can diverge and are not needed)
     model = _coxnet(opts, penalty, alphas=path[path >= alpha], baseline=True).fit(x, ytr)
     surv = model.predict_survival_function(xv, alpha=alpha, return_array=True)
@@ -353,7 +370,7 @@ def run_baselines(
 
 
 def _score(name, fold_id, t, e, tr, va, risk, knots, surv, times, n_features) -> dict:
-    s = _step_eval(np.asarray(knots), np.asarray(surv), times)
+    s = step_values(np.asarray(knots), np.asarray(surv), times, before=1.0)
     try:
         ibs = integrated_brier_score(t[tr], e[tr], t[va], e[va], s, times, outside="drop")
     except ValueError as err:
