@@ -17,12 +17,12 @@ import datetime as dt
 import logging
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+from _common import write_section
 
 from multimodal.evaluation.baselines import BASELINE_MODELS, BaselineOptions, run_baselines
 from multimodal.evaluation.compare import format_mean_std, load_published_mcat, summarize_folds
@@ -111,17 +111,6 @@ def markdown_section(
             f"{format_mean_std(row.ibs_mean, row.ibs_std)} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) our section of docs/benchmarks.md, keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

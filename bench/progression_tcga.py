@@ -28,13 +28,13 @@ import json
 import logging
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import write_section
 
 import multimodal
 from multimodal.evaluation.compare import format_mean_std, mean_std
@@ -158,17 +158,6 @@ def markdown_section(results: pd.DataFrame, command: str, seconds: float) -> str
             cells.append(format_mean_std(mean, sd) if mean is not None else "")
         lines.append(f"| {cancer} | {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) our section of docs/benchmarks.md, keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

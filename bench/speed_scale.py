@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from _common import cpu_name, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Speed and scale"
@@ -153,17 +154,9 @@ def reset_peak_rss() -> bool:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "gpu": gpu,
         "torch": str(torch.__version__),
@@ -829,29 +822,6 @@ def markdown_section(results: dict[str, Any], meta: dict[str, Any]) -> str:
         r = results[part]
         lines += [f"### {r['title']}", "", r["note"], "", *markdown_table(r["rows"]), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def replace_section(text: str, section: str, heading: str = SECTION) -> str:
-    """``text`` with its ``heading`` section (up to the next level-2 heading outside code fences)
-    replaced by ``section``, or ``section`` appended when absent."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        return text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    end, fenced = len(lines), False
-    for i in range(start + 1, len(lines)):
-        if lines[i].lstrip().startswith("```"):
-            fenced = not fenced
-        elif not fenced and lines[i].startswith("## "):
-            end = i
-            break
-    tail = ["", *lines[end:]] if end < len(lines) else []
-    return "\n".join(lines[:start] + section.rstrip("\n").splitlines() + tail) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    path.write_text(replace_section(text, section))
 
 
 # ----------------------------------------------------------------------------- main

@@ -21,12 +21,12 @@ import datetime as dt
 import logging
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+from _common import cpu_name, write_section
 
 from multimodal.evaluation.benchmark import DEFAULT_VARIANTS, run_benchmark
 
@@ -34,16 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MAIN = ("blca", "brca", "gbmlgg", "luad", "ucec")
 BASELINES = ("clinical_cox", "coxnet", "rsf")
 log = logging.getLogger("bench.tcga_benchmark")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def collect(summaries: dict[str, pd.DataFrame], primary: str | None = None) -> pd.DataFrame:
@@ -86,13 +76,15 @@ def markdown(table: pd.DataFrame, models: list[str], command: str, seconds: floa
 
     has_mcat = "MCAT (published)" in table
     head = (
-        ["cancer", *models] + (["MCAT (published)"] if has_mcat else []) + ["primary − best baseline"]
+        ["cancer", *models]
+        + (["MCAT (published)"] if has_mcat else [])
+        + ["primary − best baseline"]
     )
     lines = [
         title,
         "",
         f"Command: `{command}`  ",
-        f"Machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"date {dt.date.today().isoformat()}; wall time {seconds / 60:.1f} min.",
         "",
         "| " + " | ".join(head) + " |",
@@ -113,16 +105,6 @@ def markdown(table: pd.DataFrame, models: list[str], command: str, seconds: floa
     cells.append(f"{table['ours_minus_best_baseline'].mean():+.3f}")
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def write_section(doc: Path, title: str, body: str) -> None:
-    text = doc.read_text() if doc.is_file() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = body.rstrip() + "\n\n"
-    text = (
-        pattern.sub(lambda _: new, text) if pattern.search(text) else text.rstrip() + "\n\n" + new
-    )
-    doc.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(table, models, command.strip(), time.perf_counter() - t0, title)
     print(md)
     if args.write_docs:
-        write_section(args.write_docs, title, md)
+        write_section(args.write_docs, md)
     return 0
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 from multimodal.evaluation.baselines import BASELINE_MODELS, run_baselines_on_cohort
 from multimodal.evaluation.compare import format_mean_std, load_published_mcat, mean_std
 from multimodal.exceptions import ConfigError
+from multimodal.survival.metrics import harrell_c, uno_c
 
 __all__ = [
     "DEFAULT_VARIANTS",
@@ -87,12 +88,6 @@ def default_config_path() -> Path:
     return path
 
 
-def _harrell(t: np.ndarray, e: np.ndarray, r: np.ndarray) -> float:
-    from multimodal.survival.metrics import harrell_c
-
-    return float(harrell_c(t, e, r))
-
-
 def bootstrap_mean_c(
     predictions: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float]:
@@ -114,7 +109,7 @@ def bootstrap_mean_c(
             idx = rng.integers(0, len(t), len(t))
             if not e[idx].any():
                 continue
-            cs.append(_harrell(t[idx], e[idx], r[idx]))
+            cs.append(harrell_c(t[idx], e[idx], r[idx]))
         if cs:
             stats.append(np.mean(cs))
     if not stats:
@@ -124,8 +119,6 @@ def bootstrap_mean_c(
 
 
 def _uno(train: pd.DataFrame, val: pd.DataFrame, tau: float) -> float:
-    from multimodal.survival.metrics import uno_c
-
     try:
         return float(
             uno_c(
@@ -290,7 +283,7 @@ def _score(results, predictions, cohort, folds, times) -> pd.DataFrame:
     for model, fold in zip(results.model, results.fold):
         val = predictions[(predictions.model == model) & (predictions.fold == fold)]
         c.append(
-            _harrell(val.time.to_numpy(float), val.event.to_numpy(bool), val.risk.to_numpy(float))
+            harrell_c(val.time.to_numpy(float), val.event.to_numpy(bool), val.risk.to_numpy(float))
         )
         train_ids = [str(i) for i in by_fold[int(fold)].train_ids]
         train = patients.loc[train_ids, ["time", "event"]]

@@ -42,7 +42,7 @@ from multimodal.survival.competing import (
     cumulative_incidence,
     first_event,
 )
-from multimodal.survival.curves import breslow_baseline
+from multimodal.survival.curves import breslow_baseline, step_values
 from multimodal.survival.metrics import harrell_c
 
 __all__ = ["PROGRESSION_BASELINES", "run_progression_baselines"]
@@ -53,13 +53,6 @@ PROGRESSION_BASELINES: tuple[str, ...] = (
     "cause_specific_cox",
     "aalen_johansen",
 )
-
-
-def _cif_at(grid: np.ndarray, cif: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Right-continuous step CIF (..., m) known on ``grid`` at ``times``; 0 before ``grid[0]``."""
-    pos = np.searchsorted(grid, times, side="right") - 1
-    padded = np.concatenate([np.zeros((*cif.shape[:-1], 1)), cif], axis=-1)
-    return padded[..., pos + 1]
 
 
 def _cause_specific_cox(xtr, xva, t_tr, k_tr, opts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +67,7 @@ def _cause_specific_cox(xtr, xva, t_tr, k_tr, opts) -> tuple[np.ndarray, np.ndar
     grid = np.unique(np.concatenate([u for (u, _), _ in curves]))
     inc = []
     for (u, h), lp in curves:
-        h_grid = _cif_at(u, h, grid)  # cumulative hazard on the union grid (a step function)
+        h_grid = step_values(u, h, grid)  # cumulative hazard on the union grid (a step function)
         d0 = np.diff(np.concatenate([[0.0], h_grid]))
         inc.append(d0[None, :] * np.exp(lp)[:, None])
     _, cif = cumulative_incidence(torch.from_numpy(np.stack(inc, axis=1)))
@@ -153,7 +146,7 @@ def run_progression_baselines(
                             etype[tr],
                             first_t[va],
                             etype[va],
-                            _cif_at(cgrid, cif[:, c - 1], grid),
+                            step_values(cgrid, cif[:, c - 1], grid),
                             grid,
                             c,
                         )

@@ -28,7 +28,7 @@ import logging
 import numpy as np
 import torch
 
-from multimodal.survival.curves import kaplan_meier
+from multimodal.survival.curves import kaplan_meier, step_values
 from multimodal.survival.metrics import _check, check_eval_times, harrell_c
 
 __all__ = [
@@ -189,12 +189,6 @@ def _censoring_km(train_time, train_event_type):
     return kaplan_meier(t, k == 0)
 
 
-def _step(knots: np.ndarray, values: np.ndarray, at: np.ndarray, left: bool) -> np.ndarray:
-    """Right-continuous step function (value 1 before the first knot); ``left``: the left limit."""
-    pos = np.searchsorted(knots, at, side="left" if left else "right") - 1
-    return np.where(pos >= 0, values[np.clip(pos, 0, None)], 1.0)
-
-
 def cif_brier_score(
     train_time,
     train_event_type,
@@ -243,8 +237,8 @@ def cif_brier_score(
     keep = check_eval_times(tt, t, tr_t, outside, "cif_brier_score")
     tt, f = tt[keep], np.clip(f[:, keep], 0.0, 1.0)
     g_times, g = _censoring_km(tr_t, tr_k)
-    g_at_event = _step(g_times, g, t, left=True)  # G(T_i-)
-    g_at_t = _step(g_times, g, tt, left=False)  # G(t)
+    g_at_event = step_values(g_times, g, t, before=1.0, left_limit=True)  # G(T_i-)
+    g_at_t = step_values(g_times, g, tt, before=1.0)  # G(t)
     if (g_at_t <= 0).any():
         raise ValueError("the censoring survival is 0 at an evaluation time; use earlier times")
     scores = np.empty(tt.size)

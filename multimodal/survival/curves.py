@@ -15,6 +15,7 @@ __all__ = [
     "interpolate_survival",
     "kaplan_meier",
     "step_function_at",
+    "step_values",
 ]
 
 
@@ -118,6 +119,33 @@ def step_function_at(
     """
     pos = torch.searchsorted(knots.contiguous(), times.contiguous().to(knots.dtype), right=True) - 1
     padded = torch.cat([values.new_full((*values.shape[:-1], 1), before), values], dim=-1)
+    return padded[..., pos + 1]
+
+
+def step_values(
+    knots: np.ndarray,
+    values: np.ndarray,
+    at: np.ndarray,
+    before: float = 0.0,
+    left_limit: bool = False,
+) -> np.ndarray:
+    """NumPy twin of :func:`step_function_at`: a right-continuous step function at ``at``.
+
+    Parameters
+    ----------
+    knots : array (m,), increasing
+    values : array (..., m), value from each knot on
+    at : array (T,)
+    before : value for ``at < knots[0]``
+    left_limit : evaluate the left limit ``f(at-)`` (e.g. a censoring survival ``G(T_i-)``)
+
+    Returns
+    -------
+    ndarray (..., T), float64
+    """
+    values = np.asarray(values, dtype=float)
+    pos = np.searchsorted(knots, at, side="left" if left_limit else "right") - 1
+    padded = np.concatenate([np.full((*values.shape[:-1], 1), float(before)), values], axis=-1)
     return padded[..., pos + 1]
 
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from multimodal.exceptions import DataError
 from multimodal.survival.competing import cumulative_incidence
-from multimodal.survival.curves import breslow_baseline, step_function_at
+from multimodal.survival.curves import breslow_baseline, step_function_at, step_values
 from multimodal.survival.heads import HEADS, SurvivalHead, _times_tensor, cause_specific_score
 from multimodal.survival.losses import cox_nll, no_event_zero, resolve_option
 from multimodal.survival.metrics import harrell_c
@@ -75,10 +75,7 @@ def rmst_risk(grid: torch.Tensor, survival: torch.Tensor) -> torch.Tensor:
 def _union(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Step functions (times, cumhaz) on their union grid: (grid (m,), values (K, m))."""
     grid = np.unique(np.concatenate([np.zeros(0)] + [t for t, _ in curves]))
-    rows = []
-    for t, h in curves:
-        pos = np.searchsorted(t, grid, side="right") - 1
-        rows.append(np.where(pos >= 0, h[np.clip(pos, 0, None)] if h.size else 0.0, 0.0))
+    rows = [step_values(t, h, grid) for t, h in curves]
     return grid, np.stack(rows) if rows else np.zeros((0, grid.size))
 
 

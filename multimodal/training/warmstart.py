@@ -110,6 +110,9 @@ def warm_start_clinical(
     everyone = torch.arange(len(data), device=batch.time.device)
     lam = 0.0
     if len(model.omics_linear):
+        from multimodal.survival.metrics import harrell_c
+
+        time_np, event_np = batch.time.cpu().numpy(), batch.event.cpu().numpy()
 
         def score(rows_fit: torch.Tensor, rows_held: torch.Tensor, penalty: float) -> float:
             weights, _ = fit(rows_fit, penalty)
@@ -117,20 +120,16 @@ def warm_start_clinical(
                 out = linear_out(weights)
                 if multi:
                     return -float(loss_fn(out, rows_held))
-                from multimodal.survival.metrics import harrell_c
-
                 held = rows_held.cpu().numpy()
                 return float(
                     harrell_c(
-                        batch.time.cpu().numpy()[held],
-                        batch.event.cpu().numpy()[held].astype(bool),
-                        out[rows_held, 0].cpu().numpy(),
+                        time_np[held], event_np[held].astype(bool), out[rows_held, 0].cpu().numpy()
                     )
                 )
 
         lam = choose_penalty(
             score,
-            batch.event.cpu().numpy(),
+            event_np,
             penalties,
             folds=folds,
             seed=seed,

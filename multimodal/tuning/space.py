@@ -440,8 +440,8 @@ class TuneSpec:
         options = []
         if "data.modalities" in self.search:
             options = [c for c in self.search["data.modalities"].choices or [] if c is not None]
-        elif load_config(self.base).data.modalities:
-            options = [load_config(self.base).data.modalities]
+        elif base_modalities := load_config(self.base).data.modalities:
+            options = [base_modalities]
         for choice in options:
             unknown = [m for m in choice if m not in available]
             if unknown:

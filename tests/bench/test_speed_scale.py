@@ -19,12 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ss():
+    sys.path.insert(0, str(ROOT / "bench"))  # as `python bench/speed_scale.py` does: for _common
     spec = importlib.util.spec_from_file_location("speed_scale", ROOT / "bench" / "speed_scale.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["speed_scale"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop("speed_scale", None)
+    sys.path.remove(str(ROOT / "bench"))
 
 
 @pytest.fixture(autouse=True)
@@ -114,21 +116,23 @@ SECTION = "## Speed and scale"
 
 
 def test_section_rewrite_replaces_only_its_own_section(ss):
+    from _common import replace_section  # the section rewriter every bench script uses
+
     before = (
         "# Benchmarks\n\n## Demo\n\ndemo text\n\n"
         f"{SECTION}\n\nold figures\n\n### old subsection\n\n```bash\n## a comment, not a heading\n```\n"
         "old tail\n\n## Classical baselines\n\n| a | b |\n\n### Harrell\n\nkept\n"
     )
     new = f"{SECTION}\n\nnew figures\n"
-    after = ss.replace_section(before, new)
+    after = replace_section(before, new)
     assert after == (
         "# Benchmarks\n\n## Demo\n\ndemo text\n\n"
         f"{SECTION}\n\nnew figures\n\n## Classical baselines\n\n| a | b |\n\n### Harrell\n\nkept\n"
     )
-    assert ss.replace_section(after, new) == after  # idempotent
-    appended = ss.replace_section("# Benchmarks\n\n## Demo\n\nx\n", new)
+    assert replace_section(after, new) == after  # idempotent
+    appended = replace_section("# Benchmarks\n\n## Demo\n\nx\n", new)
     assert appended == f"# Benchmarks\n\n## Demo\n\nx\n\n{SECTION}\n\nnew figures\n"
-    last = ss.replace_section(f"# B\n\n{SECTION}\n\nold\n", new)
+    last = replace_section(f"# B\n\n{SECTION}\n\nold\n", new)
     assert last == f"# B\n\n{SECTION}\n\nnew figures\n"
 
 

@@ -39,7 +39,8 @@ def test_cindex_by_group_checks_columns():
         cindex_by_group(df.drop(columns="risk"))
 
 
-def test_bench_section_replaced_in_place(tmp_path):
+def test_bench_section_replaced_in_place(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as `python bench/<script>.py` does
     spec = importlib.util.spec_from_file_location(
         "bench_baselines", ROOT / "bench" / "baselines_tcga.py"
     )

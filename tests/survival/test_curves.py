@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multimodal.survival.curves import breslow_baseline, kaplan_meier
+from multimodal.survival.curves import (
+    breslow_baseline,
+    kaplan_meier,
+    step_function_at,
+    step_values,
+)
 
 
 def _datasets():
@@ -63,3 +68,20 @@ def test_breslow_shift_equivariance():
     _, h0 = breslow_baseline(r, t, e)
     _, h1 = breslow_baseline(r + 3.0, t, e)
     np.testing.assert_allclose(h1 * np.exp(3.0), h0, rtol=1e-10)
+
+
+def test_step_values_matches_step_function_at_and_takes_left_limits():
+    import torch
+
+    knots = np.array([1.0, 2.0, 4.0])
+    values = np.array([[0.9, 0.7, 0.4], [0.8, 0.5, 0.1]])
+    at = np.array([0.0, 1.0, 1.5, 2.0, 3.9, 4.0, 9.0])
+    for before in (0.0, 1.0):
+        expected = step_function_at(
+            torch.from_numpy(knots), torch.from_numpy(values), torch.from_numpy(at), before
+        ).numpy()
+        np.testing.assert_array_equal(step_values(knots, values, at, before=before), expected)
+    left = step_values(knots, values[0], at, before=1.0, left_limit=True)
+    np.testing.assert_array_equal(left, [1.0, 1.0, 0.9, 0.9, 0.7, 0.7, 0.4])
+    empty = step_values(np.zeros(0), np.zeros(0), at)  # no knots: the "before" value everywhere
+    np.testing.assert_array_equal(empty, np.zeros(at.size))
