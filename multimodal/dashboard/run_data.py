@@ -257,11 +257,15 @@ def _out_of_fold(pred: pd.DataFrame, ep: Endpoint) -> pd.DataFrame:
 
 
 def find_cohort(
-    run_dir: Path, config: dict[str, Any], explicit: str | Path | None = None
+    run_dir: Path,
+    config: dict[str, Any],
+    explicit: str | Path | None = None,
+    recorded: str | Path | None = None,
 ) -> Path | None:
     """Where the run's cohort lives: ``explicit``, else ``data.cohort`` of the config (absolute,
-    or relative to the working directory or the run folder), else a ``cohort/`` folder next to
-    the run (the demo layout ``runs/demo/{cohort,fusion}``)."""
+    or relative to the working directory or the run folder), else the folder ``train`` recorded
+    (``_meta.cohort_path``), else a ``cohort/`` folder next to the run (the demo layout
+    ``runs/demo/{cohort,fusion}``)."""
     from multimodal.data.cohort import locate_cohort
 
     candidates: list[Path] = []
@@ -271,6 +275,8 @@ def find_cohort(
     if configured:
         p = Path(str(configured))
         candidates += [p] if p.is_absolute() else [p, run_dir / p, run_dir.parent / p]
+    if recorded:
+        candidates.append(Path(str(recorded)))
     candidates += [run_dir.parent / "cohort", run_dir / "cohort"]
     for c in candidates:
         try:
@@ -329,7 +335,7 @@ def load_run_data(run_dir: str | Path, cohort: str | Path | None = None) -> RunD
     )
     if not metrics:
         data.notes.append("metrics.json is missing: run `multimodal evaluate RUN_DIR` to add it.")
-    data.cohort_path = find_cohort(run_dir, config, cohort)
+    data.cohort_path = find_cohort(run_dir, config, cohort, meta.get("cohort_path"))
     if data.cohort_path is None:
         data.notes.append(
             "The run's cohort was not found (config data.cohort, or a cohort/ folder next to the "

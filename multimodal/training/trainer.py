@@ -172,6 +172,11 @@ def _write_config(run_dir: Path, cfg: Config, cohort: Any, modalities: list[str]
         "seed": cfg.train.seed,
         "modalities": modalities,
         "data_fingerprint": ckpt.data_fingerprint(cohort, modalities),
+        # where the cohort's files are when it came as an object (data.cohort is then empty):
+        # the dashboard and `predict` users find it from here
+        "cohort_path": str(Path(cohort.root).resolve())
+        if getattr(cohort, "root", None) is not None
+        else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     ckpt.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))

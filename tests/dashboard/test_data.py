@@ -374,5 +374,11 @@ def test_find_cohort_next_to_the_run(tiny_run, tmp_path):
     assert run.cohort_path == tiny_run.parent / "cohort" / "cohort.yaml"
     moved = tmp_path / "elsewhere" / "run"
     shutil.copytree(tiny_run, moved, ignore=shutil.ignore_patterns("checkpoints"))
+    # train() recorded where the cohort lives: a moved run still finds it
+    assert load_run_data(moved).cohort_path == run.cohort_path.resolve()
+    # without that record (an older run) and no cohort/ beside it, nothing is found
+    cfg = yaml.safe_load((moved / "config.yaml").read_text())
+    cfg["_meta"].pop("cohort_path", None)
+    (moved / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert load_run_data(moved).cohort_path is None
     assert load_run_data(moved, tiny_run.parent / "cohort").cohort_path.name == "cohort.yaml"

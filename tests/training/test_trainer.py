@@ -238,3 +238,18 @@ def test_es_min_delta_keeps_the_warm_started_first_epoch(tiny_cohort, tmp_path):
         cfg, cohort=tiny_cohort, out=tmp_path, overrides=["data.modalities=[clinical, genomics]"]
     )
     assert [f["best_epoch"] for f in result.metrics["folds"]] == [1]  # no later epoch gains > 1.0
+
+
+def test_run_records_where_its_cohort_lives(tiny_run, tiny_cohort, tmp_path):
+    import shutil
+
+    import yaml
+
+    from multimodal.dashboard.run_data import load_run_data
+
+    meta = yaml.safe_load((tiny_run.run_dir / "config.yaml").read_text())["_meta"]
+    assert meta["cohort_path"] == str(tiny_cohort.root.resolve())
+    moved = tmp_path / "elsewhere" / "run"  # no data.cohort, no sibling cohort/ folder
+    shutil.copytree(tiny_run.run_dir, moved)
+    found = load_run_data(moved).cohort_path
+    assert found is not None and found.parent == tiny_cohort.root.resolve()
