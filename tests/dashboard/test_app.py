@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from multimodal.dashboard.launch import ENV_COHORT, ENV_PASSWORD, ENV_RUN
@@ -135,6 +136,9 @@ def test_password_gate(monkeypatch, tiny_run):
 def test_views_work_without_the_cohort(monkeypatch, tiny_run, tmp_path, view):
     alone = tmp_path / "alone" / "run"
     shutil.copytree(tiny_run, alone, ignore=shutil.ignore_patterns("checkpoints"))
+    cfg = yaml.safe_load((alone / "config.yaml").read_text())
+    cfg["_meta"].pop("cohort_path", None)  # no record of where the cohort is: it stays unfound
+    (alone / "config.yaml").write_text(yaml.safe_dump(cfg))
     at = app_for(monkeypatch, alone).run()
     at = at.sidebar.radio(key="view").set_value(view).run()
     no_exceptions(at)
