@@ -315,6 +315,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return out
 
 
+def read_yaml_mapping(
+    path: Path, label: str, hint: str = "", mapping: str = "must hold a mapping at the top level"
+) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (empty file -> ``{}``).
+
+    Errors read ``"<label> <path> not found<hint>"``, ``"<label> <path> is not valid YAML: ..."``
+    and ``"<label> <path> <mapping>"`` (:class:`ConfigError`).
+    """
+    if not path.is_file():
+        raise ConfigError(f"{label} {path} not found{hint}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label} {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label} {path} {mapping}")
+    return raw
+
+
 def load_config(
     source: str | Path | dict[str, Any] | Config, overrides: list[str] | None = None
 ) -> Config:
@@ -325,15 +344,7 @@ def load_config(
         raw, where = source, "dict"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        where = str(path)
+        raw, where = read_yaml_mapping(path, "config file"), str(path)
     raw = apply_overrides(raw, overrides)
     try:
         return Config.model_validate(raw)

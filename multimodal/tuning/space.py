@@ -31,10 +31,9 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from multimodal.config import Config, EncoderConfig, load_config
+from multimodal.config import Config, EncoderConfig, load_config, read_yaml_mapping
 from multimodal.exceptions import ConfigError
 from multimodal.registry import did_you_mean
 
@@ -469,14 +468,7 @@ def load_tune_spec(
         raw, where, folder = copy.deepcopy(source), "dict", Path.cwd()
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"tuning file {path} not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"tuning file {path} is not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"tuning file {path} must hold a mapping at the top level")
+        raw = read_yaml_mapping(path, "tuning file")
         where, folder = str(path), path.parent
         raw.setdefault("study", {}).setdefault("name", path.stem)
     if "search" not in raw:
@@ -523,12 +515,9 @@ def _load_base(base: str | dict[str, Any] | None, folder: Path, where: str) -> d
         return copy.deepcopy(base)
     path = Path(base)
     path = path if path.is_absolute() else folder / path
-    if not path.is_file():
-        raise ConfigError(f"{where}: base config {path} not found (paths are relative to {folder})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: base config {path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: base config {path} must hold a mapping")
-    return raw
+    return read_yaml_mapping(
+        path,
+        f"{where}: base config",
+        hint=f" (paths are relative to {folder})",
+        mapping="must hold a mapping",
+    )
