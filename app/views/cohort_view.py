@@ -9,7 +9,7 @@ import streamlit as st
 from multimodal.dashboard import cohort_stats
 from multimodal.dashboard.figures import Curve, calibration_figure, calibration_png, curves_figure
 
-from .common import Ctx, csv_download, get_attributes, get_groups, get_metric_table, png_download
+from .common import Ctx, csv_download, curve_downloads, get_attributes, get_groups, get_metric_table
 
 FILTERS = ("site", "sex", "stage", "age_band")
 
@@ -96,19 +96,7 @@ def render(ctx: Ctx) -> None:
         f"{basis} Curves use out-of-fold predictions. Log-rank p = {p} (chi² = {gs.statistic:.2f})."
     )
     st.dataframe(gs.counts, width="content")
-    c1, c2 = st.columns(2)
-    with c1:
-        png_download(
-            "Download PNG",
-            curves,
-            title,
-            f"time ({ctx.unit})",
-            "survival probability",
-            "km_by_risk_group.png",
-            "dl_km_png",
-        )
-    with c2:
-        csv_download("Download CSV", gs.curves, "km_by_risk_group.csv", "dl_km_csv")
+    curve_downloads(curves, gs.curves, title, ctx.unit, "km_by_risk_group", "km")
 
     st.subheader("Discrimination and prediction error")
     table = get_metric_table(run, ctx.run_dir, ep, tuple(ids) if len(ids) < len(attrs) else None)

@@ -183,6 +183,26 @@ def csv_download(label: str, frame: pd.DataFrame, file_name: str, key: str, inde
     )
 
 
+def curve_downloads(
+    curves: list[Curve], table: pd.DataFrame, title: str, unit: str, stem: str, key: str
+) -> None:
+    """PNG and CSV download buttons side by side for survival curves: ``<stem>.png`` (the PNG is
+    drawn only when clicked) and ``<stem>.csv`` (``table``); widget keys ``dl_<key>_png|csv``."""
+    c1, c2 = st.columns(2)
+    with c1:
+        png_download(
+            "Download PNG",
+            curves,
+            title,
+            f"time ({unit})",
+            "survival probability",
+            f"{stem}.png",
+            f"dl_{key}_png",
+        )
+    with c2:
+        csv_download("Download CSV", table, f"{stem}.csv", f"dl_{key}_csv")
+
+
 def fmt_time(t: float, unit: str) -> str:
     return "not reached" if t != t else f"{t:.1f} {unit}"
 

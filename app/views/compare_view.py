@@ -9,7 +9,7 @@ import streamlit as st
 from multimodal.dashboard.figures import Curve, curves_figure
 from multimodal.dashboard.patient import horizons_for
 
-from .common import Ctx, csv_download, fmt_time, png_download, predict_patients
+from .common import Ctx, curve_downloads, fmt_time, predict_patients
 
 
 def render(ctx: Ctx) -> None:
@@ -67,16 +67,4 @@ def render(ctx: Ctx) -> None:
     long = pd.concat(
         [pd.DataFrame({"patient": c.name, "time": c.x, "survival": c.y}) for c in curves]
     )
-    c1, c2 = st.columns(2)
-    with c1:
-        png_download(
-            "Download PNG",
-            curves,
-            "Predicted survival",
-            f"time ({unit})",
-            "survival probability",
-            "compare.png",
-            "dl_cmp_png",
-        )
-    with c2:
-        csv_download("Download CSV", long, "compare.csv", "dl_cmp_csv")
+    curve_downloads(curves, long, "Predicted survival", unit, "compare", "cmp")

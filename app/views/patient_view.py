@@ -14,14 +14,13 @@ from multimodal.dashboard.patient import conditional_survival, horizons_for, sim
 
 from .common import (
     Ctx,
-    csv_download,
+    curve_downloads,
     fmt_number,
     get_groups,
     get_profile,
     has_explain,
     patient_evidence,
     patient_saliency,
-    png_download,
     predict_patients,
 )
 
@@ -150,19 +149,7 @@ def _curve_section(ctx: Ctx, pid: str, pred, oof: pd.DataFrame, fold: int) -> No
     frame = pd.DataFrame({"time": curves[0].x, "survival": curves[0].y})
     if curves[0].lower is not None:
         frame["fold_min"], frame["fold_max"] = curves[0].lower, curves[0].upper
-    c1, c2 = st.columns(2)
-    with c1:
-        png_download(
-            "Download PNG",
-            curves,
-            "Predicted survival",
-            f"time ({unit})",
-            "survival probability",
-            "patient_survival.png",
-            "dl_patient_png",
-        )
-    with c2:
-        csv_download("Download CSV", frame, "patient_survival.csv", "dl_patient_csv")
+    curve_downloads(curves, frame, "Predicted survival", unit, "patient_survival", "patient")
 
     if pred is None:
         return
