@@ -134,7 +134,7 @@ class ImagingEncoder(Encoder):
 
 @ENCODERS.register("small_cnn")
 class SmallCNNEncoder(ImagingEncoder):
-    """Strided convolution blocks (MONAI ``Convolution``: conv -> group norm -> PReLU) + pooling.
+    """Strided convolution blocks (MONAI ``Convolution``: conv -> norm -> PReLU) + global pooling.
 
     Parameters
     ----------
@@ -142,6 +142,10 @@ class SmallCNNEncoder(ImagingEncoder):
     out_dim : embedding size.
     channels : output channels of the blocks; each block halves the resolution.
     dropout : dropout before the head.
+    norm : ``"batch"`` (default), ``"group"``, ``"instance"`` or ``None``. Group and instance
+        norms standardise each image's activations on their own, which removes how *much* of an
+        image is bright (a lesion's volume) -- often the prognostic signal; batch norm keeps it.
+    pool : ``"avg"``, ``"max"`` or ``"avgmax"`` (both, concatenated) global pooling.
     pretrained_path, freeze : see the module docstring.
     """
 
@@ -152,21 +156,48 @@ class SmallCNNEncoder(ImagingEncoder):
         out_dim: int = 32,
         channels: Sequence[int] = (8, 16, 32),
         dropout: float = 0.1,
+        norm: Literal["batch", "group", "instance"] | None = "batch",
+        pool: Literal["avg", "max", "avgmax"] = "avgmax",
         pretrained_path: str | Path | None = None,
         freeze: bool = False,
     ) -> None:
         super().__init__(spatial_dims, in_channels, out_dim)
         from monai.networks.blocks import Convolution
 
+        if norm not in ("batch", "group", "instance", None):
+            raise ConfigError(f"norm must be 'batch', 'group', 'instance' or null, got {norm!r}")
+        if pool not in ("avg", "max", "avgmax"):
+            raise ConfigError(f"pool must be 'avg', 'max' or 'avgmax', got {pool!r}")
         blocks: list[nn.Module] = []
         c_in = self.in_channels
         for c in channels:
-            norm = ("group", {"num_groups": max(1, min(4, c // 2))})
-            blocks.append(Convolution(spatial_dims, c_in, c, strides=2, kernel_size=3, norm=norm))
+            block_norm: Any = norm
+            if norm == "group":
+                block_norm = ("group", {"num_groups": max(1, min(4, c // 2))})
+            blocks.append(
+                Convolution(spatial_dims, c_in, c, strides=2, kernel_size=3, norm=block_norm)
+            )
             c_in = c
-        pool = nn.AdaptiveAvgPool2d(1) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(1)
-        self.net = nn.Sequential(*blocks, pool, nn.Flatten(), nn.Dropout(dropout))
-        self._finish(c_in, pretrained_path, freeze)
+        self.net = nn.Sequential(
+            *blocks, _GlobalPool(spatial_dims, pool), nn.Flatten(), nn.Dropout(dropout)
+        )
+        self._finish(c_in * (2 if pool == "avgmax" else 1), pretrained_path, freeze)
+
+
+class _GlobalPool(nn.Module):
+    """Global average, max, or both (concatenated) over the spatial axes: (B, C, *S) -> (B, C')."""
+
+    def __init__(self, spatial_dims: int, mode: str) -> None:
+        super().__init__()
+        self.dims, self.mode = tuple(range(2, 2 + spatial_dims)), mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = []
+        if self.mode in ("avg", "avgmax"):
+            parts.append(x.mean(dim=self.dims))
+        if self.mode in ("max", "avgmax"):
+            parts.append(x.amax(dim=self.dims))
+        return torch.cat(parts, dim=1)
 
 
 @ENCODERS.register("densenet")

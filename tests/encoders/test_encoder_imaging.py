@@ -215,3 +215,44 @@ def test_load_dicom_series_folder(tmp_path):
     assert pydicom.dcmread(tmp_path / "s0.dcm").Rows == 10
     img = load_image(tmp_path, 3, 8)
     assert img.shape == (1, 8, 8, 8) and torch.isfinite(img).all()
+
+
+@pytest.mark.parametrize("pool", ["avg", "max", "avgmax"])
+@pytest.mark.parametrize("norm", ["batch", "group", "instance", None])
+def test_small_cnn_norms_and_pools(norm, pool):
+    enc = _build("small_cnn", 3, norm=norm, pool=pool).train()
+    out = enc(torch.randn(3, 1, SIZE, SIZE, SIZE))
+    assert out.shape == (3, 4) and torch.isfinite(out).all()
+    n_features = 8 * (2 if pool == "avgmax" else 1)
+    assert enc.head.in_features == n_features
+
+
+def test_small_cnn_rejects_unknown_norm_and_pool():
+    with pytest.raises(ConfigError, match="norm must be"):
+        _build("small_cnn", 2, norm="layer")
+    with pytest.raises(ConfigError, match="pool must be"):
+        _build("small_cnn", 2, pool="sum")
+
+
+def test_frozen_random_small_cnn_features_keep_lesion_size():
+    """With batch norm (the default), even an untrained small CNN's pooled features tell big
+    lesions from small ones -- per-image norms (group, instance) standardise that away."""
+    from multimodal.data.synth_image import lesion_image
+
+    rng = np.random.default_rng(0)
+    sizes = rng.uniform(0.05, 0.95, 80)
+    images = np.stack(
+        [lesion_image(np.random.default_rng(i), 24, 2, s, 20.0) for i, s in enumerate(sizes)]
+    )
+    x = torch.from_numpy((images.astype(np.float32) + 1000.0) / 1300.0)[:, None]
+    torch.manual_seed(0)
+    enc = ENCODERS.get("small_cnn").from_spec(
+        InputSpec(kind="imaging", spatial_dims=2, in_channels=1, image_size=(24, 24)), 4
+    )
+    with torch.no_grad():
+        feats = enc.eval().features(x).numpy()
+    from sklearn.linear_model import RidgeCV
+
+    feats = (feats - feats[:60].mean(0)) / np.maximum(feats[:60].std(0), 1e-6)
+    probe = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(feats[:60], sizes[:60])
+    assert np.corrcoef(probe.predict(feats[60:]), sizes[60:])[0, 1] > 0.8
