@@ -98,10 +98,12 @@ class FusionConfig(_Strict):
     clinical_linear: bool = True
     """Add a linear clinical term to the risk: the other modalities then learn what clinical misses."""
     linear_modalities: list[str] = Field(default_factory=list)
-    """Tabular modalities (genomics) that also get a ridge-penalised linear term beside the
-    clinical one. The penalty is chosen by cross-validation on the training patients
-    (``train.linear_penalties``) and the term is then held fixed: the deep branches learn what a
-    penalised Cox model on clinical + genomics misses. Needs ``clinical_linear``."""
+    """Modalities with one feature vector per patient -- genomics, report text with a pooled
+    encoder (``text_mlp``), imaging with frozen embeddings (``image_embedding``) -- that also get a
+    ridge-penalised linear term beside the clinical one. Each term's penalty is chosen by
+    cross-validation on the training patients (``train.linear_penalties``) and the term is then
+    held fixed: the deep branches learn what a penalised Cox model on these inputs misses. Needs
+    ``clinical_linear``; another kind of input is refused with a ConfigError."""
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -131,6 +133,9 @@ class TrainConfig(_Strict):
     """Ridge penalties tried for ``fusion.linear_modalities``; 1e4 switches the term off."""
     linear_penalty_tolerance: float = Field(0.005, ge=0)
     """The largest penalty whose cross-validated C-index is within this of the best is taken."""
+    linear_penalty_score: Literal["c_index", "likelihood"] = "c_index"
+    """What the penalty's cross-validation maximises on the held-out patients: Harrell's C, or the
+    Cox partial log-likelihood (smoother: it also rewards well-sized coefficients)."""
     linear_penalty_folds: int = Field(3, ge=2)
     """Folds of the cross-validation, within the training patients, that picks the penalty."""
     patience: int = Field(8, ge=1)

@@ -13,12 +13,15 @@ import torch
 from torch import nn
 
 from multimodal.config import EncoderConfig, FusionConfig, HeadConfig, resolve_head_name
-from multimodal.exceptions import MissingModalityError
+from multimodal.exceptions import ConfigError, MissingModalityError
 from multimodal.types import Batch, InputSpec
 
-__all__ = ["DEFAULT_ENCODERS", "MultimodalSurvivalModel", "spec_from_dict"]
+__all__ = ["DEFAULT_ENCODERS", "LINEAR_KINDS", "MultimodalSurvivalModel", "spec_from_dict"]
 
 #: Encoder used for a modality kind when the config names none.
+#: Modality kinds that ``fusion.linear_modalities`` accepts (one dense feature vector per patient).
+LINEAR_KINDS = ("genomics", "text", "imaging")
+
 DEFAULT_ENCODERS: dict[str, str] = {
     "clinical": "clinical_mlp",
     "genomics": "snn",
@@ -117,8 +120,15 @@ class MultimodalSurvivalModel(nn.Module):
         if self.clinical_modality is not None:
             for m in fusion.linear_modalities:
                 spec = specs.get(m)
-                if spec is None or spec.tokens or not spec.in_features or spec.kind != "genomics":
+                if spec is None:  # not used in this run (e.g. a single-modality model)
                     continue
+                if spec.tokens or not spec.in_features or spec.kind not in LINEAR_KINDS:
+                    raise ConfigError(
+                        f"fusion.linear_modalities: {m!r} ({spec.kind}"
+                        f"{', token sets' if spec.tokens else ''}) cannot get a linear term; "
+                        "it takes one feature vector per patient (genomics, or text with a "
+                        "pooled-embedding encoder such as text_mlp). Remove it from the list."
+                    )
                 layer = nn.Linear(
                     int(spec.in_features), self.clinical_linear.out_features, bias=False
                 )

@@ -209,6 +209,7 @@ def run_fold(
                 penalties=tuple(cfg.train.linear_penalties),
                 folds=cfg.train.linear_penalty_folds,
                 tolerance=cfg.train.linear_penalty_tolerance,
+                score=cfg.train.linear_penalty_score,
                 seed=model_seed,
             )
         return net

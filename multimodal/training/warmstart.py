@@ -9,9 +9,10 @@ L-BFGS), with the head's weights on the fused representation set to zero, and on
 the rest makes the deep branches learn what the other modalities add beyond the clinical
 covariates; early stopping then decides how much of that to keep.
 
-With ``fusion.linear_modalities`` (genomics), the linear part is a ridge-penalised Cox model on the
-clinical covariates *and* those features; the genomics penalty is chosen by cross-validation on the
-training patients only (:func:`choose_penalty`) and those coefficients are then held fixed.
+With ``fusion.linear_modalities`` (genomics, pooled report embeddings), the linear part is a
+ridge-penalised Cox model on the clinical covariates *and* those features; each modality's penalty
+is chosen by cross-validation on the training patients only (:func:`choose_penalty`) and those
+coefficients are then held fixed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def warm_start_clinical(
     folds: int = 3,
     seed: int = 0,
     tolerance: float = 0.005,
+    score: str = "c_index",
 ) -> float | None:
     """Fit the model's linear paths alone by penalised Cox partial likelihood on ``data``.
 
@@ -54,10 +56,15 @@ def warm_start_clinical(
         likelihood. It also resolves the one-hot columns' redundancy (every level has a column).
     max_iter : L-BFGS iterations.
     ties : Cox ties method.
-    penalties : candidate L2 penalties of the ``model.omics_linear`` terms (genomics).
+    penalties : candidate L2 penalties of each ``model.omics_linear`` term (genomics, text); the
+        largest switches a term off. Each term's penalty is chosen in turn, the others held at
+        their choice so far (the largest at first).
     folds : cross-validation folds, within ``data``, that choose among ``penalties``.
     seed : seed of those folds.
-    tolerance : the largest penalty within this much of the best held-out C-index is taken.
+    tolerance : the largest penalty within this much of the best held-out score is taken.
+    score : ``"c_index"`` (Harrell's C of the held-out patients) or ``"likelihood"`` (their mean
+        Cox partial log-likelihood, risk sets within the held-out patients). Heads with several
+        outputs always use their own likelihood.
 
     Returns
     -------
@@ -88,7 +95,7 @@ def warm_start_clinical(
             out = out + (x @ weights[m].T) * present[:, None]
         return out
 
-    def fit(rows: torch.Tensor, lam: float) -> tuple[dict[str, torch.Tensor], float]:
+    def fit(rows: torch.Tensor, lams: dict[str, float]) -> tuple[dict[str, torch.Tensor], float]:
         weights = {m: torch.zeros_like(layer.weight) for m, layer in layers.items()}
         for w in weights.values():
             w.requires_grad_(True)
@@ -100,7 +107,7 @@ def warm_start_clinical(
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(linear_out(weights), rows)
             for m, w in weights.items():
-                loss = loss + (ridge if m == model.clinical_modality else lam) * w.pow(2).sum()
+                loss = loss + lams.get(m, ridge) * w.pow(2).sum()
             loss.backward()
             return loss
 
@@ -108,35 +115,43 @@ def warm_start_clinical(
         return {m: w.detach() for m, w in weights.items()}, loss
 
     everyone = torch.arange(len(data), device=batch.time.device)
-    lam = 0.0
+    # Each linear modality gets its own penalty, chosen in turn (the others held at their choice,
+    # starting from the largest penalty: off) by cross-validation within the training patients.
+    lams = {m: float(max(penalties)) for m in model.omics_linear}
     if len(model.omics_linear):
         from multimodal.survival.metrics import harrell_c
 
         time_np, event_np = batch.time.cpu().numpy(), batch.event.cpu().numpy()
+        for name in model.omics_linear:
 
-        def score(rows_fit: torch.Tensor, rows_held: torch.Tensor, penalty: float) -> float:
-            weights, _ = fit(rows_fit, penalty)
-            with torch.no_grad():
-                out = linear_out(weights)
-                if multi:
-                    return -float(loss_fn(out, rows_held))
-                held = rows_held.cpu().numpy()
-                return float(
-                    harrell_c(
-                        time_np[held], event_np[held].astype(bool), out[rows_held, 0].cpu().numpy()
+            def held_out(
+                rows_fit: torch.Tensor, rows_held: torch.Tensor, penalty: float, name=name
+            ) -> float:
+                weights, _ = fit(rows_fit, {**lams, name: penalty})
+                with torch.no_grad():
+                    out = linear_out(weights)
+                    if multi or score == "likelihood":
+                        return -float(loss_fn(out, rows_held))
+                    held = rows_held.cpu().numpy()
+                    return float(
+                        harrell_c(
+                            time_np[held],
+                            event_np[held].astype(bool),
+                            out[rows_held, 0].cpu().numpy(),
+                        )
                     )
-                )
 
-        lam = choose_penalty(
-            score,
-            event_np,
-            penalties,
-            folds=folds,
-            seed=seed,
-            device=everyone.device,
-            tolerance=tolerance,
-        )
-    weights, loss = fit(everyone, lam)
+            lams[name] = choose_penalty(
+                held_out,
+                event_np,
+                penalties,
+                folds=folds,
+                seed=seed,
+                device=everyone.device,
+                tolerance=tolerance,
+                label=name,
+            )
+    weights, loss = fit(everyone, lams)
     if not np.isfinite(loss):
         for layer in layers.values():
             torch.nn.init.zeros_(layer.weight)
@@ -153,7 +168,7 @@ def warm_start_clinical(
     if isinstance(head_linear, torch.nn.Linear):
         with torch.no_grad():
             head_linear.weight.zero_()
-    log.debug("linear warm start: penalised loss %.4f (omics penalty %g)", loss, lam)
+    log.debug("linear warm start: penalised loss %.4f (penalties %s)", loss, lams)
     return loss
 
 
@@ -165,6 +180,7 @@ def choose_penalty(
     seed: int = 0,
     device=None,
     tolerance: float = 0.0,
+    label: str = "linear paths",
 ):
     """The largest penalty whose mean held-out ``score(rows_fit, rows_held, penalty)`` is within
     ``tolerance`` of the best one (ties go to the larger penalty: the simpler model).
@@ -187,7 +203,8 @@ def choose_penalty(
     best = max(lam for lam, s in scores.items() if s >= top - tolerance)
     best_score = scores[best]
     log.info(
-        "linear paths: ridge penalty %g chosen by %d-fold CV (held-out score %.4f)",
+        "%s: ridge penalty %g chosen by %d-fold CV (held-out score %.4f)",
+        label,
         best,
         k,
         best_score,

@@ -146,3 +146,74 @@ def test_warm_start_is_deterministic(penalties):
     warm_start_clinical(b, data, torch.device("cpu"), penalties=penalties, seed=1)
     for (_, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(p, q)
+
+
+class _DataWithText(_Data):
+    """As :class:`_Data`, plus a pooled report embedding (kind ``text``) that is pure noise."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        super().__init__(n, seed)
+        rng = np.random.default_rng(seed + 100)
+        self.text = rng.normal(size=(n, 24)).astype(np.float32)
+
+    def batch(self, idx) -> Batch:
+        b = super().batch(idx)
+        i = np.asarray(idx)
+        b.inputs["report"] = torch.from_numpy(self.text[i])
+        b.mask["report"] = torch.ones(len(i), dtype=torch.bool)
+        return b
+
+
+def _model_with_text() -> MultimodalSurvivalModel:
+    torch.manual_seed(0)
+    specs = {
+        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "genomics": InputSpec(kind="genomics", in_features=40),
+        "report": InputSpec(kind="text", in_features=24),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "genomics": EncoderConfig(name="snn", out_dim=4),
+        "report": EncoderConfig(name="text_mlp", out_dim=4),
+    }
+    fusion = FusionConfig(name="concat", dim=4, linear_modalities=["genomics", "report"])
+    return MultimodalSurvivalModel(
+        specs, encoders, fusion, HeadConfig(name="cox"), None, "clinical"
+    )
+
+
+@pytest.mark.parametrize("score", ["c_index", "likelihood"])
+def test_each_linear_modality_gets_its_own_penalty(score):
+    """Informative genes keep a small penalty while a noise text embedding is switched off."""
+    data = _DataWithText(400, seed=6)
+    model = _model_with_text()
+    assert set(model.omics_linear) == {"genomics", "report"}
+    warm_start_clinical(model, data, torch.device("cpu"), penalties=(0.01, 0.1, 1e3), score=score)
+    genes = model.omics_linear["genomics"].weight.detach().abs().numpy().ravel()
+    text = model.omics_linear["report"].weight.detach().abs().numpy().ravel()
+    assert genes[:3].min() > 0.1  # the three informative genes survive
+    assert text.max() < 0.01  # the noise embedding got the largest penalty
+
+
+def test_a_modality_without_one_feature_vector_cannot_get_a_linear_term():
+    from multimodal.exceptions import ConfigError
+
+    specs = {
+        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "ct": InputSpec(kind="imaging", spatial_dims=2, in_channels=1, image_size=(8, 8)),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "ct": EncoderConfig(name="small_cnn", out_dim=4, options={"channels": [4]}),
+    }
+    fusion = FusionConfig(name="concat", dim=4, linear_modalities=["ct"])
+    with pytest.raises(ConfigError, match=r"linear_modalities: 'ct' \(imaging\)"):
+        MultimodalSurvivalModel(specs, encoders, fusion, HeadConfig(name="cox"), None, "clinical")
+    # a listed modality the run does not use (a single-modality model) is simply skipped
+    fusion = FusionConfig(name="concat", dim=4, linear_modalities=["genomics"])
+    specs.pop("ct")
+    encoders.pop("ct")
+    model = MultimodalSurvivalModel(
+        specs, encoders, fusion, HeadConfig(name="cox"), None, "clinical"
+    )
+    assert len(model.omics_linear) == 0
