@@ -48,7 +48,7 @@ class DemoSummary:
             f"{'ground truth risk':<22} {'(true log-hazard)':<34} {self.ground_truth_c_index:>22.4f}"
         )
         lines.append(
-            f"{'reachable truth':<22} {'(true risk of present modalities)':<34} "
+            f"{'reachable truth':<22} {'(given the modalities present)':<34} "
             f"{self.reachable_c_index:>22.4f}"
         )
         return "\n".join(lines)
@@ -85,18 +85,20 @@ _COMPONENTS = {
 def _ground_truth_c(
     cohort_dir: Path, predictions: pd.DataFrame, cohort: Any
 ) -> tuple[float, float]:
-    """Mean over validation folds of the C-index of (1) the true log-hazard and (2) the part of it
-    carried by the modalities each patient actually has (the most any model could reach)."""
+    """Mean over validation folds of the C-index of (1) the true log-hazard and (2) its expected
+    value given the modalities each patient actually has (the most any model could reach;
+    :func:`multimodal.data.synth.reachable_risk`)."""
+    from multimodal.data.synth import reachable_risk
     from multimodal.survival.metrics import harrell_c
 
     gt = pd.read_csv(cohort_dir / "ground_truth.csv", dtype={"patient_id": str})
     gt = gt.set_index("patient_id")
     avail = cohort.availability().reindex(gt.index).fillna(False)
-    reachable = sum(
-        gt[f"risk_{c}"] * avail[m].astype(float)
-        for c, m in _COMPONENTS.items()
-        if f"risk_{c}" in gt and m in avail
+    present = pd.DataFrame(
+        {c: avail[m].astype(bool) if m in avail else False for c, m in _COMPONENTS.items()},
+        index=gt.index,
     )
+    reachable = reachable_risk(gt, present)
     full, part_c = [], []
     for _, part in predictions[predictions.split == "val"].groupby("fold"):
         g = gt.loc[part.patient_id]

@@ -8,7 +8,7 @@ log-hazard used and its per-modality components.
 
 The generative model
 --------------------
-Each modality carries an independent latent risk component ``r_k`` (unit variance):
+Each modality carries a latent risk component ``r_k`` (unit variance):
 
 - clinical: age, sex and stage;
 - genomics: the mean expression of three of nine pathway groups (genes within a pathway are
@@ -18,11 +18,20 @@ Each modality carries an independent latent risk component ``r_k`` (unit varianc
 - ct: size and texture amplitude of a bright ellipsoid lesion at a random position and orientation;
 - wsi (optional): the fraction of informative ("tumour") patches in bags of patch features.
 
-The log-hazard of death is ``true_risk = signal_strength / sqrt(K) * sum_k r_k`` with a Weibull
-baseline (months), so fusing modalities beats any single one. Progression has its own Weibull
-hazard with log-hazard ``true_pfs_risk = 0.7 * true_risk + 0.6 * z_pfs``. Censoring is independent:
-administrative (site-specific follow-up) plus random drop-out. Outcomes never depend on which files
-are written (``with_images``, ``missing_rate``), only on ``seed`` and ``with_feature_bags``.
+As in real tumours, the modalities are not independent: a shared latent *tumour burden* drives the
+stage, the lesion's size, the number of positive nodes and the cell-cycle pathway (``_BURDEN``:
+correlations 0.8, 0.8, 0.8 and 0.6 with those features), so the components correlate by about
+0.15-0.35 and a patient's missing modality is partly predictable from the others. Every modality
+still carries signal no other has (age, sex, grade, margins, invasion, texture, the other pathways).
+
+The log-hazard of death is ``true_risk = c * sum_k w_k r_k`` with weights ``_COMPONENT_WEIGHTS``
+(clinical 1.5, the others 1) and ``c`` scaling its population SD to ``signal_strength``, with a
+Weibull baseline (months), so fusing modalities beats any single one.
+:func:`reachable_risk` gives the expected true risk given the modalities a patient has: the most any
+model can reach. Progression has its own Weibull hazard with log-hazard
+``true_pfs_risk = 0.7 * true_risk + 0.6 * z_pfs``. Censoring is independent: administrative
+(site-specific follow-up) plus random drop-out. Outcomes never depend on which files are written
+(``with_images``, ``missing_rate``), only on ``seed`` and ``with_feature_bags``.
 
 Every random draw comes from a stream keyed by ``(seed, stream, patient)``, so files are
 byte-for-byte reproducible (gzip NIfTI headers carry no timestamp).
@@ -32,7 +41,9 @@ from __future__ import annotations
 
 import logging
 import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +54,7 @@ import yaml
 from multimodal.data.synth_image import body_mask, lesion_image
 from multimodal.data.synth_text import make_addendum, make_report
 
-__all__ = ["SynthResult", "generate_cohort"]
+__all__ = ["SynthResult", "component_correlation", "generate_cohort", "reachable_risk"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +64,7 @@ PATHWAYS = tuple(
 # Pathway index -> log-hazard per SD of its activity (before scaling to unit variance).
 _OS_PATHWAY_EFFECTS = {0: 0.8, 1: -0.5, 2: 0.6}
 _PFS_PATHWAY = 3
+_TEXT_MOMENTS = (2.057, 0.8025)  # population mean and SD of the report score
 SITES: tuple[str, ...] = ("site_A", "site_B", "site_C", "site_D")
 _SITE_P = (0.4, 0.3, 0.2, 0.1)
 _SITE_FOLLOW_UP = (120.0, 96.0, 84.0, 108.0)  # months of accrual + follow-up per site
@@ -61,8 +73,14 @@ _STAGE_P = (0.25, 0.3, 0.27, 0.18)
 _OS_WEIBULL = (1.2, 36.0)  # shape, scale (months) at log-hazard 0
 _PFS_WEIBULL = (1.1, 24.0)
 _DROPOUT_RATE = 1.0 / 150.0  # per month
-# Names of the per-purpose random streams (their index keys the generator).
-_STREAMS = tuple("clin site gen text img bag proto out miss report ct wsi".split())
+# Names of the per-purpose random streams (their index keys the generator; append, never reorder).
+_STREAMS = tuple("clin site gen text img bag proto out miss report ct wsi burden".split())
+# How strongly the shared tumour burden drives each modality's burden-related feature (the
+# correlation of that feature's latent with the burden).
+_BURDEN = {"stage": 0.8, "cell_cycle": 0.6, "nodes": 0.8, "lesion_size": 0.8}
+# Weight of each modality's risk component in the log-hazard (before scaling to signal_strength):
+# stage-driven clinical risk is the strongest single factor, as in most cancers.
+_COMPONENT_WEIGHTS = {"clinical": 1.5, "genomics": 1.0, "text": 1.0, "imaging": 1.0, "bags": 1.0}
 
 
 @dataclass
@@ -109,22 +127,40 @@ def _standardize(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
     return (x - mean) / sd
 
 
-def _clinical(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+def _mix(burden: np.ndarray, noise: np.ndarray, loading: float) -> np.ndarray:
+    """A standard-normal latent with correlation ``loading`` to the burden."""
+    return loading * burden + np.sqrt(1.0 - loading**2) * noise
+
+
+def _clinical(seed: int, n: int, burden: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     rng = _rng(seed, "clin")
     age = np.clip(rng.normal(62.0, 10.0, n), 25.0, 90.0).round(0)
     sex = np.where(rng.random(n) < 0.5, "F", "M")
-    stage = rng.choice(list(_STAGE_SCORE), size=n, p=_STAGE_P)
-    score = (
+    # stage: the burden-driven latent cut at the quantiles of the stage distribution
+    latent = _mix(burden, rng.standard_normal(n), _BURDEN["stage"])
+    cuts = norm_ppf(np.cumsum(_STAGE_P)[:-1])
+    stage = np.array(list(_STAGE_SCORE))[np.searchsorted(cuts, latent)]
+    table = pd.DataFrame({"age": age, "sex": sex, "stage": stage})
+    return table, _standardize(_clinical_score(age, sex, stage), 0.149, 0.948)
+
+
+def _clinical_score(age: np.ndarray, sex: np.ndarray, stage: np.ndarray) -> np.ndarray:
+    return (
         0.5 * (age - 62.0) / 10.0
         + 0.85 * np.array([_STAGE_SCORE[s] for s in stage])
         + 0.3 * (sex == "M")
     )
-    table = pd.DataFrame({"age": age, "sex": sex, "stage": stage})
-    return table, _standardize(score, 0.149, 0.948)
+
+
+def norm_ppf(q: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles (scipy-free, exact to float precision via erfinv)."""
+    from scipy.special import erfinv
+
+    return np.sqrt(2.0) * erfinv(2.0 * np.asarray(q, dtype=float) - 1.0)
 
 
 def _genomics(
-    seed: int, n: int, n_genes: int
+    seed: int, n: int, n_genes: int, burden: np.ndarray
 ) -> tuple[pd.DataFrame, dict[str, list[str]], np.ndarray]:
     """Gene table, pathway groups and the latent pathway activities z, shape (n, n_pathways)."""
     n_path = len(PATHWAYS)
@@ -138,6 +174,7 @@ def _genomics(
     group_of = np.full(n_genes, -1)
     group_of[: per_path * n_path] = np.repeat(np.arange(n_path), per_path)
     z = rng.standard_normal((n, n_path))
+    z[:, 0] = _mix(burden, z[:, 0], _BURDEN["cell_cycle"])  # proliferation follows the burden
     loading = rng.uniform(0.4, 0.85, n_genes)
     noise = rng.standard_normal((n, n_genes))
     latent = np.where(group_of >= 0, z[:, np.maximum(group_of, 0)], 0.0)
@@ -156,25 +193,30 @@ def _genomics_risk(z: np.ndarray) -> np.ndarray:
     return z @ beta / np.linalg.norm(beta)
 
 
-def _text_latents(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+def _text_latents(seed: int, n: int, burden: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     rng = _rng(seed, "text")
     grade = rng.choice([1, 2, 3], size=n, p=[0.25, 0.45, 0.3])
     margin = rng.random(n) < 0.25
     lvi = rng.random(n) < 0.35
     examined = rng.integers(6, 31, n)
-    lam = np.where(rng.random(n) < 0.45, 0.0, rng.gamma(1.5, 2.0, n))
+    # nodal spread follows the burden: node-negative below the 45 % quantile, more nodes above
+    nodal = _mix(burden, rng.standard_normal(n), _BURDEN["nodes"])
+    lam = np.where(nodal < -0.1257, 0.0, rng.gamma(1.5, 2.0, n) * np.exp(0.5 * nodal))
     positive = np.minimum(rng.poisson(lam), examined)
     score = 0.6 * grade + 0.8 * margin + 0.6 * lvi + 0.55 * np.log1p(positive)
     table = pd.DataFrame(
         {"grade": grade, "margin_positive": margin, "lvi": lvi, "nodes_positive": positive}
     ).assign(nodes_examined=examined)
-    return table, _standardize(score, 1.98, 0.762)
+    return table, _standardize(score, *_TEXT_MOMENTS)
 
 
-def _imaging_latents(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _imaging_latents(
+    seed: int, n: int, burden: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lesion size factor in (0, 1), texture amplitude (HU) and the imaging risk component."""
     rng = _rng(seed, "img")
     s, t = rng.standard_normal(n), rng.standard_normal(n)
+    s = _mix(burden, s, _BURDEN["lesion_size"])  # bigger tumours, bigger lesions
     size = 1.0 / (1.0 + np.exp(-1.2 * s))
     amplitude = 6.0 + 34.0 / (1.0 + np.exp(-1.2 * t))
     return size, amplitude, (s + t) / np.sqrt(2.0)
@@ -340,21 +382,86 @@ def _check_args(
         raise ValueError("image_format='png' needs spatial_dims=2; use 'nifti' for 3D images")
 
 
+def _components(
+    seed: int, n: int, n_genes: int, with_feature_bags: bool, bag_dim: int
+) -> tuple[dict[str, np.ndarray], tuple]:
+    """Unit-variance risk components per modality, and the tables/latents behind them."""
+    burden = _rng(seed, "burden").standard_normal(n)
+    clinical, r_clin = _clinical(seed, n, burden)
+    genomics, groups, z = _genomics(seed, n, n_genes, burden)
+    text, r_text = _text_latents(seed, n, burden)
+    size, amplitude, r_img = _imaging_latents(seed, n, burden)
+    comps = {"clinical": r_clin, "genomics": _genomics_risk(z), "text": r_text, "imaging": r_img}
+    bags = None
+    if with_feature_bags:
+        bags, comps["bags"] = _bags(seed, n, bag_dim)
+    return comps, (clinical, genomics, groups, z, text, size, amplitude, bags)
+
+
+@lru_cache(maxsize=1)
+def _base_correlation() -> pd.DataFrame:
+    """Population correlation of the unit-variance components (clinical, genomics, text, imaging;
+    correlated through the burden), from one large fixed-seed sample: a patient's risk must not
+    depend on the cohort it was drawn with."""
+    comps, _ = _components(2**31 - 1, 100_000, 19, False, 2)
+    return pd.DataFrame(comps).corr()
+
+
+def component_correlation(names: Sequence[str]) -> pd.DataFrame:
+    """Population correlation of the risk components ``names`` (``bags`` is independent)."""
+    base = _base_correlation()
+    corr = pd.DataFrame(np.eye(len(names)), index=list(names), columns=list(names))
+    for a in names:
+        for b in names:
+            if a in base.index and b in base.index:
+                corr.loc[a, b] = base.loc[a, b]
+    return corr
+
+
+def _component_sd(names: tuple[str, ...]) -> float:
+    """Population SD of ``sum_k weight_k * r_k``."""
+    w = np.array([_COMPONENT_WEIGHTS[k] for k in names])
+    return float(np.sqrt(w @ component_correlation(names).to_numpy() @ w))
+
+
+def reachable_risk(ground_truth: pd.DataFrame, present: pd.DataFrame) -> pd.Series:
+    """The best risk any model can reach from the modalities each patient has: the expected true
+    log-hazard given the risk components of the present modalities (Gaussian conditioning on the
+    population correlation; a missing modality's component is partly predictable from the others
+    through the shared burden).
+
+    Parameters
+    ----------
+    ground_truth : ``ground_truth.csv`` indexed by patient_id (``risk_<component>`` columns).
+    present : bool DataFrame indexed like it, one column per component name (``clinical``,
+        ``genomics``, ``text``, ``imaging``, ``bags``).
+    """
+    names = [c[len("risk_") :] for c in ground_truth.columns if c.startswith("risk_")]
+    corr = component_correlation(names).to_numpy()
+    values = ground_truth[[f"risk_{k}" for k in names]].to_numpy(dtype=float)
+    weights = np.array([_COMPONENT_WEIGHTS[k] for k in names])
+    z = values / weights  # the unit-variance components times the cohort's common scale
+    mask = present.reindex(index=ground_truth.index, columns=names).fillna(False).to_numpy(bool)
+    out = np.zeros(len(values))
+    for pattern in {tuple(row) for row in mask}:
+        rows = np.all(mask == np.array(pattern), axis=1)
+        seen = np.array(pattern, dtype=bool)
+        if not seen.any():
+            continue
+        beta = np.linalg.solve(corr[np.ix_(seen, seen)], corr[seen] @ weights)
+        out[rows] = z[rows][:, seen] @ beta
+    return pd.Series(out, index=ground_truth.index, name="reachable_risk")
+
+
 def _simulate(
     seed: int, n: int, n_genes: int, signal_strength: float, with_feature_bags: bool, bag_dim: int
 ) -> _Latents:
     """Every latent, table and outcome of the cohort (no files)."""
     ids = [f"SYN-{i:0{max(4, len(str(n - 1)))}d}" for i in range(n)]
-    clinical, r_clin = _clinical(seed, n)
-    genomics, groups, z = _genomics(seed, n, n_genes)
-    text, r_text = _text_latents(seed, n)
-    size, amplitude, r_img = _imaging_latents(seed, n)
-    comps = {"clinical": r_clin, "genomics": _genomics_risk(z), "text": r_text, "imaging": r_img}
-    bags = None
-    if with_feature_bags:
-        bags, comps["bags"] = _bags(seed, n, bag_dim)
-    weight = signal_strength / np.sqrt(len(comps))
-    gt = pd.DataFrame({f"risk_{k}": weight * v for k, v in comps.items()})
+    comps, parts = _components(seed, n, n_genes, with_feature_bags, bag_dim)
+    clinical, genomics, groups, z, text, size, amplitude, bags = parts
+    scale = signal_strength / _component_sd(tuple(comps))
+    gt = pd.DataFrame({f"risk_{k}": scale * _COMPONENT_WEIGHTS[k] * v for k, v in comps.items()})
     gt.insert(0, "true_risk", gt.sum(axis=1))
     gt["true_pfs_risk"] = 0.7 * gt["true_risk"] + 0.6 * z[:, _PFS_PATHWAY]
     sites = _rng(seed, "site").choice(len(SITES), size=n, p=_SITE_P)
