@@ -94,6 +94,13 @@ def test_subgroup_with_shuffled_predictions_is_flagged(synthetic):
     n_sex = report.loc[report["variable"] == "sex", "n"].sum()
     assert n_sex == len(truth)
     assert report["event_rate"].between(0, 1).all()
+    # stage is prognostic: every stage ranks the true risk worse than the whole cohort does, but
+    # each is judged against the C within stages, so none is flagged
+    stage = report[report["variable"] == "stage"]
+    big_stages = stage[stage["n"] >= 100]
+    assert (big_stages["c_index"] < report.iloc[0]["c_index"]).all()
+    assert stage["c_reference"].iloc[0] < report.iloc[0]["c_index"]
+    assert not stage["flag"].any()
 
 
 def test_subgroup_report_and_groups_from_a_run(run_dir, synthetic_small):
