@@ -373,7 +373,9 @@ def benchmark(
 
     unknown = [m for m in models if m not in DEFAULT_VARIANTS]
     if unknown:
-        raise typer.BadParameter(f"unknown model(s) {unknown}; choose from {list(DEFAULT_VARIANTS)}")
+        raise typer.BadParameter(
+            f"unknown model(s) {unknown}; choose from {list(DEFAULT_VARIANTS)}"
+        )
     variants = {m: DEFAULT_VARIANTS[m] for m in models} if models else None
     result = run_benchmark(
         data,
