@@ -104,6 +104,10 @@ class FusionConfig(_Strict):
     cross-validation on the training patients (``train.linear_penalties``) and the term is then
     held fixed: the deep branches learn what a penalised Cox model on these inputs misses. Needs
     ``clinical_linear``; another kind of input is refused with a ConfigError."""
+    linear_group_means: bool = False
+    """The linear term of a grouped genomics table (pathways, gene families) takes one score per
+    group -- the mean of its z-scored features -- instead of every feature: a few well-estimated
+    coefficients instead of hundreds. The deep genomics branch still sees every feature."""
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -126,12 +126,20 @@ class MultimodalSurvivalModel(nn.Module):
                     raise ConfigError(
                         f"fusion.linear_modalities: {m!r} ({spec.kind}"
                         f"{', token sets' if spec.tokens else ''}) cannot get a linear term; "
-                        "it takes one feature vector per patient (genomics, or text with a "
-                        "pooled-embedding encoder such as text_mlp). Remove it from the list."
+                        "it takes one feature vector per patient (genomics, text with a "
+                        "pooled-embedding encoder such as text_mlp, or frozen image embeddings "
+                        "with image_embedding). Remove it from the list."
                     )
-                layer = nn.Linear(
-                    int(spec.in_features), self.clinical_linear.out_features, bias=False
-                )
+                n_in = int(spec.in_features)
+                if fusion.linear_group_means and spec.kind == "genomics" and spec.groups:
+                    # the linear term sees one score per group (the mean of its z-scored features)
+                    avg = torch.zeros(n_in, len(spec.groups))
+                    for j, cols in enumerate(spec.groups):
+                        if cols:
+                            avg[list(cols), j] = 1.0 / len(cols)
+                    self.register_buffer(f"linear_group_mean_{m}", avg)
+                    n_in = len(spec.groups)
+                layer = nn.Linear(n_in, self.clinical_linear.out_features, bias=False)
                 nn.init.zeros_(layer.weight)
                 self.omics_linear[m] = layer
 
@@ -178,14 +186,19 @@ class MultimodalSurvivalModel(nn.Module):
             m = self.clinical_modality
             out[m] = (self._clinical_design(batch.inputs[m]), batch.mask[m].float())
         for m in self.omics_linear:
-            x = batch.inputs[m].float().reshape(batch.inputs[m].shape[0], -1)
-            out[m] = (x, batch.mask[m].float())
+            out[m] = (self._linear_input(batch, m), batch.mask[m].float())
         return out
+
+    def _linear_input(self, batch: Batch, m: str) -> torch.Tensor:
+        """Design of modality ``m``'s linear term: its features, or its group means."""
+        x = batch.inputs[m].float().reshape(batch.inputs[m].shape[0], -1)
+        avg = getattr(self, f"linear_group_mean_{m}", None)
+        return x @ avg if avg is not None else x
 
     def _omics_offset(self, batch: Batch, outputs: torch.Tensor) -> torch.Tensor | float:
         total: torch.Tensor | float = 0.0
         for m, layer in self.omics_linear.items():
-            x = batch.inputs[m].float().reshape(batch.inputs[m].shape[0], -1)
+            x = self._linear_input(batch, m)
             off = layer(x) * batch.mask[m].to(x.dtype).unsqueeze(-1)
             if off.shape[-1] == 1:
                 off = off.squeeze(-1)

@@ -217,3 +217,31 @@ def test_a_modality_without_one_feature_vector_cannot_get_a_linear_term():
         specs, encoders, fusion, HeadConfig(name="cox"), None, "clinical"
     )
     assert len(model.omics_linear) == 0
+
+
+def test_linear_group_means_fit_one_coefficient_per_group():
+    """With ``fusion.linear_group_means`` the genomics term sees group means (pathway scores)."""
+    data = _Data(400, seed=7, informative=4)
+    groups = [[0, 1, 2, 3], list(range(4, 40))]  # the informative genes form the first group
+    specs = {
+        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "genomics": InputSpec(kind="genomics", in_features=40, groups=groups),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "genomics": EncoderConfig(name="snn", out_dim=4),
+    }
+    fusion = FusionConfig(
+        name="concat", dim=4, linear_modalities=["genomics"], linear_group_means=True
+    )
+    torch.manual_seed(0)
+    model = MultimodalSurvivalModel(
+        specs, encoders, fusion, HeadConfig(name="cox"), None, "clinical"
+    )
+    assert model.omics_linear["genomics"].in_features == 2
+    batch = data.batch(np.arange(len(data)))
+    design, _ = model.linear_design(batch)["genomics"]
+    np.testing.assert_allclose(design[:, 0].numpy(), data.genes[:, :4].mean(1), rtol=1e-5)
+    warm_start_clinical(model, data, torch.device("cpu"), penalties=(0.001, 0.01, 1e3))
+    w = model.omics_linear["genomics"].weight.detach().numpy().ravel()
+    assert w[0] > 1.0 and abs(w[1]) < 0.5 * w[0]  # the informative group carries the effect
