@@ -119,20 +119,12 @@ def _row(part: pd.DataFrame, horizon: float, n_boot: int, seed: int) -> dict[str
 
 def _within_levels_c(frame: pd.DataFrame, var: str) -> float:
     """Harrell's C over the pairs of patients in the same level of ``var`` (ties in risk 1/2)."""
-    from sksurv.metrics import concordance_index_censored
+    from multimodal.survival.metrics import concordance_counts
 
     agree = comparable = 0.0
     for _, part in frame.groupby(var, sort=False):
-        e = part["event"].to_numpy(bool)
-        if len(part) < 2 or not e.any():
-            continue
-        t, r = part["time"].to_numpy(float), part["risk"].to_numpy(float)
-        try:
-            _, conc, disc, tied_risk, _ = concordance_index_censored(e, t, r)
-        except ValueError:  # no comparable pair in this level
-            continue
-        agree += conc + 0.5 * tied_risk
-        comparable += conc + disc + tied_risk
+        a, c = concordance_counts(part["time"], part["event"], part["risk"])
+        agree, comparable = agree + a, comparable + c
     return float(agree / comparable) if comparable else float("nan")
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "brier_score",
     "check_eval_times",
     "compare_c_index",
+    "concordance_counts",
     "default_eval_times",
     "harrell_c",
     "integrated_brier_score",
@@ -108,6 +109,22 @@ def harrell_c(time, event, risk) -> float:
     DataError
         No comparable pair (e.g. no events).
     """
+    agree, comparable = concordance_counts(time, event, risk)
+    if comparable == 0:
+        _, e, _ = _check(time, event, risk)
+        raise DataError(
+            "Harrell's C is undefined: no comparable pairs (needs an event before another "
+            f"patient's time; got {int(e.sum())} events among {e.size} patients)"
+        )
+    return agree / comparable
+
+
+def concordance_counts(time, event, risk) -> tuple[float, int]:
+    """Harrell's C as counts: (concordant pairs + 1/2 the pairs tied in risk, comparable pairs).
+
+    Sums of these over groups give a C-index pooled over the pairs *within* groups (stratified C);
+    :func:`harrell_c` is their ratio. No comparable pair gives ``(0.0, 0)``.
+    """
     t, e, r = _check(time, event, risk)
     n = t.size
     g = np.unique(t, return_inverse=True)[1].astype(np.int64)  # dense time rank
@@ -139,12 +156,7 @@ def harrell_c(time, event, risk) -> float:
     later = n - np.cumsum(group_size)
     cens_same = np.bincount(g[cens], minlength=n_groups)
     comparable = int((later[g[ev]] + cens_same[g[ev]]).sum())
-    if comparable == 0:
-        raise DataError(
-            "Harrell's C is undefined: no comparable pairs (needs an event before another "
-            f"patient's time; got {int(e.sum())} events among {n} patients)"
-        )
-    return float((conc.sum() + 0.5 * tied.sum()) / comparable)
+    return float(conc.sum() + 0.5 * tied.sum()), comparable
 
 
 def default_eval_times(

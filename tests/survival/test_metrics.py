@@ -276,3 +276,24 @@ def test_mcat_published_cindex_reproduced(shared_data):
         val = set(split.loc[split.split == "val", "patient_id"])
         for _, g in grp.groupby("method"):
             assert set(g.patient_id) == val
+
+
+def test_concordance_counts_give_harrell_c_and_pool_within_groups():
+    from multimodal.survival.metrics import concordance_counts
+
+    rng = np.random.default_rng(3)
+    t = rng.exponential(size=60).round(1)
+    e = rng.random(60) < 0.7
+    r = rng.normal(size=60).round(1)  # ties in time and in risk
+    agree, comparable = concordance_counts(t, e, r)
+    assert comparable > 0 and agree == pytest.approx(harrell_c(t, e, r) * comparable)
+    # pooled within two groups = the ratio of the summed counts, never a cross-group pair
+    grp = np.arange(60) % 2 == 0
+    a1, c1 = concordance_counts(t[grp], e[grp], r[grp])
+    a2, c2 = concordance_counts(t[~grp], e[~grp], r[~grp])
+    assert c1 + c2 < comparable
+    assert a1 / c1 == pytest.approx(harrell_c(t[grp], e[grp], r[grp]))
+    assert a2 / c2 == pytest.approx(harrell_c(t[~grp], e[~grp], r[~grp]))
+    assert concordance_counts(t[:3], np.zeros(3, bool), r[:3]) == (0.0, 0)
+    with pytest.raises(DataError, match="no comparable pairs"):
+        harrell_c(t[:3], np.zeros(3, bool), r[:3])
