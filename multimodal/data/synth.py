@@ -54,7 +54,13 @@ import yaml
 from multimodal.data.synth_image import body_mask, lesion_image
 from multimodal.data.synth_text import make_addendum, make_report
 
-__all__ = ["SynthResult", "component_correlation", "generate_cohort", "reachable_risk"]
+__all__ = [
+    "COMPONENT_MODALITIES",
+    "SynthResult",
+    "component_correlation",
+    "generate_cohort",
+    "reachable_risk",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,14 @@ PATHWAYS = tuple(
 # Pathway index -> log-hazard per SD of its activity (before scaling to unit variance).
 _OS_PATHWAY_EFFECTS = {0: 0.8, 1: -0.5, 2: 0.6}
 _PFS_PATHWAY = 3
+#: Ground-truth risk component (``risk_<component>``) -> the modality that carries it.
+COMPONENT_MODALITIES = {
+    "clinical": "clinical",
+    "genomics": "genomics",
+    "text": "report",
+    "imaging": "ct",
+    "bags": "wsi",
+}
 _TEXT_MOMENTS = (2.057, 0.8025)  # population mean and SD of the report score
 SITES: tuple[str, ...] = ("site_A", "site_B", "site_C", "site_D")
 _SITE_P = (0.4, 0.3, 0.2, 0.1)
