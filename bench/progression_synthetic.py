@@ -35,15 +35,9 @@ from _common import cpu_name, write_section  # noqa: E402
 
 def reachable_pfs(gt: pd.DataFrame, availability: pd.DataFrame) -> pd.Series:
     """Expected true progression log-hazard given each patient's modalities."""
-    from multimodal.data.synth import COMPONENT_MODALITIES, reachable_risk
+    from multimodal.data.synth import components_present, reachable_risk
 
-    present = pd.DataFrame(
-        {
-            c: availability[m].astype(bool) if m in availability else False
-            for c, m in COMPONENT_MODALITIES.items()
-        },
-        index=gt.index,
-    )
+    present = components_present(availability)
     own = gt["true_pfs_risk"] - 0.7 * gt["true_risk"]  # the progression-only pathway (genomics)
     return 0.7 * reachable_risk(gt, present) + own * present["genomics"].astype(float)
 

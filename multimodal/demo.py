@@ -78,20 +78,13 @@ def _ground_truth_c(
     """Mean over validation folds of the C-index of (1) the true log-hazard and (2) its expected
     value given the modalities each patient actually has (the most any model could reach;
     :func:`multimodal.data.synth.reachable_risk`)."""
-    from multimodal.data.synth import COMPONENT_MODALITIES, reachable_risk
+    from multimodal.data.synth import components_present, reachable_risk
     from multimodal.survival.metrics import harrell_c
 
     gt = pd.read_csv(cohort_dir / "ground_truth.csv", dtype={"patient_id": str})
     gt = gt.set_index("patient_id")
     avail = cohort.availability().reindex(gt.index).fillna(False)
-    present = pd.DataFrame(
-        {
-            c: avail[m].astype(bool) if m in avail else False
-            for c, m in COMPONENT_MODALITIES.items()
-        },
-        index=gt.index,
-    )
-    reachable = reachable_risk(gt, present)
+    reachable = reachable_risk(gt, components_present(avail))
     full, part_c = [], []
     for _, part in predictions[predictions.split == "val"].groupby("fold"):
         g = gt.loc[part.patient_id]

@@ -58,6 +58,7 @@ __all__ = [
     "COMPONENT_MODALITIES",
     "SynthResult",
     "component_correlation",
+    "components_present",
     "generate_cohort",
     "reachable_risk",
 ]
@@ -152,7 +153,7 @@ def _clinical(seed: int, n: int, burden: np.ndarray) -> tuple[pd.DataFrame, np.n
     sex = np.where(rng.random(n) < 0.5, "F", "M")
     # stage: the burden-driven latent cut at the quantiles of the stage distribution
     latent = _mix(burden, rng.standard_normal(n), _BURDEN["stage"])
-    cuts = norm_ppf(np.cumsum(_STAGE_P)[:-1])
+    cuts = _norm_ppf(np.cumsum(_STAGE_P)[:-1])
     stage = np.array(list(_STAGE_SCORE))[np.searchsorted(cuts, latent)]
     table = pd.DataFrame({"age": age, "sex": sex, "stage": stage})
     return table, _standardize(_clinical_score(age, sex, stage), 0.149, 0.948)
@@ -166,8 +167,8 @@ def _clinical_score(age: np.ndarray, sex: np.ndarray, stage: np.ndarray) -> np.n
     )
 
 
-def norm_ppf(q: np.ndarray) -> np.ndarray:
-    """Standard normal quantiles (scipy-free, exact to float precision via erfinv)."""
+def _norm_ppf(q: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles (via the inverse error function)."""
     from scipy.special import erfinv
 
     return np.sqrt(2.0) * erfinv(2.0 * np.asarray(q, dtype=float) - 1.0)
@@ -423,19 +424,28 @@ def _base_correlation() -> pd.DataFrame:
 
 def component_correlation(names: Sequence[str]) -> pd.DataFrame:
     """Population correlation of the risk components ``names`` (``bags`` is independent)."""
-    base = _base_correlation()
-    corr = pd.DataFrame(np.eye(len(names)), index=list(names), columns=list(names))
-    for a in names:
-        for b in names:
-            if a in base.index and b in base.index:
-                corr.loc[a, b] = base.loc[a, b]
-    return corr
+    names = list(names)
+    identity = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    return _base_correlation().reindex(index=names, columns=names).fillna(identity)
 
 
 def _component_sd(names: tuple[str, ...]) -> float:
     """Population SD of ``sum_k weight_k * r_k``."""
     w = np.array([_COMPONENT_WEIGHTS[k] for k in names])
     return float(np.sqrt(w @ component_correlation(names).to_numpy() @ w))
+
+
+def components_present(availability: pd.DataFrame) -> pd.DataFrame:
+    """Which risk components each patient's modalities carry: ``availability`` (one bool column
+    per modality name, as ``Cohort.availability()``) renamed to component names
+    (:data:`COMPONENT_MODALITIES`); a modality the cohort lacks is absent for everyone."""
+    return pd.DataFrame(
+        {
+            c: availability[m].astype(bool) if m in availability else False
+            for c, m in COMPONENT_MODALITIES.items()
+        },
+        index=availability.index,
+    )
 
 
 def reachable_risk(ground_truth: pd.DataFrame, present: pd.DataFrame) -> pd.Series:

@@ -18,10 +18,10 @@ from multimodal.types import Batch, InputSpec
 
 __all__ = ["DEFAULT_ENCODERS", "LINEAR_KINDS", "MultimodalSurvivalModel", "spec_from_dict"]
 
-#: Encoder used for a modality kind when the config names none.
 #: Modality kinds that ``fusion.linear_modalities`` accepts (one dense feature vector per patient).
 LINEAR_KINDS = ("genomics", "text", "imaging")
 
+#: Encoder used for a modality kind when the config names none.
 DEFAULT_ENCODERS: dict[str, str] = {
     "clinical": "clinical_mlp",
     "genomics": "snn",
