@@ -189,7 +189,8 @@ def run_fold(
         ]
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
 
-    def new_model(model_seed: int, data: FoldData) -> MultimodalSurvivalModel:
+    def new_model(model_seed: int, data: FoldData) -> tuple[MultimodalSurvivalModel, bool]:
+        """A fresh model, warm-started on ``data``; and whether its linear paths were fitted."""
         seed_everything(model_seed)  # preprocessing may have drawn random numbers (loading a model)
         net = MultimodalSurvivalModel(
             train_data.specs(),
@@ -200,8 +201,9 @@ def run_fold(
             clinical_modality=clinical,
             endpoint=cfg.endpoint,
         ).to(device)
+        fitted = None
         if cfg.train.clinical_warm_start is not None:
-            warm_start_clinical(
+            fitted = warm_start_clinical(
                 net,
                 data,
                 device,
@@ -210,19 +212,32 @@ def run_fold(
                 folds=cfg.train.linear_penalty_folds,
                 tolerance=cfg.train.linear_penalty_tolerance,
                 score=cfg.train.linear_penalty_score,
+                combine=cfg.train.linear_combine,
                 seed=model_seed,
             )
-        return net
+        return net, fitted is not None
 
-    model = new_model(seed, fit_data)
+    model, warm = new_model(seed, fit_data)
     ckpt_dir = run_dir / "checkpoints"
-    history = _fit(cfg, model, fit_data, es_data, device, ckpt_dir / f"fold_{k}.pt", k, callbacks)
+    history = _fit(
+        cfg,
+        model,
+        fit_data,
+        es_data,
+        device,
+        ckpt_dir / f"fold_{k}.pt",
+        k,
+        callbacks,
+        keep_start=warm,
+    )
     best_epoch = int(history["best_epoch"].iloc[-1]) if len(history) else 0
-    if cfg.train.refit and len(es_idx) and best_epoch > 0:
-        # the hold-out chose the number of epochs; now learn from every training patient
-        model = new_model(seed + 1, train_data)
-        refit_ckpt = ckpt_dir / f"fold_{k}_refit.pt"
-        _fit(cfg, model, train_data, None, device, refit_ckpt, k, None, epochs=best_epoch)
+    if cfg.train.refit and len(es_idx) and (best_epoch > 0 or warm):
+        # the hold-out chose the number of epochs (0: the penalised linear model alone); now learn
+        # from every training patient
+        model, _ = new_model(seed + 1, train_data)
+        if best_epoch > 0:
+            refit_ckpt = ckpt_dir / f"fold_{k}_refit.pt"
+            _fit(cfg, model, train_data, None, device, refit_ckpt, k, None, epochs=best_epoch)
     base = model
     # Breslow baseline (Cox) on every training patient of the fold, never on validation patients
     base.head.fit_baseline(
@@ -314,12 +329,16 @@ def _fit(
     fold: int,
     callbacks,
     epochs: int | None = None,
+    keep_start: bool = False,
 ) -> pd.DataFrame:
     """Train ``model`` with a checkpoint per epoch (resumable).
 
     With ``es_data``: early stopping on the hold-out C-index averaged over the last
     ``train.es_smoothing`` epochs; the best state is kept. Without it: exactly ``epochs`` epochs,
-    the last state is kept.
+    the last state is kept. ``keep_start``: the untrained model (a warm-started penalised linear
+    Cox model) is a candidate too, as epoch 0: training must beat it on the hold-out by more than
+    ``train.es_min_delta`` to replace it, so the deep branches cannot make the model worse than
+    its linear part by fitting noise.
     """
     from multimodal.survival.losses import LOSS_STATS
     from multimodal.training.trainer import EpochInfo  # circular at module level
@@ -347,6 +366,11 @@ def _fit(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         history, best, start = state["history"], state["best"], state["epoch"]
         log.info("fold %d: resuming after epoch %d", fold, start)
+    elif keep_start and es_data is not None:
+        score0, _ = _early_stopping_score(cfg, model, es_data, device, [])
+        if np.isfinite(score0):
+            state0 = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = {"score": score0, "epoch": 0, "bad": 0, "state": state0}
     if tc.event_balanced:
         sampler = EventBalancedBatchSampler(
             fit_data.event, tc.batch_size, rng, tc.min_events_per_batch

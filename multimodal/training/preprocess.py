@@ -343,6 +343,9 @@ class ImagingPipeline(ModalityPipeline):
     With the ``image_embedding`` encoder the images are instead embedded once by the frozen
     backbone ``data.frozen_image_encoder`` (embeddings cached on disk, keyed by the backbone's
     weights, the file and the settings) and only the small encoder over the embeddings trains.
+    The embeddings are standardised with the training fold's mean and standard deviation: a
+    frozen backbone's features come on an arbitrary scale (a random-init CNN's vary by about 1e-4
+    around 0.07), which a ridge penalty or an MLP would otherwise treat as no signal at all.
     """
 
     kind = "imaging"
@@ -355,11 +358,27 @@ class ImagingPipeline(ModalityPipeline):
         paths = [str(table.loc[[pid], "path"].iloc[0]) for pid, p in zip(ids, present) if p]
         return present, paths
 
+    def fit(self, source: Any, train_ids: list[str]) -> ImagingPipeline:
+        self.mean_ = self.std_ = None
+        if self.encoder not in self.FROZEN_ENCODERS:
+            return self
+        store = self._embedded(source, list(train_ids))
+        if store.present.any():
+            # float64: the features' spread can be 1e-4 of their mean, below float32's resolution
+            rows = store.values.numpy()[store.present].astype(np.float64)
+            self.mean_ = rows.mean(0)
+            self.std_ = np.maximum(rows.std(0), 1e-6 * max(float(np.abs(rows).max()), 1e-12))
+        return self
+
     def transform(self, source: Any, ids: list[str]) -> DenseStore:
-        dims = int(getattr(source, "spatial_dims", 3) or 3)
-        size = (self.ctx.image_size,) * dims
         if self.encoder in self.FROZEN_ENCODERS:
-            return self._embedded(source, ids, dims, size)
+            store = self._embedded(source, ids)
+            if getattr(self, "mean_", None) is not None:
+                x = (store.values.numpy().astype(np.float64) - self.mean_) / self.std_
+                x[~store.present] = 0.0  # placeholder rows, masked out downstream
+                store.values = torch.from_numpy(x.astype(np.float32))
+            return store
+        dims, size = self._geometry(source)
         from multimodal.encoders.imaging import load_image
 
         present, paths = self._paths(source, ids)
@@ -404,11 +423,15 @@ class ImagingPipeline(ModalityPipeline):
             self.ctx.memo[key] = net.eval()
         return self.ctx.memo[key]
 
-    def _embedded(
-        self, source: Any, ids: list[str], dims: int, size: tuple[int, ...]
-    ) -> DenseStore:
+    def _geometry(self, source: Any) -> tuple[int, tuple[int, ...]]:
+        dims = int(getattr(source, "spatial_dims", 3) or 3)
+        return dims, (self.ctx.image_size,) * dims
+
+    def _embedded(self, source: Any, ids: list[str]) -> DenseStore:
+        """Frozen-backbone embeddings as stored (not standardised); zero rows where missing."""
         from multimodal.encoders.imaging import precompute_image_embeddings
 
+        dims, size = self._geometry(source)
         present, paths = self._paths(source, ids)
         backbone = self._backbone(dims, size)
         cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
@@ -431,7 +454,18 @@ class ImagingPipeline(ModalityPipeline):
             "image_size": self.ctx.image_size,
             "image_intensity": self.ctx.image_intensity,
             "frozen_image_encoder": self.ctx.frozen_image_encoder,
+            "mean": None if getattr(self, "mean_", None) is None else self.mean_.tolist(),
+            "std": None if getattr(self, "mean_", None) is None else self.std_.tolist(),
         }
+
+    def load_state(self, state: dict[str, Any]) -> ImagingPipeline:
+        # runs saved before standardisation was added have no "mean": their embeddings stay raw
+        if state.get("mean") is not None:
+            self.mean_ = np.asarray(state["mean"], dtype=np.float64)
+            self.std_ = np.asarray(state["std"], dtype=np.float64)
+        else:
+            self.mean_ = self.std_ = None
+        return self
 
 
 @PIPELINES.register("feature_bag")

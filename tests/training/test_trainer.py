@@ -199,6 +199,38 @@ def test_frozen_image_encoder_mode(tiny_cohort, tmp_path, monkeypatch):
     assert np.isfinite(model.predict_risk(tiny_cohort)).all()
 
 
+def test_frozen_image_embeddings_are_standardised_on_the_training_fold(tiny_cohort, tmp_path):
+    """A random-init backbone's features vary by ~1e-4; unscaled, a ridge term sees no signal."""
+    from multimodal.training.preprocess import ImagingPipeline, PreprocessContext
+
+    ctx = PreprocessContext(
+        cache_dir=tmp_path, image_size=8, frozen_image_encoder={"name": "small_cnn", "out_dim": 6}
+    )
+    source = tiny_cohort.sources["ct"]
+    ids = list(tiny_cohort.patients.index)
+    train, val = ids[:50], ids[50:]
+    pipe = ImagingPipeline(ctx, "image_embedding").fit(source, train)
+    raw = pipe._embedded(source, train)
+    assert float(raw.values[raw.present].std(0).max()) < 0.01  # the scale the bug hid
+    fitted = pipe.transform(source, train)
+    x = fitted.values.numpy()[fitted.present]
+    np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(x.std(0), 1.0, rtol=1e-3)
+    held = pipe.transform(source, val)
+    assert (held.values.numpy()[~held.present] == 0).all()  # missing patients stay zero rows
+    # the validation patients use the training fold's statistics, also after a save and reload
+    reloaded = ImagingPipeline(ctx, "image_embedding").load_state(
+        json.loads(json.dumps(pipe.state()))
+    )
+    np.testing.assert_allclose(
+        reloaded.transform(source, val).values.numpy(), held.values.numpy(), rtol=1e-5, atol=1e-6
+    )
+    # checkpoints written before this change carry no statistics: their embeddings stay raw
+    legacy = {k: v for k, v in pipe.state().items() if k not in ("mean", "std")}
+    old = ImagingPipeline(ctx, "image_embedding").load_state(legacy).transform(source, train)
+    np.testing.assert_allclose(old.values.numpy(), raw.values.numpy())
+
+
 def test_frozen_image_encoder_needs_a_backbone(tiny_cohort, tmp_path):
     cfg = {
         **TINY,
@@ -231,13 +263,20 @@ def test_text_transformer_fine_tuning_trains_end_to_end(tiny_cohort, tmp_path):
     assert np.isfinite(frame.risk).all()
 
 
-def test_es_min_delta_keeps_the_warm_started_first_epoch(tiny_cohort, tmp_path):
+def test_early_stopping_keeps_the_warm_started_linear_model_unless_training_beats_it(
+    tiny_cohort, tmp_path
+):
+    """Epoch 0 (the penalised linear Cox model) is a candidate: no epoch gains > es_min_delta."""
     cfg = {**TINY, "train": {**TINY["train"], "epochs": 4, "es_min_delta": 1.0}}
     cfg["data"] = {**TINY["data"], "fold_indices": [0]}
     result = multimodal.train(
         cfg, cohort=tiny_cohort, out=tmp_path, overrides=["data.modalities=[clinical, genomics]"]
     )
-    assert [f["best_epoch"] for f in result.metrics["folds"]] == [1]  # no later epoch gains > 1.0
+    assert [f["best_epoch"] for f in result.metrics["folds"]] == [0]
+    net = multimodal.load_run(result.run_dir).folds[0].model
+    # refitted on every training patient and not trained: the deep branches contribute nothing
+    assert float(net.head.linear.weight.abs().max()) == 0.0
+    assert float(net.clinical_linear.weight.abs().max()) > 0.0
 
 
 def test_run_records_where_its_cohort_lives(tiny_run, tiny_cohort, tmp_path):
