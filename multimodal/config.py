@@ -140,6 +140,12 @@ class TrainConfig(_Strict):
     linear_penalty_score: Literal["c_index", "likelihood"] = "c_index"
     """What the penalty's cross-validation maximises on the held-out patients: Harrell's C, or the
     Cox partial log-likelihood (smoother: it also rewards well-sized coefficients)."""
+    linear_combine: Literal["joint", "stacked"] = "joint"
+    """How the linear modality terms are fitted. ``joint``: one ridge Cox model over the clinical
+    covariates and every ``fusion.linear_modalities`` term, each term's penalty chosen in turn by
+    cross-validation. ``stacked``: each term's direction from its own ridge Cox model beside the
+    clinical covariates, then a Cox model on their out-of-fold scores sets how much each counts;
+    better when a term has hundreds of features and its CV-best penalty shrinks it to nothing."""
     linear_penalty_folds: int = Field(3, ge=2)
     """Folds of the cross-validation, within the training patients, that picks the penalty."""
     patience: int = Field(8, ge=1)

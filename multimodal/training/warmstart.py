@@ -41,6 +41,7 @@ def warm_start_clinical(
     seed: int = 0,
     tolerance: float = 0.005,
     score: str = "c_index",
+    combine: str = "joint",
 ) -> float | None:
     """Fit the model's linear paths alone by penalised Cox partial likelihood on ``data``.
 
@@ -65,6 +66,13 @@ def warm_start_clinical(
     score : ``"c_index"`` (Harrell's C of the held-out patients) or ``"likelihood"`` (their mean
         Cox partial log-likelihood, risk sets within the held-out patients). Heads with several
         outputs always use their own likelihood.
+    combine : ``"joint"``: one penalised Cox model over the clinical covariates and every linear
+        modality, each modality's penalty chosen in turn by CV. ``"stacked"``: each modality's
+        direction comes from its own penalised Cox model with the clinical covariates, and a
+        second Cox model on the clinical covariates and the modalities' *out-of-fold* scores sets
+        how much each counts (:func:`_stack`). A penalty small enough to find the right direction
+        in a few hundred dimensions also inflates the scores; the joint fit can only trade one for
+        the other, the second stage re-weighs them on scores the first never saw.
 
     Returns
     -------
@@ -95,19 +103,22 @@ def warm_start_clinical(
             out = out + (x @ weights[m].T) * present[:, None]
         return out
 
-    def fit(rows: torch.Tensor, lams: dict[str, float]) -> tuple[dict[str, torch.Tensor], float]:
+    def fit(
+        rows: torch.Tensor, lams: dict[str, float], only: tuple[str, ...] | None = None
+    ) -> tuple[dict[str, torch.Tensor], float]:
+        """Penalised fit on ``rows``; with ``only``, the other linear modalities stay at zero."""
         weights = {m: torch.zeros_like(layer.weight) for m, layer in layers.items()}
-        for w in weights.values():
+        free = [w for m, w in weights.items() if only is None or m in only]
+        for w in free:
             w.requires_grad_(True)
-        opt = torch.optim.LBFGS(
-            list(weights.values()), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe"
-        )
+        opt = torch.optim.LBFGS(free, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(linear_out(weights), rows)
             for m, w in weights.items():
-                loss = loss + lams.get(m, ridge) * w.pow(2).sum()
+                if w.requires_grad:
+                    loss = loss + lams.get(m, ridge) * w.pow(2).sum()
             loss.backward()
             return loss
 
@@ -115,6 +126,21 @@ def warm_start_clinical(
         return {m: w.detach() for m, w in weights.items()}, loss
 
     everyone = torch.arange(len(data), device=batch.time.device)
+    if combine == "stacked" and len(model.omics_linear):
+        weights, loss = _stack(
+            fit,
+            linear_out,
+            loss_fn,
+            designs,
+            model,
+            batch.event.cpu().numpy(),
+            everyone,
+            penalties,
+            ridge,
+            seed,
+            max_iter,
+        )
+        return _install(model, layers, weights, loss)
     # Each linear modality gets its own penalty, chosen in turn (the others held at their choice,
     # starting from the largest penalty: off) by cross-validation within the training patients.
     lams = {m: float(max(penalties)) for m in model.omics_linear}
@@ -152,6 +178,12 @@ def warm_start_clinical(
                 label=name,
             )
     weights, loss = fit(everyone, lams)
+    log.debug("linear warm start: penalties %s", lams)
+    return _install(model, layers, weights, loss)
+
+
+def _install(model, layers, weights, loss: float) -> float | None:
+    """Copy the fitted linear weights into ``model``; zero the head on the fused representation."""
     if not np.isfinite(loss):
         for layer in layers.values():
             torch.nn.init.zeros_(layer.weight)
@@ -168,8 +200,104 @@ def warm_start_clinical(
     if isinstance(head_linear, torch.nn.Linear):
         with torch.no_grad():
             head_linear.weight.zero_()
-    log.debug("linear warm start: penalised loss %.4f (penalties %s)", loss, lams)
+    log.debug("linear warm start: penalised loss %.4f", loss)
     return loss
+
+
+def _stack(
+    fit,
+    linear_out,
+    loss_fn,
+    designs,
+    model,
+    event,
+    everyone,
+    penalties,
+    ridge,
+    seed,
+    max_iter,
+    folds: int = 5,
+):
+    """Stacked linear paths (``combine="stacked"`` of :func:`warm_start_clinical`).
+
+    1. For each linear modality and each penalty but the largest ("off"), a penalised Cox model on
+       the clinical covariates and that modality is fitted on ``folds - 1`` folds of the training
+       patients and scores the held-out fold: out-of-fold scores for every patient.
+    2. The penalty whose out-of-fold scores fit best beside the clinical covariates (a Cox model
+       on both, all training patients; each penalty has the same one extra coefficient) is kept.
+    3. A Cox model on the clinical covariates and every modality's out-of-fold scores weighs them;
+       each modality's direction is then its penalised fit on every training patient, times that
+       weight.
+
+    Returns the weights of every linear layer and the unpenalised loss of the combined model.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    clinical = model.clinical_modality
+    x_c, present_c = designs[clinical]
+    n_out = model.clinical_linear.weight.shape[0]
+    n_events = int(event.sum())
+    k = max(2, min(folds, n_events, int(len(event) - n_events) or folds))
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    splits = [
+        (torch.as_tensor(a, device=everyone.device), torch.as_tensor(b, device=everyone.device))
+        for a, b in splitter.split(np.zeros(len(event)), event.astype(int))
+    ]
+
+    def contribution(m: str, w: torch.Tensor) -> torch.Tensor:
+        x, present = designs[m]
+        return (x @ w.T) * present[:, None]
+
+    def second_stage(scores: dict[str, torch.Tensor]):
+        """Clinical weights and one weight per (modality, output) on ``scores``; and the loss."""
+        w_c = torch.zeros(n_out, x_c.shape[1], device=x_c.device, requires_grad=True)
+        gamma = torch.zeros(len(scores), n_out, device=x_c.device, requires_grad=True)
+        stacked = torch.stack(list(scores.values()))  # (modalities, n, n_out)
+        opt = torch.optim.LBFGS(
+            [w_c, gamma], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe"
+        )
+
+        def out() -> torch.Tensor:
+            return (x_c @ w_c.T) * present_c[:, None] + (stacked * gamma[:, None, :]).sum(0)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(out(), everyone) + ridge * w_c.pow(2).sum() + 1e-4 * gamma.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            return w_c.detach(), dict(zip(scores, gamma.detach())), float(loss_fn(out(), everyone))
+
+    candidates = [lam for lam in penalties if lam < max(penalties)] or list(penalties)
+    oof: dict[str, torch.Tensor] = {}
+    chosen: dict[str, float] = {}
+    for m in model.omics_linear:
+        best = None
+        for lam in candidates:
+            scores = torch.zeros(len(everyone), n_out, device=x_c.device)
+            for rows_fit, rows_held in splits:
+                w, _ = fit(rows_fit, {m: lam}, only=(clinical, m))
+                scores[rows_held] = contribution(m, w[m])[rows_held]
+            loss = second_stage({m: scores})[2]
+            if best is None or loss < best[0]:
+                best = (loss, lam, scores)
+        _, chosen[m], oof[m] = best
+    w_c, gamma, _ = second_stage(oof)
+    weights = {clinical: w_c}
+    for m in model.omics_linear:
+        direction = fit(everyone, {m: chosen[m]}, only=(clinical, m))[0][m]
+        weights[m] = gamma[m][:, None] * direction
+    log.info(
+        "stacked linear paths: penalties %s by %d-fold out-of-fold scores, their weights %s",
+        chosen,
+        k,
+        {m: [round(float(g), 3) for g in gamma[m]] for m in gamma},
+    )
+    with torch.no_grad():
+        loss = float(loss_fn(linear_out(weights), everyone))
+    return weights, loss
 
 
 def choose_penalty(

@@ -245,3 +245,38 @@ def test_linear_group_means_fit_one_coefficient_per_group():
     warm_start_clinical(model, data, torch.device("cpu"), penalties=(0.001, 0.01, 1e3))
     w = model.omics_linear["genomics"].weight.detach().numpy().ravel()
     assert w[0] > 1.0 and abs(w[1]) < 0.5 * w[0]  # the informative group carries the effect
+
+
+def test_stacked_linear_paths_weigh_each_modality_by_its_out_of_fold_scores():
+    """combine="stacked": informative genes count, a noise text embedding barely does."""
+    data, test = _DataWithText(400, seed=6), _DataWithText(400, seed=7)
+    model = _model_with_text()
+    loss = warm_start_clinical(
+        model, data, torch.device("cpu"), penalties=(0.01, 0.1, 1.0, 1e3), combine="stacked"
+    )
+    assert loss is not None and np.isfinite(loss)
+    model.eval()
+    batch = test.batch(np.arange(len(test)))
+    with torch.no_grad():
+        design = model.linear_design(batch)
+        parts = {
+            m: ((design[m][0] @ layer.weight.T).squeeze(-1) * design[m][1]).numpy()
+            for m, layer in [
+                ("clinical", model.clinical_linear),
+                ("genomics", model.omics_linear["genomics"]),
+                ("report", model.omics_linear["report"]),
+            ]
+        }
+        risk = model(batch).numpy()
+    np.testing.assert_allclose(risk, sum(parts.values()), atol=1e-5)  # still linear at step 0
+    assert not model.omics_linear["report"].weight.requires_grad
+    assert np.corrcoef(risk, test.true_lin)[0, 1] > 0.85
+    assert harrell_c(test.time, test.event, risk) > 0.7
+    assert parts["report"].std() < 0.25 * parts["genomics"].std()
+    # deterministic, like the joint fit
+    again = _model_with_text()
+    warm_start_clinical(
+        again, data, torch.device("cpu"), penalties=(0.01, 0.1, 1.0, 1e3), combine="stacked"
+    )
+    for (_, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(p, q)
