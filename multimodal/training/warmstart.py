@@ -9,10 +9,12 @@ L-BFGS), with the head's weights on the fused representation set to zero, and on
 the rest makes the deep branches learn what the other modalities add beyond the clinical
 covariates; early stopping then decides how much of that to keep.
 
-With ``fusion.linear_modalities`` (genomics, pooled report embeddings), the linear part is a
-ridge-penalised Cox model on the clinical covariates *and* those features; each modality's penalty
-is chosen by cross-validation on the training patients only (:func:`choose_penalty`) and those
-coefficients are then held fixed.
+With ``fusion.linear_modalities`` (genomics, pooled report embeddings, frozen image embeddings),
+the linear part is a ridge-penalised Cox model on the clinical covariates *and* those features;
+each modality's penalty is chosen by cross-validation on the training patients only
+(:func:`choose_penalty`), or, with ``train.linear_combine: stacked``, each modality is fitted beside
+the clinical covariates alone and a second Cox model on the modalities' out-of-fold scores weighs
+them (:func:`_stack`). Those coefficients are then held fixed.
 """
 
 from __future__ import annotations
@@ -231,18 +233,11 @@ def _stack(
 
     Returns the weights of every linear layer and the unpenalised loss of the combined model.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     clinical = model.clinical_modality
     x_c, present_c = designs[clinical]
     n_out = model.clinical_linear.weight.shape[0]
-    n_events = int(event.sum())
-    k = max(2, min(folds, n_events, int(len(event) - n_events) or folds))
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    splits = [
-        (torch.as_tensor(a, device=everyone.device), torch.as_tensor(b, device=everyone.device))
-        for a, b in splitter.split(np.zeros(len(event)), event.astype(int))
-    ]
+    splits = _stratified_splits(event, folds, seed, everyone.device)
+    k = len(splits)
 
     def contribution(m: str, w: torch.Tensor) -> torch.Tensor:
         x, present = designs[m]
@@ -300,6 +295,21 @@ def _stack(
     return weights, loss
 
 
+def _stratified_splits(event, folds: int, seed: int, device=None) -> list[tuple]:
+    """(fit rows, held-out rows) index tensors of up to ``folds`` folds stratified by ``event``
+    (fewer when there are fewer events or censored patients than folds; at least 2)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    event = np.asarray(event).astype(int)
+    n_events = int(event.sum())
+    k = max(2, min(folds, n_events, int(len(event) - n_events) or folds))
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [
+        (torch.as_tensor(a, device=device), torch.as_tensor(b, device=device))
+        for a, b in splitter.split(np.zeros(len(event)), event)
+    ]
+
+
 def choose_penalty(
     score,
     event: np.ndarray,
@@ -315,15 +325,8 @@ def choose_penalty(
 
     Folds are stratified by ``event``.
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    n_events = int(np.asarray(event).sum())
-    k = max(2, min(folds, n_events, int(len(event) - n_events) or folds))
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    splits = [
-        (torch.as_tensor(a, device=device), torch.as_tensor(b, device=device))
-        for a, b in splitter.split(np.zeros(len(event)), np.asarray(event).astype(int))
-    ]
+    splits = _stratified_splits(event, folds, seed, device)
+    k = len(splits)
     scores = {lam: float(np.nanmean([score(a, b, lam) for a, b in splits])) for lam in penalties}
     top = max(scores.values())
     # the largest penalty whose score is within `tolerance` of the best (a one-standard-error-like
