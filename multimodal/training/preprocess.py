@@ -109,6 +109,13 @@ class ModalityPipeline:
         return self
 
 
+def _saved_stats(state: dict[str, Any], dtype) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The standardisation mean and SD a pipeline's ``state()`` saved; (None, None) if none."""
+    if state.get("mean") is None:
+        return None, None
+    return np.asarray(state["mean"], dtype=dtype), np.asarray(state["std"], dtype=dtype)
+
+
 def _present(index: pd.Index, ids: list[str]) -> np.ndarray:
     return np.asarray(pd.Index(ids).isin(index), dtype=bool)
 
@@ -328,11 +335,7 @@ class TextPipeline(ModalityPipeline):
 
     def load_state(self, state: dict[str, Any]) -> TextPipeline:
         self.ctx.text_chunking = state.get("chunking", self.ctx.text_chunking)
-        if state.get("mean") is not None:
-            self.mean_ = np.asarray(state["mean"], dtype=np.float32)
-            self.std_ = np.asarray(state["std"], dtype=np.float32)
-        else:
-            self.mean_ = self.std_ = None
+        self.mean_, self.std_ = _saved_stats(state, np.float32)
         return self
 
 
@@ -460,11 +463,7 @@ class ImagingPipeline(ModalityPipeline):
 
     def load_state(self, state: dict[str, Any]) -> ImagingPipeline:
         # runs saved before standardisation was added have no "mean": their embeddings stay raw
-        if state.get("mean") is not None:
-            self.mean_ = np.asarray(state["mean"], dtype=np.float64)
-            self.std_ = np.asarray(state["std"], dtype=np.float64)
-        else:
-            self.mean_ = self.std_ = None
+        self.mean_, self.std_ = _saved_stats(state, np.float64)
         return self
 
 
