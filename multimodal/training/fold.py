@@ -369,8 +369,7 @@ def _fit(
     elif keep_start and es_data is not None:
         score0, _ = _early_stopping_score(cfg, model, es_data, device, [])
         if np.isfinite(score0):
-            state0 = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = {"score": score0, "epoch": 0, "bad": 0, "state": state0}
+            best = {"score": score0, "epoch": 0, "bad": 0, "state": _snapshot(model)}
     if tc.event_balanced:
         sampler = EventBalancedBatchSampler(
             fit_data.event, tc.batch_size, rng, tc.min_events_per_batch
@@ -387,8 +386,7 @@ def _fit(
         if es_data is None:
             best["epoch"] = epoch + 1
         elif np.isfinite(smoothed) and smoothed > best["score"] + max(tc.es_min_delta, 1e-6):
-            state_now = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = {"score": smoothed, "epoch": epoch + 1, "bad": 0, "state": state_now}
+            best = {"score": smoothed, "epoch": epoch + 1, "bad": 0, "state": _snapshot(model)}
         else:
             best["bad"] += 1
         history.append(
@@ -428,6 +426,11 @@ def _fit(
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return pd.DataFrame(history)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's state, kept as the best so far."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _param_groups(model, tc) -> list[dict[str, Any]]:

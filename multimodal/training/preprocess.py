@@ -437,18 +437,27 @@ class ImagingPipeline(ModalityPipeline):
         dims, size = self._geometry(source)
         present, paths = self._paths(source, ids)
         backbone = self._backbone(dims, size)
-        cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
-        emb = precompute_image_embeddings(
-            backbone,
-            paths,
-            cache,
-            spatial_dims=dims,
-            image_size=size,
-            normalize=self.ctx.image_intensity,
+        # embeddings read once per run: fit and every fold's transforms reuse them (as the text
+        # pipeline does its sentence embeddings)
+        key = f"image-embeddings:{self.ctx.frozen_image_encoder}:{dims}:{size}"
+        memo: dict[str, np.ndarray] = self.ctx.memo.setdefault(
+            f"{key}:{self.ctx.image_intensity}", {}
         )
+        todo = list(dict.fromkeys(p for p in paths if p not in memo))
+        if todo:
+            cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
+            emb = precompute_image_embeddings(
+                backbone,
+                todo,
+                cache,
+                spatial_dims=dims,
+                image_size=size,
+                normalize=self.ctx.image_intensity,
+            )
+            memo.update(zip(todo, emb))
         x = np.zeros((len(ids), int(backbone.out_dim)), dtype=np.float32)
         if len(paths):
-            x[present] = emb
+            x[present] = np.stack([memo[p] for p in paths])
         spec = InputSpec(kind="imaging", in_features=x.shape[1], spatial_dims=dims, image_size=size)
         return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
 
