@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from multimodal._version import __version__
 
 __all__ = ["Cohort", "__version__", "load_run", "train"]
 

@@ -15,25 +15,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multimodal.data.manifest import (
-    Manifest,
-    Problems,
-    coerce_column,
-    load_manifest,
-    load_schema,
-    read_table,
-)
-from multimodal.data.sources import (
-    ModalitySource,
-    build_source,
-    check_patient_ids,
-    check_required_columns,
-)
+from multimodal.data.manifest import Manifest, Problems, load_manifest, read_table
+from multimodal.data.patients import parse_patients
+from multimodal.data.sources import ModalitySource, build_source
 from multimodal.data.splits import Fold, read_fold_files, stratified_folds
-from multimodal.exceptions import DataError, MultimodalError, SchemaError
+from multimodal.data.tcga_tables import read_tcga_tables
+from multimodal.exceptions import DataError, MultimodalError
 from multimodal.registry import did_you_mean
 
-__all__ = ["ALL_MODALITIES", "Cohort", "locate_cohort", "parse_patients"]
+# parse_patients lives in multimodal.data.patients (below the TCGA reader); importable from here too
+__all__ = ["ALL_MODALITIES", "Cohort", "load_tcga", "locate_cohort", "parse_patients"]
 
 log = logging.getLogger(__name__)
 
@@ -41,66 +32,6 @@ log = logging.getLogger(__name__)
 ALL_MODALITIES = "all_modalities"
 
 _MANIFEST_NAMES = ("cohort.yaml", "cohort.yml", "cohort.json", "manifest.yaml", "manifest.yml")
-
-
-def _endpoint_dtype(values: pd.Series, kind: str) -> pd.Series:
-    if kind == "boolean":
-        return values.astype(bool) if values.notna().all() else values.astype("boolean")
-    if kind == "integer":
-        return values.astype("int64") if values.notna().all() else values.astype("Int64")
-    return values.astype(float)
-
-
-def parse_patients(frame: pd.DataFrame, label: str, problems: Problems) -> pd.DataFrame | None:
-    """Check and convert a patient table (``data_schemas/patient_table.schema.json``).
-
-    Returns
-    -------
-    DataFrame indexed by patient_id (str): ``time`` float, ``event`` bool, and when present
-    ``event_type`` int, ``pfs_time``/``dss_time`` float, ``pfs_event``/``dss_event`` bool
-    (nullable ``boolean`` when some patients lack the endpoint), ``site`` str; other columns are
-    kept as metadata. None when required columns are missing. Bad cells are reported to
-    ``problems`` (and become NaN).
-    """
-    schema = load_schema("patient_table")
-    if not check_required_columns(frame, "patient_table", label, problems):
-        return None
-    frame = check_patient_ids(frame, label, None, problems, unique=True)
-    out = pd.DataFrame(index=pd.Index(frame["patient_id"].astype(str), name="patient_id"))
-    kinds = {}
-    for col, prop in schema["properties"].items():
-        if col == "patient_id" or col not in frame.columns:
-            continue
-        types = {prop["type"]} if isinstance(prop["type"], str) else set(prop["type"])
-        kinds[col] = next(t for t in ("boolean", "integer", "number", "string") if t in types)
-        out[col] = coerce_column(frame, col, prop, label, problems).to_numpy()
-    for time_col, event_col in schema.get("x-paired-columns", []):
-        if (time_col in out) != (event_col in out):
-            have, lack = (time_col, event_col) if time_col in out else (event_col, time_col)
-            problems.error(SchemaError, f"{label}: column {have!r} needs its partner {lack!r}")
-            continue
-        if time_col in out:
-            half = out[time_col].isna() != out[event_col].isna()
-            if half.any():
-                problems.warn(
-                    f"{label}: {int(half.sum())} patient(s) have only one of {time_col}/{event_col}; "
-                    "their endpoint is treated as unknown"
-                )
-                out.loc[half, [time_col, event_col]] = np.nan
-    if "event" in out and out["event"].notna().all() and not out["event"].astype(bool).any():
-        problems.error(
-            DataError,
-            f"{label}: no patient has event = 1; survival models need observed events "
-            "(is the column a censoring flag? then event = 1 - censorship)",
-        )
-    for col, kind in kinds.items():
-        # required columns with bad cells (already reported) keep NaN instead of failing here
-        if kind != "string" and (col not in schema["required"] or out[col].notna().all()):
-            out[col] = _endpoint_dtype(out[col], kind)
-    extra = [c for c in frame.columns if c not in out.columns and c != "patient_id"]
-    for col in extra:
-        out[col] = frame[col].to_numpy()
-    return out
 
 
 def locate_cohort(path: str | Path) -> tuple[str, Path]:
@@ -158,6 +89,58 @@ def _load_from_manifest(path: Path, problems: Problems) -> Cohort | None:
         folds_dir=manifest.folds_dir,
         manifest=manifest,
     )
+
+
+def _restrict_to_split(cohort: Cohort, folder: Path, splits_name: str) -> Cohort:
+    split_dir = cohort._resolve_split(splits_name)
+    ids: set[str] = set()
+    for path in sorted(split_dir.glob("fold_*.csv")):
+        ids |= set(read_table(path, f"{split_dir.name}/{path.name}")["patient_id"].astype(str))
+    unknown = sorted(ids - set(cohort.patients.index))
+    if unknown:
+        raise DataError(
+            f"{split_dir}: {len(unknown)} patient(s) of the fold files are not in {folder.name}/clinical.csv "
+            f"(e.g. {', '.join(unknown[:5])})"
+        )
+    sub = cohort.subset([i for i in cohort.patients.index if i in ids])
+    sub.folds_dir = split_dir
+    return sub
+
+
+def load_tcga(
+    folder: str | Path,
+    splits_name: str | None = None,
+    clinical_numeric: Iterable[str] = ("age",),
+    clinical_categorical: Iterable[str] = ("sex", "stage"),
+    problems: Problems | None = None,
+) -> Cohort | None:
+    """Load a TCGA cancer folder; see :mod:`multimodal.data.tcga_tables` for the column mapping.
+
+    Also importable from :mod:`multimodal.data.tcga`.
+
+    Parameters
+    ----------
+    folder : e.g. ``shared/data/tcga/blca``.
+    splits_name : optional fold set under ``splits/``; restricts the cohort to its patients and
+        becomes the default of :meth:`Cohort.folds`.
+    clinical_numeric, clinical_categorical : clinical.csv covariate columns.
+    problems : collector; when None, errors raise at the end.
+
+    Returns
+    -------
+    Cohort, or None (with errors in ``problems``) when the patient table cannot be built.
+    """
+    own = problems is None
+    problems = Problems() if problems is None else problems
+    tables = read_tcga_tables(folder, clinical_numeric, clinical_categorical, problems)
+    if own:
+        problems.raise_if_any()
+    if tables.patients is None:
+        return None
+    cohort = Cohort(tables.patients, tables.sources, name=tables.name, root=tables.root)
+    if splits_name is not None:
+        cohort = _restrict_to_split(cohort, tables.root, splits_name)
+    return cohort
 
 
 class Cohort:
@@ -234,8 +217,6 @@ class Cohort:
         clinical_numeric, clinical_categorical : clinical.csv columns used as covariates
             (outcome columns are refused with :class:`LeakageError`).
         """
-        from multimodal.data.tcga import load_tcga
-
         problems = Problems()
         cohort = load_tcga(folder, splits_name, clinical_numeric, clinical_categorical, problems)
         problems.raise_if_any()

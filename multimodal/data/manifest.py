@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-import multimodal
 from multimodal.exceptions import DataError, LeakageError, MultimodalError, SchemaError
 from multimodal.registry import did_you_mean
 from multimodal.types import MODALITY_KINDS
@@ -38,7 +37,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Folder of the JSON Schemas (``data_schemas/`` next to the package).
-SCHEMA_DIR = Path(multimodal.__file__).resolve().parents[1] / "data_schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "data_schemas"
 
 #: How many offending rows a message lists before "... and N more".
 MAX_ROWS_SHOWN = 5
@@ -62,17 +61,29 @@ class Problems:
 
     Each error keeps its exception class (:class:`SchemaError`, :class:`DataError`,
     :class:`LeakageError`); :meth:`raise_if_any` raises the first class with every message.
+
+    Parameters
+    ----------
+    log_warnings : also log each warning (``logging.WARNING``) when it is added. Loaders that
+        raise on errors keep this so that warnings reach the user; a caller that reports the
+        collected warnings itself (:func:`multimodal.data.validate`) turns it off, or every
+        warning would be shown twice.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log_warnings: bool = True) -> None:
         self.errors: list[tuple[type[MultimodalError], str]] = []
         self.warnings: list[str] = []
+        self.log_warnings = log_warnings
 
     def error(self, cls: type[MultimodalError], message: str) -> None:
         self.errors.append((cls, message))
 
     def warn(self, message: str) -> None:
-        log.warning(message)
+        """Add a warning; one already collected is not added (or logged) again."""
+        if message in self.warnings:
+            return
+        if self.log_warnings:
+            log.warning(message)
         self.warnings.append(message)
 
     def __bool__(self) -> bool:
@@ -94,7 +105,10 @@ class Problems:
 
 
 def rows_text(
-    positions: np.ndarray, ids: pd.Series | None = None, values: pd.Series | None = None
+    positions: np.ndarray,
+    ids: pd.Series | None = None,
+    values: pd.Series | None = None,
+    show_values: bool = True,
 ) -> str:
     """Describe offending rows: ``row 5 (patient P004): -3.0; ... and 12 more``.
 
@@ -103,6 +117,7 @@ def rows_text(
     positions : (n,) int -- 0-based positions of the offending rows in ``ids`` / ``values``.
     ids : the table's patient_id column, or None.
     values : the offending column, or None.
+    show_values : False to leave the values out (empty cells: ``row 5 (patient P004)``).
 
     Row numbers count the header as row 1. They come from the Series' integer index (the row's
     position in the file, kept through filtering) when it has one, else from ``positions``.
@@ -116,7 +131,7 @@ def rows_text(
         text = f"row {row + 2}"
         if ids is not None:
             text += f" (patient {ids.iloc[pos]})"
-        if values is not None:
+        if values is not None and show_values:
             value = values.iloc[pos]
             text += f": {value.item() if isinstance(value, np.generic) else value!r}"
         parts.append(text)
@@ -144,11 +159,14 @@ def coerce_column(
     label: str,
     problems: Problems,
     id_column: str = "patient_id",
+    name: str | None = None,
 ) -> pd.Series:
     """Convert one column to the type its JSON Schema property names, reporting bad rows.
 
     Handles ``type`` (number, integer, boolean, string; ``null`` allowed only when listed),
     ``minimum`` and string ``enum``. Vectorised: one pass per rule, however long the table.
+    ``name`` is the column as the user's file names it, for messages, when the loader renamed
+    it (default: ``column``).
 
     Returns
     -------
@@ -159,14 +177,13 @@ def coerce_column(
     ids = frame[id_column] if id_column in frame and column != id_column else None
     types = _types(prop)
     empty = raw.isna() | (raw.astype("string").str.strip() == "").fillna(False).to_numpy(bool)
-    where = f"{label} column {column!r}"
+    where = f"{label} column {(name or column)!r}"
 
-    def bad(mask: Any, what: str, fix: str) -> None:
+    def bad(mask: Any, what: str, fix: str, show_values: bool = True) -> None:
         pos = np.flatnonzero(np.asarray(mask, dtype=bool))
         if len(pos):
-            problems.error(
-                DataError, f"{where}: {len(pos)} row(s) {what}: {rows_text(pos, ids, raw)}; {fix}"
-            )
+            rows = rows_text(pos, ids, raw, show_values)
+            problems.error(DataError, f"{where}: {len(pos)} row(s) {what}: {rows}; {fix}")
 
     if "boolean" in types:
         out = parse_bool(raw)
@@ -192,7 +209,7 @@ def coerce_column(
             bad(outside, f"are not one of {allowed}", "fix or leave empty")
             out = out.where(~outside, np.nan)
     if "null" not in types:
-        bad(empty, "are empty", "every row needs a value")
+        bad(empty, "are empty", "every row needs a value", show_values=False)
     return out
 
 

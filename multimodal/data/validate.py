@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from multimodal.data.cohort import Cohort, _load_from_manifest, locate_cohort
+from multimodal.data.cohort import Cohort, _load_from_manifest, load_tcga, locate_cohort
 from multimodal.data.manifest import MAX_ROWS_SHOWN, Problems
 from multimodal.data.sources import FeatureBagSource, ImagingSource
 from multimodal.exceptions import DataError, MultimodalError
@@ -163,8 +163,6 @@ def _check_files(cohort: Cohort, problems: Problems) -> None:
 def _load(path: Path, problems: Problems) -> Cohort | None:
     kind, target = locate_cohort(path)
     if kind == "tcga":
-        from multimodal.data.tcga import load_tcga
-
         return load_tcga(target, problems=problems)
     return _load_from_manifest(target, problems)
 
@@ -182,7 +180,7 @@ def validate(path: str | Path, check_files: bool = True) -> ValidationReport:
     ValidationReport -- ``.ok`` is False when there is any error; never raises on bad data.
     """
     path = Path(path)
-    problems = Problems()
+    problems = Problems(log_warnings=False)  # the report carries them: shown once, by the caller
     cohort = None
     try:
         cohort = _load(path, problems)

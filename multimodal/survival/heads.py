@@ -24,15 +24,14 @@ and is on the time scale (months when times are months).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from multimodal.exceptions import DataError
-from multimodal.registry import Registry
+# imported for its side effect: the progression heads register themselves in HEADS
+from multimodal.survival import progression_heads  # noqa: F401
 from multimodal.survival.curves import breslow_baseline, interpolate_survival, step_function_at
 from multimodal.survival.discrete import (
     deephit_loss,
@@ -40,8 +39,13 @@ from multimodal.survival.discrete import (
     logistic_hazard_nll,
     pmf_nll,
 )
+from multimodal.survival.head_base import (
+    HEADS,
+    SurvivalHead,
+    _times_tensor,
+    cause_specific_score,
+)
 from multimodal.survival.losses import cox_nll, resolve_option
-from multimodal.survival.metrics import harrell_c
 
 __all__ = [
     "HEADS",
@@ -53,60 +57,6 @@ __all__ = [
     "PMFHead",
     "SurvivalHead",
 ]
-
-#: name -> head class ("cox", "logistic_hazard", "pmf", "deephit", "deephit_competing").
-HEADS: Registry[type[SurvivalHead]] = Registry("head")
-
-
-def _times_tensor(times: Any, like: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(
-        np.asarray(times, dtype=float) if not isinstance(times, torch.Tensor) else times
-    )
-    return t.reshape(-1).to(device=like.device, dtype=torch.float64)
-
-
-class SurvivalHead(nn.Module):
-    """Base class; see the module docstring for the contract."""
-
-    supports_offset: bool = False
-    is_competing: bool = False
-    n_offsets: int = 1
-    #: Batch fields passed (as keyword arguments) to ``loss``, ``fit_baseline`` and ``score``.
-    targets: tuple[str, ...] = ("time", "event")
-
-    def __init__(self, in_features: int) -> None:
-        super().__init__()
-        if int(in_features) < 1:
-            raise ValueError(f"in_features must be >= 1; got {in_features}")
-        self.in_features = int(in_features)
-
-    def loss(
-        self,
-        outputs: torch.Tensor,
-        time: torch.Tensor,
-        event: torch.Tensor,
-        event_type: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        raise NotImplementedError
-
-    def risk(self, outputs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def survival(self, outputs: torch.Tensor, times: Any) -> torch.Tensor:
-        raise NotImplementedError
-
-    def fit_baseline(
-        self, outputs: torch.Tensor, time: torch.Tensor, event: torch.Tensor, **targets: Any
-    ) -> None:
-        """No-op for heads whose outputs already define S(t | x)."""
-
-    def score(self, outputs: torch.Tensor, time: Any, event: Any, **targets: Any) -> float:
-        """Harrell's C of :meth:`risk` (NaN with fewer than 2 patients or no event)."""
-        e = np.asarray(torch.as_tensor(event).cpu()).astype(bool).reshape(-1)
-        if e.size < 2 or not e.any():
-            return float("nan")
-        r = self.risk(outputs).detach().float().cpu().numpy().astype(float)
-        return float(harrell_c(np.asarray(torch.as_tensor(time).cpu(), dtype=float), e, r))
 
 
 @HEADS.register("cox")
@@ -127,6 +77,7 @@ class CoxHead(SurvivalHead):
     """
 
     supports_offset = True
+    partial_likelihood = True
 
     def __init__(self, in_features: int, ties: str = "efron") -> None:
         super().__init__(in_features)
@@ -386,22 +337,3 @@ class DeepHitCompetingHead(DiscreteTimeHead):
     def score(self, outputs, time, event, event_type=None, **targets) -> float:
         """Mean over causes of the cause-specific C of :meth:`cause_risk` (needs ``event_type``)."""
         return cause_specific_score(self, outputs, time, event_type)
-
-
-def cause_specific_score(head: Any, outputs: torch.Tensor, time: Any, event_type: Any) -> float:
-    """Mean cause-specific Harrell C over the causes observed at least once (NaN when none)."""
-    if event_type is None:
-        raise ValueError("a competing-risks score needs event_type (0 = censored, k = cause k)")
-    t = np.asarray(torch.as_tensor(time).cpu(), dtype=float).reshape(-1)
-    k = np.asarray(torch.as_tensor(event_type).cpu()).astype(np.int64).reshape(-1)
-    scores = []
-    for c in range(1, head.n_causes + 1):
-        if t.size >= 2 and (k == c).any():
-            r = head.cause_risk(outputs, c).detach().float().cpu().numpy().astype(float)
-            with contextlib.suppress(DataError):  # no comparable pair in a tiny hold-out
-                scores.append(harrell_c(t, k == c, r))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-# The progression heads (multi-task, cause-specific Cox, illness-death) register themselves in HEADS.
-from multimodal.survival import progression_heads as _progression_heads  # noqa: E402, F401

@@ -33,7 +33,7 @@ from torch import nn
 from multimodal.exceptions import DataError
 from multimodal.survival.competing import cumulative_incidence
 from multimodal.survival.curves import breslow_baseline, step_function_at, step_values
-from multimodal.survival.heads import HEADS, SurvivalHead, _times_tensor, cause_specific_score
+from multimodal.survival.head_base import HEADS, SurvivalHead, _times_tensor, cause_specific_score
 from multimodal.survival.losses import cox_nll, no_event_zero, resolve_option
 from multimodal.survival.metrics import harrell_c
 from multimodal.survival.multistate import (
@@ -84,6 +84,7 @@ class _CoxBaselines(SurvivalHead):
     on one grid (``bl_times`` (m,), ``bl_cumhaz`` (K, m))."""
 
     supports_offset = True
+    partial_likelihood = True
 
     def __init__(self, in_features: int, n_outputs: int, ties: str = "efron") -> None:
         super().__init__(in_features)

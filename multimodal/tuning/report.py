@@ -18,9 +18,9 @@ import numpy as np
 import yaml
 
 from multimodal.config import load_config
-from multimodal.training.checkpoint import atomic_write_text
+from multimodal.runfolder import atomic_write_text
+from multimodal.tuning.result import TuneResult, count_trials
 from multimodal.tuning.space import TuneSpec, set_dotted
-from multimodal.tuning.study import TuneResult, count_trials
 
 __all__ = ["best_trial", "progress_line", "write_outputs"]
 

@@ -32,6 +32,8 @@ from typing import Any
 
 from multimodal.exceptions import ConfigError, TuningError
 from multimodal.tuning.objective import Objective, worker_id
+from multimodal.tuning.report import progress_line, write_outputs
+from multimodal.tuning.result import TrialCounts, TuneResult, count_trials
 from multimodal.tuning.space import TuneSpec, load_tune_spec
 
 __all__ = ["TrialCounts", "TuneResult", "count_trials", "redact", "storage_url", "tune"]
@@ -40,60 +42,6 @@ log = logging.getLogger(__name__)
 
 #: a worker stops after this many failed trials in a row while no trial of the study completed
 MAX_FAILURES_BEFORE_ANY_SUCCESS = 5
-
-
-@dataclass
-class TrialCounts:
-    """Trials of a study by state; ``failed`` excludes trials that were re-run (``retried``)."""
-
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    retried: int = 0
-    running: int = 0
-    waiting: int = 0
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned + self.failed
-
-    @property
-    def used(self) -> int:
-        """Trials that count against ``n_trials``: finished, running or queued."""
-        return self.finished + self.running + self.waiting
-
-
-def count_trials(trials: list[Any]) -> TrialCounts:
-    """Count ``FrozenTrial`` objects by state, a failed-and-retried trial not counting as failed."""
-    from optuna.trial import TrialState
-
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    c = TrialCounts(retried=len(retried))
-    for t in trials:
-        if t.state == TrialState.COMPLETE:
-            c.complete += 1
-        elif t.state == TrialState.PRUNED:
-            c.pruned += 1
-        elif t.state == TrialState.FAIL and t.number not in retried:
-            c.failed += 1
-        elif t.state == TrialState.RUNNING:
-            c.running += 1
-        elif t.state == TrialState.WAITING:
-            c.waiting += 1
-    return c
-
-
-@dataclass
-class TuneResult:
-    """What :func:`tune` returns; everything is also written to ``run_dir``."""
-
-    run_dir: Path
-    study: Any
-    counts: TrialCounts
-    best_config: Any = None
-    """The best trial's :class:`multimodal.config.Config` (None when no trial completed)."""
-    best_value: float | list[float] | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 # -- storage -----------------------------------------------------------------------------------
@@ -493,11 +441,11 @@ def _tuning_cohort(spec: TuneSpec, cohort: Any, outer_fold: int | None) -> tuple
     if outer_fold is None:
         return cohort, f"all {len(cohort.patients)} patients"
     # the same outer folds as `multimodal train` with the base config (data.folds/split/seed)
-    from multimodal.training.trainer import _drop_missing_endpoint, _folds
+    from multimodal.training.trainer import cohort_folds, trainable_cohort
 
-    cohort = _drop_missing_endpoint(cohort, base_cfg.endpoint)
+    cohort = trainable_cohort(cohort, base_cfg.endpoint)
     base_cfg.data.fold_indices = None  # every outer fold exists, whichever ones train runs
-    folds = {f.index: f for f in _folds(base_cfg, cohort)}
+    folds = {f.index: f for f in cohort_folds(base_cfg, cohort)}
     if outer_fold not in folds:
         raise ConfigError(
             f"outer fold {outer_fold} does not exist: the base config makes folds "
@@ -548,8 +496,6 @@ def tune(
     -------
     TuneResult
     """
-    from multimodal.tuning.report import progress_line, write_outputs
-
     spec = config if isinstance(config, TuneSpec) else load_tune_spec(config, overrides)
     if pruner is not None:
         if pruner not in ("median", "hyperband", "none"):
@@ -570,7 +516,7 @@ def tune(
     name = study_name or spec.study.name or "multimodal"
     if outer_fold is not None and not study_name:
         name = f"{name}-outer{outer_fold}"
-    from multimodal.training.checkpoint import data_fingerprint
+    from multimodal.training.provenance import data_fingerprint
 
     fingerprint = hashlib.sha256(
         f"{spec.fingerprint()}:{outer_fold}:{data_fingerprint(cohort, [])}".encode()

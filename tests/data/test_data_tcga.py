@@ -1,14 +1,21 @@
-"""Real TCGA folders (../shared/data/tcga): counts against coverage_summary.csv, published folds."""
+"""TCGA folders: the real ones (../shared/data/tcga; counts against coverage_summary.csv, published
+folds) and tiny written ones (messages name the clinical.csv columns, not the internal names)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from multimodal.cli import app
 from multimodal.data import Cohort, validate
 from multimodal.exceptions import DataError, LeakageError, SchemaError
 
-pytestmark = pytest.mark.shared
+shared = pytest.mark.shared
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +28,7 @@ def summary(shared_data) -> pd.DataFrame:
     return pd.read_csv(shared_data / "tcga" / "coverage_summary.csv").set_index("cancer")
 
 
+@shared
 def test_blca_patients_and_outcomes(blca):
     pt = blca.patients
     assert len(pt) == 373 and pt.index.is_unique
@@ -40,6 +48,7 @@ def test_blca_patients_and_outcomes(blca):
     assert pt["site"].iloc[0] == clinical["tss_site"].iloc[0]
 
 
+@shared
 def test_blca_coverage_matches_summary(blca, summary):
     row = summary.loc["BLCA"]
     cov = blca.coverage()
@@ -53,6 +62,7 @@ def test_blca_coverage_matches_summary(blca, summary):
     assert stage.notna().sum() == row["stage_known"]
 
 
+@shared
 def test_blca_sources(blca, summary):
     clin = blca.sources["clinical"]
     assert clin.numeric == ["age"] and clin.categorical == ["sex", "stage"]
@@ -65,6 +75,7 @@ def test_blca_sources(blca, summary):
     assert len(texts) == 341 and texts.str.len().min() > 0
 
 
+@shared
 def test_blca_published_folds(blca):
     folds = blca.folds(name="porpoise_mcat_5fold")
     assert len(folds) == 5
@@ -75,6 +86,7 @@ def test_blca_published_folds(blca):
         assert len(f.train_ids) + len(f.val_ids) == 373
 
 
+@shared
 def test_survpath_folds_need_the_survpath_cohort(blca, shared_data):
     with pytest.raises(DataError, match=r"14 cohort patient.*in no split.*splits_name"):
         blca.folds(name="survpath_5fold")
@@ -84,6 +96,7 @@ def test_survpath_folds_need_the_survpath_cohort(blca, shared_data):
     assert sorted(v for f in folds for v in f.val_ids) == sorted(sp.patients.index)
 
 
+@shared
 @pytest.mark.parametrize(
     ("cancer", "categorical"),
     [("brca", ["sex", "stage"]), ("gbmlgg", ["sex"])],  # gliomas are not staged
@@ -105,6 +118,7 @@ def test_other_cancers(shared_data, summary, cancer, categorical):
     assert sorted(v for f in folds for v in f.val_ids) == sorted(cohort.patients.index)
 
 
+@shared
 def test_tcga_covariate_choice_refuses_outcomes(shared_data):
     folder = shared_data / "tcga" / "blca"
     cohort = Cohort.from_tcga(
@@ -121,9 +135,135 @@ def test_tcga_covariate_choice_refuses_outcomes(shared_data):
         Cohort.from_tcga(folder, splits_name="porpoise_5fold")
 
 
+@shared
 def test_load_and_validate_dispatch_on_tcga_folder(shared_data):
     folder = shared_data / "tcga" / "gbmlgg"
     assert len(Cohort.load(folder)) == 569
     report = validate(folder)
     assert report.ok, report.errors
     assert report.n_patients == 569 and report.coverage.loc["report", "n_patients"] == 118
+
+
+# -- tiny written TCGA folders: messages name the user's clinical.csv columns ---------------------
+
+
+def write_tcga_folder(root: Path, edit=None, n: int = 8) -> Path:
+    """A TCGA-layout folder ``root/xyz`` with clinical.csv (and reports.csv); returns the folder.
+
+    ``edit(clinical)`` may change the clinical DataFrame before it is written.
+    """
+    rng = np.random.default_rng(0)
+    ids = [f"TCGA-XY-{i:04d}" for i in range(n)]
+    os_days = rng.integers(30, 3000, n)
+    clinical = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "survival_months": (os_days / 30.4).round(2),
+            "event": [1, 0] * (n // 2),
+            "censorship": [0, 1] * (n // 2),
+            "age": rng.integers(40, 80, n),
+            "sex": rng.choice(["F", "M"], n),
+            "stage": rng.choice(["I", "II", "III"], n),
+            "tss_site": [f"S{i % 3}" for i in range(n)],
+            "cdr_os_event": [1, 0] * (n // 2),
+            "cdr_os_days": os_days,
+            "cdr_pfi_event": [1] * n,
+            "cdr_pfi_days": os_days // 2,
+            "cdr_dss_event": [1, 0] * (n // 2),
+            "cdr_dss_days": os_days,
+        }
+    )
+    if edit is not None:
+        clinical = clinical.astype(object)
+        edit(clinical)
+    folder = root / "xyz"
+    folder.mkdir(parents=True)
+    clinical.to_csv(folder / "clinical.csv", index=False)
+    pd.DataFrame({"patient_id": ids[:3], "text": ["a report"] * 3}).to_csv(
+        folder / "reports.csv", index=False
+    )
+    return folder
+
+
+def _cell(column: str, row: int, value):
+    def edit(clinical: pd.DataFrame) -> None:
+        clinical.loc[row, column] = value
+
+    return edit
+
+
+def test_written_tcga_folder_loads(tmp_path):
+    cohort = Cohort.load(write_tcga_folder(tmp_path))
+    assert len(cohort) == 8 and cohort.modalities == ["clinical", "report"]
+    assert cohort.patients["event"].dtype == bool
+    assert {"pfs_time", "dss_time", "site"} <= set(cohort.patients.columns)
+
+
+def test_empty_survival_months_names_the_column_file_and_patient(tmp_path):
+    folder = write_tcga_folder(tmp_path, _cell("survival_months", 2, None))
+    expected = (
+        "xyz/clinical.csv column 'survival_months': 1 row(s) are empty: "
+        "row 4 (patient TCGA-XY-0002); every row needs a value"
+    )
+    with pytest.raises(DataError) as info:
+        Cohort.load(folder)
+    assert str(info.value) == expected  # one error; nothing about the internal column 'time'
+    report = validate(folder)
+    assert report.errors == [expected]
+    # the PFS/DSS times copied from survival_months are unknown quietly: no second message
+    assert report.warnings == []
+    result = CliRunner().invoke(app, ["validate", str(folder)])
+    assert result.exit_code == 1
+    assert f"error: {expected}" in result.output
+    assert "'time'" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            _cell("survival_months", 5, -2.0),
+            r"xyz/clinical.csv column 'survival_months': 1 row\(s\) are below 0: "
+            r"row 7 \(patient TCGA-XY-0005\): -2.0; values must be >= 0",
+        ),
+        (
+            _cell("survival_months", 1, "soon"),
+            r"column 'survival_months': 1 row\(s\) are not numbers: "
+            r"row 3 \(patient TCGA-XY-0001\): 'soon'",
+        ),
+        (
+            _cell("event", 3, 2),
+            r"xyz/clinical.csv column 'event': 1 row\(s\) are not 0/1 or True/False: "
+            r"row 5 \(patient TCGA-XY-0003\)",
+        ),
+        (
+            _cell("cdr_pfi_event", 0, 3),
+            r"xyz/clinical.csv column 'cdr_pfi_event': 1 row\(s\) are not 0/1 or True/False: "
+            r"row 2 \(patient TCGA-XY-0000\)",
+        ),
+        (
+            _cell("cdr_dss_days", 4, -10),
+            r"xyz/clinical.csv column 'cdr_dss_days': 1 row\(s\) are below 0: "
+            r"row 6 \(patient TCGA-XY-0004\)",
+        ),
+        (
+            lambda c: c.__setitem__("event", 0),
+            r"xyz/clinical.csv: no patient has event = 1",
+        ),
+    ],
+    ids=[
+        "negative-months",
+        "text-months",
+        "event-2",
+        "pfi-event-3",
+        "negative-dss-days",
+        "no-event",
+    ],
+)
+def test_tcga_errors_name_the_clinical_csv_columns(tmp_path, edit, message):
+    folder = write_tcga_folder(tmp_path, edit)
+    with pytest.raises(DataError, match=message) as info:
+        Cohort.load(folder)
+    internal = ("'time'", "'pfs_time'", "'pfs_event'", "'dss_time'", "'dss_event'")
+    assert not any(name in str(info.value) for name in internal), str(info.value)
+    assert any(re.search(message, e) for e in validate(folder).errors)

@@ -5,16 +5,21 @@ Row numbers count the header as row 1: the patient ``P000`` (first data row) is 
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from multimodal.cli import app
 from multimodal.data import Cohort, ValidationReport, validate
+from multimodal.data.manifest import Problems
 from multimodal.exceptions import DataError, LeakageError, MultimodalError, SchemaError
 
 
@@ -448,3 +453,61 @@ def test_validating_10k_patients_takes_seconds(tmp_path, image_writers):
 
 def test_errors_are_multimodal_errors():
     assert issubclass(SchemaError, MultimodalError) and issubclass(LeakageError, ValueError)
+
+
+def _shown_lines(result, caplog) -> list[str]:
+    """What a ``multimodal validate`` run showed: its output (stdout + stderr) and its log."""
+    lines = result.output.splitlines() + [r.getMessage() for r in caplog.records]
+    return [line.strip() for line in lines if line.strip()]
+
+
+def test_validate_shows_each_warning_and_error_once(make_cohort, caplog):
+    def edit(f):
+        f["genomics"].loc[len(f["genomics"])] = ["STRANGER", *[0.0] * 6]
+        f["patients"] = f["patients"].astype({"time": object})
+        f["patients"].loc[1, "time"] = None
+
+    path = make_cohort(edit=edit)
+    (path.parent / "images" / "P001.nii.gz").unlink()  # a missing modality file
+    with caplog.at_level(logging.INFO):
+        result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1, result.output
+    shown = _shown_lines(result, caplog)
+    warning = (
+        "genomics.csv: 1 patient(s) are not in the patient table and are ignored (e.g. STRANGER)"
+    )
+    empty = "patients.csv column 'time': 1 row(s) are empty: row 3 (patient P001); every row needs"
+    for text in (warning, empty, "P001.nii.gz: file not found"):
+        assert sum(text in line for line in shown) == 1, (text, shown)
+    repeated = [line for line, n in Counter(shown).items() if n > 1]
+    assert not repeated, repeated
+
+
+def test_validate_report_holds_warnings_without_logging_them(make_cohort, caplog):
+    def edit(f):
+        f["clinical"].loc[len(f["clinical"])] = ["STRANGER", 50, "F", "I"]
+
+    with caplog.at_level(logging.WARNING):
+        report = validate(make_cohort(edit=edit))
+    assert report.ok and len(report.warnings) == 1
+    assert report.format().count("(e.g. STRANGER)") == 1
+    assert not [r for r in caplog.records if "STRANGER" in r.getMessage()]
+
+
+def test_loading_logs_each_warning_once(make_cohort, caplog):
+    """Without a report to carry them, :meth:`Cohort.load` logs the warnings (once each)."""
+
+    def edit(f):
+        f["clinical"].loc[len(f["clinical"])] = ["STRANGER", 50, "F", "I"]
+
+    with caplog.at_level(logging.WARNING):
+        Cohort.load(make_cohort(edit=edit))
+    assert len([r for r in caplog.records if "STRANGER" in r.getMessage()]) == 1
+
+
+def test_problems_keep_one_copy_of_a_warning(caplog):
+    problems = Problems()
+    with caplog.at_level(logging.WARNING):
+        problems.warn("x.csv: something odd")
+        problems.warn("x.csv: something odd")
+    assert problems.warnings == ["x.csv: something odd"] and len(caplog.records) == 1
