@@ -18,6 +18,7 @@ from multimodal.dashboard import cohort_stats, evidence, ood, patient
 from multimodal.dashboard.figures import Curve, curves_png
 from multimodal.dashboard.launch import ENV_COHORT, ENV_RUN
 from multimodal.dashboard.run_data import RunData, load_run_data
+from multimodal.runfolder import RunFolder
 
 
 @dataclass
@@ -59,7 +60,7 @@ def get_run(run_dir: str, cohort: str | None, stamp: float) -> RunData:
 
 def open_run(run_dir: str, cohort: str | None) -> RunData:
     try:
-        stamp = os.stat(os.path.join(run_dir, "predictions.csv")).st_mtime
+        stamp = os.stat(RunFolder(run_dir).predictions_path).st_mtime
     except OSError:
         stamp = 0.0
     return get_run(run_dir, cohort, stamp)
@@ -109,7 +110,7 @@ def get_explanation_tables(run_dir: str, stamp: float):
 
 def explanation_tables(run_dir: str):
     try:
-        stamp = os.stat(os.path.join(run_dir, "explanations")).st_mtime
+        stamp = os.stat(RunFolder(run_dir).explanations_dir).st_mtime
     except OSError:
         return None
     return get_explanation_tables(run_dir, stamp)

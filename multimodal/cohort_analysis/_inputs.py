@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.exceptions import DataError, RunFolderError
+from multimodal.runfolder import RunFolder
 
 __all__ = ["as_predictions", "kaplan_meier_at", "run_predictions", "survival_at"]
 
@@ -28,13 +29,13 @@ _SURV = re.compile(r"^surv_(\d+(?:\.\d+)?(?:e[+-]?\d+)?)$")
 
 def run_predictions(run_dir: str | Path) -> pd.DataFrame:
     """A run folder's ``predictions.csv`` with risks centred per fold on the mean training risk."""
-    path = Path(run_dir) / "predictions.csv"
-    if not path.is_file():
+    folder = RunFolder(run_dir)
+    if not folder.predictions_path.is_file():
         raise RunFolderError(
-            f"{path} not found: pass a run folder written by `multimodal train` (or a "
-            "predictions DataFrame)"
+            f"{folder.predictions_path} not found: pass a run folder written by `multimodal "
+            "train` (or a predictions DataFrame)"
         )
-    return centre_per_fold(pd.read_csv(path, dtype={"patient_id": str}))
+    return centre_per_fold(folder.read_predictions())
 
 
 def centre_per_fold(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,6 @@ Cut-points are quantiles of training-patient risks, never of the patients being 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +25,7 @@ from multimodal.cohort_analysis._inputs import (
     validation_rows,
 )
 from multimodal.exceptions import DataError
+from multimodal.runfolder import RunFolder
 
 __all__ = [
     "group_labels",
@@ -63,7 +63,7 @@ def _assign(frame: pd.DataFrame, cuts: np.ndarray, labels: list[str]) -> pd.Data
 
 def _model_cuts(model: Any, n_groups: int) -> np.ndarray:
     run_dir = getattr(model, "run_dir", None)
-    if run_dir is None or not (Path(run_dir) / "predictions.csv").is_file():
+    if run_dir is None or not RunFolder(run_dir).predictions_path.is_file():
         raise DataError(
             "fit_on='train' needs the run's predictions.csv (training-patient risks); pass "
             "cut_points=[...] or fit_on=<training cohort>"

@@ -15,7 +15,6 @@ constant per fold model, so validation risks are centred on the mean training ri
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import pandas as pd
 import yaml
 
 from multimodal.exceptions import MultimodalError, RunFolderError
+from multimodal.runfolder import RunFolder
 
 __all__ = ["Endpoint", "RunData", "find_cohort", "load_run_data"]
 
@@ -146,40 +146,10 @@ class RunData:
         return float(t.max()) if t.size else 1.0
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RunFolderError(f"{path} cannot be read ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(raw, dict):
-        raise RunFolderError(f"{path} does not hold a mapping; is it a run config?")
-    return raw
-
-
-def _read_metrics(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        out = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(
-            f"{path} is not valid JSON ({exc}); re-create it with `multimodal evaluate {path.parent}`"
-        ) from None
-    if not isinstance(out, dict):
-        raise RunFolderError(f"{path} does not hold a JSON object")
-    return out
-
-
-def _read_predictions(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise RunFolderError(
-            f"{path.parent} has no predictions.csv: training did not finish. Re-run the same "
-            "`multimodal train` command to resume it."
-        )
-    try:
-        frame = pd.read_csv(path, dtype={"patient_id": str})
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise RunFolderError(f"{path} cannot be read as CSV ({exc})") from None
+def _read_predictions(folder: RunFolder) -> pd.DataFrame:
+    """The run's predictions, checked for the columns the dashboard needs."""
+    frame = folder.read_predictions()
+    path = folder.predictions_path
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:
         raise RunFolderError(
@@ -299,30 +269,16 @@ def load_run_data(run_dir: str | Path, cohort: str | Path | None = None) -> RunD
     RunFolderError
         The folder is missing, or its config or predictions are missing or unreadable.
     """
-    run_dir = Path(run_dir).expanduser()
-    if not run_dir.exists():
-        raise RunFolderError(
-            f"run folder {run_dir} does not exist. Give the folder written by "
-            "`multimodal train --out RUN_DIR` (the demo writes runs/demo/fusion)."
-        )
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir} is a file, not a run folder")
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise RunFolderError(
-            f"{run_dir} is not a run folder: config.yaml is missing. Train one with "
-            "`multimodal train --config CONFIG --out RUN_DIR`."
-        )
-    config = _read_yaml(cfg_path)
+    folder = RunFolder(run_dir).require()
+    run_dir = folder.path
+    config = folder.read_config_raw()
     meta = config.pop("_meta", None) or {}
-    metrics = _read_metrics(run_dir / "metrics.json")
-    predictions = _read_predictions(run_dir / "predictions.csv")
-    history = None
-    if (run_dir / "history.csv").is_file():
-        try:
-            history = pd.read_csv(run_dir / "history.csv")
-        except (OSError, ValueError, pd.errors.ParserError):
-            history = None
+    metrics = folder.read_metrics() if folder.metrics_path.is_file() else {}
+    predictions = _read_predictions(folder)
+    try:
+        history = folder.read_history()
+    except RunFolderError:  # the history is optional on the pages: an unreadable one is left out
+        history = None
     main = str(metrics.get("endpoint") or config.get("endpoint") or "os")
     data = RunData(
         run_dir=run_dir,
