@@ -79,9 +79,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 @_friendly
 def version() -> None:
     """Print the package version."""
-    import multimodal
+    from multimodal._version import __version__
 
-    typer.echo(multimodal.__version__)
+    typer.echo(__version__)
 
 
 @app.command()
@@ -177,6 +177,7 @@ def evaluate(
 ) -> None:
     """Recompute validation metrics (with bootstrap CIs) from a run's predictions."""
     from multimodal.evaluation.report import evaluate_run
+    from multimodal.runfolder import RunFolder
 
     metrics = evaluate_run(run_dir, n_boot=bootstrap)
     typer.echo(_metrics_line(metrics))
@@ -184,7 +185,7 @@ def evaluate(
         ci = f.get("c_index_ci")
         ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         typer.echo(f"  fold {f['fold']}: C-index {f['c_index']:.4f}{ci_s}, n_val {f.get('n_val')}")
-    typer.echo(f"wrote {Path(run_dir) / 'metrics.json'}")
+    typer.echo(f"wrote {RunFolder(run_dir).metrics_path}")
 
 
 @app.command()
@@ -230,11 +231,12 @@ def explain(
     """Explain predictions: modality contributions, feature/text attributions, image saliency."""
     from multimodal.data.cohort import Cohort
     from multimodal.models.run import load_run
+    from multimodal.runfolder import RunFolder
 
     model = load_run(run_dir)
     ids = [p.strip() for p in patients.split(",") if p.strip()] if patients else None
     explanation = model.explain(Cohort.load(cohort), patient_ids=ids, saliency_limit=saliency_limit)
-    folder = explanation.save(out or Path(run_dir) / "explanations")
+    folder = explanation.save(out or RunFolder(run_dir).explanations_dir)
     n = explanation.meta["n_patients"]
     typer.echo(f"wrote {folder} ({n} patients; {', '.join(explanation.meta['methods'])})")
 

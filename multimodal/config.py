@@ -22,19 +22,21 @@ from pydantic import (
 
 from multimodal.exceptions import ConfigError
 from multimodal.registry import did_you_mean
+from multimodal.survival.endpoints import get_endpoint
 
 __all__ = [
-    "ENDPOINT_HEADS",
-    "SINGLE_ENDPOINTS",
+    "MOVED_KEYS",
     "Config",
     "DataConfig",
     "EncoderConfig",
     "EvalConfig",
     "FusionConfig",
     "HeadConfig",
+    "MembersConfig",
     "TrainConfig",
     "apply_overrides",
     "load_config",
+    "upgrade_legacy_config",
     "resolve_head_name",
 ]
 
@@ -95,20 +97,74 @@ class FusionConfig(_Strict):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     modality_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Probability of hiding each present modality of a training sample (never its last one)."""
-    clinical_linear: bool = True
-    """Add a linear clinical term to the risk: the other modalities then learn what clinical misses."""
-    linear_modalities: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class MembersConfig(_Strict):
+    """The members whose outputs add up to the model's risk, and how they are combined.
+
+    A model's output is ``deep residual + sum of linear members``: penalised Cox terms on the
+    clinical covariates (``clinical``) and on other modalities with one feature vector per patient
+    (``linear``), plus the deep fusion residual (encoders -> fusion -> head, ``deep``). The linear
+    members are fitted first, on the training patients only (penalties chosen by cross-validation
+    inside them); the deep residual then starts from zero and early stopping keeps it only when it
+    beats the linear model on the hold-out (``train.es_min_delta``).
+    """
+
+    clinical: bool = True
+    """A linear Cox term on the clinical covariates (the modality of kind ``clinical``)."""
+    linear: list[str] = Field(default_factory=list)
     """Modalities with one feature vector per patient -- genomics, report text with a pooled
     encoder (``text_mlp``), imaging with frozen embeddings (``image_embedding``) -- that also get a
-    ridge-penalised linear term beside the clinical one. Each term's penalty is chosen by
-    cross-validation on the training patients (``train.linear_penalties``) and the term is then
-    held fixed: the deep branches learn what a penalised Cox model on these inputs misses. Needs
-    ``clinical_linear``; another kind of input is refused with a ConfigError."""
-    linear_group_means: bool = False
+    ridge-penalised linear term beside the clinical one, held fixed after fitting. Needs
+    ``clinical``; another kind of input is refused with a ConfigError."""
+    deep: bool = True
+    """The deep fusion residual. ``false``: the model is its linear members alone (no training
+    epochs; needs a Cox-type head)."""
+    combine: Literal["joint", "stacked"] = "joint"
+    """``joint``: one ridge Cox model over the clinical covariates and every ``linear`` term, each
+    term's penalty chosen in turn by cross-validation. ``stacked``: each term's direction from its
+    own ridge Cox model beside the clinical covariates, then a Cox model on their out-of-fold scores
+    sets how much each counts; better when a term has hundreds of features and its CV-best penalty
+    shrinks it to nothing."""
+    clinical_penalty: float | None = Field(0.01, ge=0)
+    """L2 penalty of the clinical term's warm-start fit (a ridge Cox model on the training
+    patients; Cox-type heads). ``null``: no warm start -- every term starts at zero and is trained
+    with the deep residual."""
+    clinical_lr: float | None = Field(None, gt=0)
+    """Learning rate of the clinical term while the deep residual trains; default ``train.lr``. A
+    Cox-like linear term converges best with a larger step than the deep branches tolerate."""
+    penalties: list[float] = Field(
+        default_factory=lambda: [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e4]
+    )
+    """Ridge penalties tried for the ``linear`` terms; the largest switches a term off."""
+    penalty_folds: int = Field(3, ge=2)
+    """Folds of the cross-validation, within the training patients, that picks a penalty."""
+    penalty_tolerance: float = Field(0.005, ge=0)
+    """The largest penalty whose cross-validated score is within this of the best is taken."""
+    penalty_score: Literal["c_index", "likelihood"] = "c_index"
+    """What the penalty's cross-validation maximises on held-out patients: Harrell's C, or the
+    Cox partial log-likelihood (smoother: it also rewards well-sized coefficients)."""
+    group_means: bool = False
     """The linear term of a grouped genomics table (pathways, gene families) takes one score per
-    group -- the mean of its z-scored features -- instead of every feature: a few well-estimated
-    coefficients instead of hundreds. The deep genomics branch still sees every feature."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    group -- the mean of its z-scored features -- instead of every feature. The deep genomics
+    branch still sees every feature."""
+
+
+#: Config keys of earlier releases -> their place now (``upgrade_legacy_config`` moves them; a new
+#: config that uses the old name gets a message naming the new one).
+MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("fusion", "clinical_linear"): ("members", "clinical"),
+    ("fusion", "linear_modalities"): ("members", "linear"),
+    ("fusion", "linear_group_means"): ("members", "group_means"),
+    ("train", "clinical_lr"): ("members", "clinical_lr"),
+    ("train", "clinical_warm_start"): ("members", "clinical_penalty"),
+    ("train", "linear_penalties"): ("members", "penalties"),
+    ("train", "linear_penalty_tolerance"): ("members", "penalty_tolerance"),
+    ("train", "linear_penalty_score"): ("members", "penalty_score"),
+    ("train", "linear_combine"): ("members", "combine"),
+    ("train", "linear_penalty_folds"): ("members", "penalty_folds"),
+}
 
 
 class HeadConfig(_Strict):
@@ -124,30 +180,6 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=2)
     weight_decay: float = Field(1e-4, ge=0)
-    clinical_lr: float | None = Field(None, gt=0)
-    """Learning rate of the linear clinical path (``fusion.clinical_linear``); default ``lr``. A
-    Cox-like linear term converges best with a larger step than the deep branches tolerate."""
-    clinical_warm_start: float | None = Field(0.01, ge=0)
-    """Fit the linear clinical path alone first (ridge-penalised Cox, this L2 penalty; Cox head
-    only), then train everything: the other modalities learn what they add beyond the clinical
-    covariates. ``null`` starts the path at zero."""
-    linear_penalties: list[float] = Field(
-        default_factory=lambda: [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e4]
-    )
-    """Ridge penalties tried for ``fusion.linear_modalities``; 1e4 switches the term off."""
-    linear_penalty_tolerance: float = Field(0.005, ge=0)
-    """The largest penalty whose cross-validated C-index is within this of the best is taken."""
-    linear_penalty_score: Literal["c_index", "likelihood"] = "c_index"
-    """What the penalty's cross-validation maximises on the held-out patients: Harrell's C, or the
-    Cox partial log-likelihood (smoother: it also rewards well-sized coefficients)."""
-    linear_combine: Literal["joint", "stacked"] = "joint"
-    """How the linear modality terms are fitted. ``joint``: one ridge Cox model over the clinical
-    covariates and every ``fusion.linear_modalities`` term, each term's penalty chosen in turn by
-    cross-validation. ``stacked``: each term's direction from its own ridge Cox model beside the
-    clinical covariates, then a Cox model on their out-of-fold scores sets how much each counts;
-    better when a term has hundreds of features and its CV-best penalty shrinks it to nothing."""
-    linear_penalty_folds: int = Field(3, ge=2)
-    """Folds of the cross-validation, within the training patients, that picks the penalty."""
     patience: int = Field(8, ge=1)
     """Epochs without improvement of the early-stopping C-index before stopping."""
     es_smoothing: int = Field(5, ge=1)
@@ -185,22 +217,6 @@ class EvalConfig(_Strict):
     """Bootstrap replicates for confidence intervals (0 = none)."""
 
 
-#: Endpoints with one time-to-event outcome (any single-risk head).
-SINGLE_ENDPOINTS: tuple[str, ...] = ("os", "pfs", "dss")
-
-#: Progression endpoints -> {head name accepted in the config: head that is built}. ``cox`` (the
-#: default head) selects the endpoint's Cox variant. See docs/progression.md.
-ENDPOINT_HEADS: dict[str, dict[str, str]] = {
-    "multitask": {"cox": "multitask_cox", "multitask_cox": "multitask_cox"},
-    "competing": {
-        "cox": "cause_specific_cox",
-        "cause_specific_cox": "cause_specific_cox",
-        "deephit": "deephit_competing",
-        "deephit_competing": "deephit_competing",
-    },
-    "multistate": {"cox": "illness_death_cox", "illness_death_cox": "illness_death_cox"},
-}
-
 Endpoint = Literal["os", "pfs", "dss", "multitask", "competing", "multistate"]
 
 
@@ -208,27 +224,10 @@ def resolve_head_name(endpoint: str, head: str) -> str:
     """The head class name built for ``head`` (``head.name`` in the config) under ``endpoint``.
 
     Single endpoints (os, pfs, dss) take the name as is but refuse the progression heads, which
-    need outcomes those endpoints do not provide; progression endpoints map the name through
-    :data:`ENDPOINT_HEADS` and refuse heads that cannot model them.
+    need outcomes those endpoints do not provide; progression endpoints map the name through their
+    own table (:mod:`multimodal.survival.endpoints`) and refuse heads that cannot model them.
     """
-    if endpoint in SINGLE_ENDPOINTS:
-        multi = {h for names in ENDPOINT_HEADS.values() for h in names.values()}
-        if head in multi:
-            wanted = sorted(e for e, names in ENDPOINT_HEADS.items() if head in names)
-            raise ValueError(
-                f"head {head!r} needs a progression endpoint ({' or '.join(wanted)}), "
-                f"not endpoint {endpoint!r}"
-            )
-        return head
-    allowed = ENDPOINT_HEADS.get(endpoint)
-    if allowed is None:
-        raise ValueError(f"unknown endpoint {endpoint!r}")
-    if head not in allowed:
-        raise ValueError(
-            f"endpoint {endpoint!r} cannot use head {head!r}.{did_you_mean(head, allowed)} "
-            f"Choose one of: {', '.join(allowed)}"
-        )
-    return allowed[head]
+    return get_endpoint(endpoint).head_name(head)
 
 
 class Config(_Strict):
@@ -242,6 +241,8 @@ class Config(_Strict):
     encoders: dict[str, EncoderConfig] = Field(default_factory=dict)
     """Modality name (as in the cohort) -> encoder; modalities without one use the kind's default."""
     fusion: FusionConfig = Field(default_factory=FusionConfig)
+    members: MembersConfig = Field(default_factory=MembersConfig)
+    """Which members make up the risk (linear Cox terms, the deep residual) and how they combine."""
     head: HeadConfig = Field(default_factory=HeadConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -259,6 +260,11 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _endpoint_head(self) -> Config:
         resolve_head_name(self.endpoint, self.head.name)
+        if self.members.linear and not self.members.clinical:
+            raise ValueError(
+                "members.linear needs members.clinical: true (each linear term is fitted beside "
+                "the clinical covariates)"
+            )
         return self
 
     @property
@@ -276,6 +282,13 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             parent = _model_at(e["loc"][:-1])
+            moved = MOVED_KEYS.get(tuple(str(p) for p in e["loc"]))
+            if moved:
+                lines.append(
+                    f"  {loc}: this key moved to {'.'.join(moved)} (the `members:` block; see "
+                    "docs/architecture.md)"
+                )
+                continue
             hint = did_you_mean(str(e["loc"][-1]), parent.model_fields) if parent else ""
             lines.append(f"  {loc}: unknown key.{hint}")
         elif not loc:  # a check across keys (e.g. endpoint and head)
@@ -365,3 +378,21 @@ def load_config(
         return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, where)) from None
+
+
+def upgrade_legacy_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config dict of an earlier release with its moved keys in their new place.
+
+    Used for run folders and ``best.yaml`` files written before the ``members:`` block existed
+    (:data:`MOVED_KEYS`); a key present in both places keeps the new place's value. The input is
+    not modified.
+    """
+    out = copy.deepcopy(raw)
+    for (section, key), (new_section, new_key) in MOVED_KEYS.items():
+        block = out.get(section)
+        if isinstance(block, dict) and key in block:
+            value = block.pop(key)
+            target = out.setdefault(new_section, {}) or {}
+            out[new_section] = target
+            target.setdefault(new_key, value)
+    return out

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from multimodal.evaluation.compare import mean_std
+from multimodal.evaluation.fold_metrics import evaluate_fold
+from multimodal.runfolder import RunFolder
+from multimodal.survival.endpoints import get_endpoint
 
-from multimodal.exceptions import RunFolderError
-
-__all__ = ["evaluate_run", "summarise_folds"]
+__all__ = ["evaluate_run", "run_metrics", "summarise_folds"]
 
 
 def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and standard deviation over folds of each metric (population std, as the baselines
     and the published MCAT table, see :func:`multimodal.evaluation.compare.mean_std`)."""
-    from multimodal.evaluation.compare import mean_std
-
     out: dict[str, Any] = {}
     keys = ["c_index", "uno_c", "ibs", "td_auc"]
     # per-endpoint / per-cause metrics of the progression endpoints (c_index_os, ibs_cif_death, ...)
@@ -34,20 +32,22 @@ def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
 _ENDPOINT_METRICS = ("c_index_", "cr_c_index_", "uno_c_", "ibs_")
 
 
+def run_metrics(endpoint: str, per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's metrics from its folds' (written to ``metrics.json``): the summary over folds
+    (:func:`summarise_folds`), ``c_index_<endpoint>`` for single-outcome endpoints (multi-output
+    ones have theirs per outcome already) and the per-fold values under ``folds``."""
+    metrics = summarise_folds(per_fold)
+    if not get_endpoint(endpoint).multi_output:
+        metrics[f"c_index_{endpoint}"] = metrics["c_index"]
+    metrics["folds"] = per_fold
+    return metrics
+
+
 def evaluate_run(run_dir: str | Path, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     """Recompute per-fold validation metrics (bootstrap CI of the C-index) and update metrics.json."""
-    from multimodal.training.fold import evaluate_fold
-
-    run_dir = Path(run_dir)
-    pred_path, metrics_path = run_dir / "predictions.csv", run_dir / "metrics.json"
-    for p in (pred_path, metrics_path):
-        if not p.is_file():
-            raise RunFolderError(f"{p} is missing: is {run_dir} a finished run folder?")
-    try:
-        preds = pd.read_csv(pred_path, dtype={"patient_id": str})
-        metrics = json.loads(metrics_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"cannot read {run_dir}: {exc}") from None
+    folder = RunFolder(run_dir)
+    preds = folder.read_predictions()
+    metrics = folder.read_metrics()
     times = metrics.get("eval_times") or [
         float(c[5:]) for c in preds.columns if re.fullmatch(r"surv_[0-9.eE+-]+", c)
     ]
@@ -58,9 +58,6 @@ def evaluate_run(run_dir: str | Path, n_boot: int = 200, seed: int = 0) -> dict[
         f = dict(old.get(int(k), {"fold": int(k)}))
         f.update(evaluate_fold(part, times, n_boot=n_boot, seed=seed + int(k), endpoint=endpoint))
         per_fold.append(f)
-    metrics.update(summarise_folds(per_fold))
-    metrics["folds"] = per_fold
-    if endpoint in ("os", "pfs", "dss"):
-        metrics[f"c_index_{endpoint}"] = metrics["c_index"]
-    metrics_path.write_text(json.dumps(metrics, indent=2))
+    metrics.update(run_metrics(endpoint, per_fold))
+    folder.write_metrics(metrics)
     return metrics

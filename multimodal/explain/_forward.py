@@ -1,33 +1,33 @@
 """Forward passes the explanation methods share: per-fold inputs, cached encoder outputs, and the
-model's head outputs under a chosen modality mask.
+model's head outputs under a chosen modality mask (:meth:`MultimodalSurvivalModel.combine`).
 
 Every method asks the same question many times -- "what does the model say when this modality is
 hidden / this input is changed?" -- so encoder outputs of the unchanged modalities are computed once
-per fold and fed back through :func:`head_outputs`, which runs the real fusion, clinical path and
+per fold and fed back through :func:`head_outputs`, which runs the real fusion, linear members and
 head of the model. A hidden modality is hidden with the model's own mask (exactly like a missing
 modality), never by zero-filling its input.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from multimodal.models.model import MultimodalSurvivalModel
-from multimodal.models.run import FoldModel, TrainedModel
 from multimodal.training.preprocess import FoldData
-from multimodal.types import Batch, TokenSet
+from multimodal.types import TokenSet
+
+if TYPE_CHECKING:  # the trained run calls explain, not the other way round
+    from multimodal.models.run import FoldModel, TrainedModel
 
 __all__ = [
     "FoldInputs",
     "encode",
-    "fixed_encoders",
     "fold_inputs",
     "head_outputs",
     "present_matrix",
@@ -57,7 +57,7 @@ def fold_inputs(trained: TrainedModel, cohort: Any, ids: list[str]) -> list[Fold
     out = []
     for fm in trained.folds:
         fm.model.eval()
-        out.append(FoldInputs(fm, trained._fold_data(fm, cohort, ids), trained.device))
+        out.append(FoldInputs(fm, trained.fold_data(fm, cohort, ids), trained.device))
     return out
 
 
@@ -118,30 +118,6 @@ def encode(
     return out
 
 
-class _Fixed(nn.Module):
-    """Stands in for an encoder: returns a precomputed output whatever its input."""
-
-    def __init__(self, value: Any) -> None:
-        super().__init__()
-        self.value = value
-
-    def forward(self, x: Any) -> Any:  # the input is ignored on purpose
-        return self.value
-
-
-@contextlib.contextmanager
-def fixed_encoders(model: MultimodalSurvivalModel, values: Mapping[str, Any]) -> Iterator[None]:
-    """Temporarily replace the encoders of ``values``' modalities by their given outputs."""
-    saved = {m: model.encoders[m] for m in values}
-    try:
-        for m, v in values.items():
-            model.encoders[m] = _Fixed(v)
-        yield
-    finally:
-        for m, enc in saved.items():
-            model.encoders[m] = enc
-
-
 def head_outputs(
     fi: FoldInputs,
     rows: np.ndarray,
@@ -157,8 +133,9 @@ def head_outputs(
     rows : (B,) indices into ``fi.data`` (repeats allowed).
     mask : modality -> (B,) bool, True = the model sees the modality.
     embeddings : modality -> encoder output for the B rows (used instead of running the encoder).
-    live : modality -> model input for the B rows; these encoders really run (for gradients).
-        The clinical input for the linear clinical path is taken from ``fi.data`` unless given here.
+    live : modality -> model input for the B rows; these encoders really run (for gradients),
+        and the modality's linear member sees this input too. The linear members of the other
+        modalities take the patients' own inputs from ``fi.data``.
 
     Returns
     -------
@@ -166,22 +143,16 @@ def head_outputs(
     """
     model, live = fi.model, dict(live or {})
     rows = np.asarray(rows, dtype=np.int64)
-    inputs: dict[str, Any] = {m: None for m in model.modalities}
-    cm = model.clinical_modality
-    if cm is not None and cm not in live:
-        inputs[cm] = to_device(fi.data.stores[cm].batch(rows), fi.device)
-    inputs.update(live)
-    fixed = {m: embeddings[m] for m in model.modalities if m not in live}
-    n = len(rows)
-    batch = Batch(
-        patient_id=[""] * n,
-        time=torch.zeros(n, device=fi.device),
-        event=torch.zeros(n, dtype=torch.bool, device=fi.device),
-        inputs=inputs,
-        mask={m: mask[m].to(fi.device) for m in model.modalities},
-    )
-    with fixed_encoders(model, fixed):
-        return model(batch)
+    # the linear members see each patient's own input (or the live one), the deep residual the
+    # given encoder outputs; the mask hides a modality from both
+    inputs = {
+        m: live[m] if m in live else to_device(fi.data.stores[m].batch(rows), fi.device)
+        for m in model.members
+    }
+    emb = {m: embeddings[m] for m in model.modalities if m not in live}
+    if live:
+        emb.update(model.embed(live, list(live)))
+    return model.combine(emb, inputs, {m: mask[m].to(fi.device) for m in model.modalities})
 
 
 def risk_of(model: MultimodalSurvivalModel, outputs: torch.Tensor) -> torch.Tensor:

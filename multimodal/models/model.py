@@ -1,4 +1,5 @@
-"""The multimodal survival network: per-modality encoders -> fusion -> survival head.
+"""The multimodal survival network: linear members plus the deep residual (encoders -> fusion ->
+head).
 
 No training code here: :mod:`multimodal.training` fits it, :mod:`multimodal.models.run` reloads it.
 """
@@ -12,14 +13,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from multimodal.config import EncoderConfig, FusionConfig, HeadConfig, resolve_head_name
-from multimodal.exceptions import ConfigError, MissingModalityError
+from multimodal.config import (
+    EncoderConfig,
+    FusionConfig,
+    HeadConfig,
+    MembersConfig,
+    resolve_head_name,
+)
+from multimodal.encoders import ENCODERS
+from multimodal.exceptions import MissingModalityError
+from multimodal.fusion import FUSIONS, modality_dropout
+from multimodal.models.members import LINEAR_KINDS, LinearMember
+from multimodal.survival.heads import HEADS
 from multimodal.types import Batch, InputSpec
 
-__all__ = ["DEFAULT_ENCODERS", "LINEAR_KINDS", "MultimodalSurvivalModel", "spec_from_dict"]
-
-#: Modality kinds that ``fusion.linear_modalities`` accepts (one dense feature vector per patient).
-LINEAR_KINDS = ("genomics", "text", "imaging")
+__all__ = [
+    "DEFAULT_ENCODERS",
+    "LINEAR_KINDS",
+    "MultimodalSurvivalModel",
+    "spec_from_dict",
+    "upgrade_state_dict",
+]
 
 #: Encoder used for a modality kind when the config names none.
 DEFAULT_ENCODERS: dict[str, str] = {
@@ -38,8 +52,27 @@ def spec_from_dict(d: dict[str, Any]) -> InputSpec:
     return InputSpec(**d)
 
 
+def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """Weights saved before linear members existed, with their keys renamed to the current ones.
+
+    ``omics_linear.<m>.weight`` becomes ``members.<m>.linear.weight`` and
+    ``linear_group_mean_<m>`` becomes ``members.<m>.group_mean``. The old key of the clinical term,
+    ``clinical_linear.weight``, does not name its modality: the model renames it when it loads
+    (:meth:`MultimodalSurvivalModel._upgrade_keys`). Current keys are returned unchanged.
+    """
+    out = {}
+    for key, value in state.items():
+        if key.startswith("omics_linear."):
+            m = key[len("omics_linear.") :].rsplit(".", 1)[0]
+            key = f"members.{m}.linear.weight"
+        elif key.startswith("linear_group_mean_"):
+            key = f"members.{key[len('linear_group_mean_') :]}.group_mean"
+        out[key] = value
+    return out
+
+
 class MultimodalSurvivalModel(nn.Module):
-    """Encoders + fusion + head, with an optional linear clinical path.
+    """Linear members + the deep residual (encoders -> fusion -> head).
 
     Parameters
     ----------
@@ -47,19 +80,19 @@ class MultimodalSurvivalModel(nn.Module):
     encoders : modality name -> EncoderConfig.
     fusion : FusionConfig.
     head : HeadConfig.
+    members : MembersConfig: which linear members exist (``clinical``, ``linear``).
     cuts : time grid for discrete-time heads (None for Cox).
-    clinical_modality : name of the clinical modality that feeds the linear path (None = no path).
+    clinical_modality : name of the clinical modality (None = no clinical member).
     endpoint : the config's endpoint; progression endpoints build their variant of ``head.name``
         (:func:`multimodal.config.resolve_head_name`, e.g. ``cox`` -> ``multitask_cox``).
 
     Notes
     -----
-    On real cohorts clinical covariates alone are strong predictors. With ``fusion.clinical_linear``
-    the head output is ``head(fusion(...)) + w . x_clinical``: a Cox-like linear clinical term plus
-    what the other modalities add beyond it. It applies to heads whose outputs shift risk
-    monotonically under a per-patient offset (``head.supports_offset``: Cox, logistic hazard);
-    heads with one Cox risk per task / cause / transition (``head.n_offsets > 1``) get one linear
-    clinical term per output column.
+    The head output is ``head(fusion(encoders(x))) + sum_m members[m](x_m)``. Linear members apply
+    to heads whose outputs shift risk monotonically under a per-patient offset
+    (``head.supports_offset``: Cox, logistic hazard); heads with one Cox risk per task / cause /
+    transition (``head.n_offsets > 1``) get one column per output. The clinical member comes
+    first; the others need it (a model without clinical covariates has no linear members).
     """
 
     def __init__(
@@ -68,15 +101,13 @@ class MultimodalSurvivalModel(nn.Module):
         encoders: dict[str, EncoderConfig],
         fusion: FusionConfig,
         head: HeadConfig,
+        members: MembersConfig | None = None,
         cuts: list[float] | None = None,
         clinical_modality: str | None = None,
         endpoint: str = "os",
     ) -> None:
         super().__init__()
-        from multimodal.encoders import ENCODERS
-        from multimodal.fusion import FUSIONS
-        from multimodal.survival.heads import HEADS
-
+        members = members or MembersConfig()
         self.modalities = list(specs)
         self.specs = specs
         self.encoders = nn.ModuleDict(
@@ -102,56 +133,94 @@ class MultimodalSurvivalModel(nn.Module):
             head_options["cuts"] = list(cuts)
         self.head = head_cls(fusion.dim, **head_options)
         self.modality_dropout_p = float(fusion.modality_dropout)
+        self.members = nn.ModuleDict()
         self.clinical_modality = None
+        n_out = int(getattr(self.head, "n_offsets", 1))
         if (
             clinical_modality in specs
             and getattr(self.head, "supports_offset", False)
-            and fusion.clinical_linear
+            and members.clinical
         ):
             spec = specs[clinical_modality]
-            n_lin = spec.n_numeric + sum(spec.cardinalities)
-            if n_lin > 0:
+            if spec.n_numeric + sum(spec.cardinalities) > 0:
                 self.clinical_modality = clinical_modality
-                n_out = int(getattr(self.head, "n_offsets", 1))
-                self.clinical_linear = nn.Linear(n_lin, n_out, bias=False)
-                nn.init.zeros_(self.clinical_linear.weight)
-        # ridge-penalised linear terms of tabular modalities, beside the clinical one
-        self.omics_linear = nn.ModuleDict()
+                self.members[clinical_modality] = LinearMember(clinical_modality, spec, n_out)
         if self.clinical_modality is not None:
-            for m in fusion.linear_modalities:
-                spec = specs.get(m)
-                if spec is None:  # not used in this run (e.g. a single-modality model)
-                    continue
-                if spec.tokens or not spec.in_features or spec.kind not in LINEAR_KINDS:
-                    raise ConfigError(
-                        f"fusion.linear_modalities: {m!r} ({spec.kind}"
-                        f"{', token sets' if spec.tokens else ''}) cannot get a linear term; "
-                        "it takes one feature vector per patient (genomics, text with a "
-                        "pooled-embedding encoder such as text_mlp, or frozen image embeddings "
-                        "with image_embedding). Remove it from the list."
-                    )
-                n_in = int(spec.in_features)
-                if fusion.linear_group_means and spec.kind == "genomics" and spec.groups:
-                    # the linear term sees one score per group (the mean of its z-scored features)
-                    avg = torch.zeros(n_in, len(spec.groups))
-                    for j, cols in enumerate(spec.groups):
-                        if cols:
-                            avg[list(cols), j] = 1.0 / len(cols)
-                    self.register_buffer(f"linear_group_mean_{m}", avg)
-                    n_in = len(spec.groups)
-                layer = nn.Linear(n_in, self.clinical_linear.out_features, bias=False)
-                nn.init.zeros_(layer.weight)
-                self.omics_linear[m] = layer
+            for m in members.linear:
+                if m in specs and m not in self.members:  # absent: not used in this run
+                    self.members[m] = LinearMember(m, specs[m], n_out, members.group_means)
+        self._register_load_state_dict_pre_hook(self._upgrade_keys)
 
-    # ------------------------------------------------------------------ forward
-    def _clinical_design(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        spec = self.specs[self.clinical_modality]
-        parts = []
-        if spec.n_numeric:
-            parts.append(x["numeric"].float())
-        for j, card in enumerate(spec.cardinalities):
-            parts.append(nn.functional.one_hot(x["categorical"][:, j].long(), card).float())
-        return torch.cat(parts, dim=1)
+    def _upgrade_keys(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Load weights saved before linear members existed (see :func:`upgrade_state_dict`)."""
+        old = f"{prefix}clinical_linear.weight"
+        if old in state_dict and self.clinical_modality is not None:
+            state_dict[f"{prefix}members.{self.clinical_modality}.linear.weight"] = state_dict.pop(
+                old
+            )
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new = prefix + next(iter(upgrade_state_dict({key[len(prefix) :]: None})))
+            if new != key:
+                state_dict[new] = state_dict.pop(key)
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def linear_members(self) -> dict[str, LinearMember]:
+        """Modality -> its linear member (the clinical one first)."""
+        return dict(self.members.items())
+
+    def embed(self, inputs: dict[str, Any], modalities: list[str] | None = None) -> dict[str, Any]:
+        """Encoder outputs: modality -> (B, D) tensor or TokenSet."""
+        return {m: self.encoders[m](inputs[m]) for m in modalities or self.modalities}
+
+    def linear_designs(
+        self, inputs: dict[str, Any], mask: dict[str, torch.Tensor]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Inputs of the linear members: modality -> (design (B, p) float, presence (B,) float)."""
+        return {m: (lm.design(inputs[m]), mask[m].float()) for m, lm in self.members.items()}
+
+    def member_outputs(
+        self, inputs: dict[str, Any], mask: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Each linear member's contribution: modality -> (B, n_outputs)."""
+        return {m: lm(inputs[m], mask[m]) for m, lm in self.members.items()}
+
+    def fusion_mask(self, mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The modalities the fusion sees: ``mask``, with modality dropout while training (a
+        present modality is hidden at random, never a sample's last one)."""
+        fused = {m: mask[m] for m in self.modalities}
+        if self.training and self.modality_dropout_p > 0:
+            fused = modality_dropout(fused, self.modality_dropout_p)
+        return fused
+
+    def combine(
+        self,
+        embeddings: dict[str, Any],
+        inputs: dict[str, Any],
+        mask: dict[str, torch.Tensor],
+        fused_mask: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Head outputs from encoder outputs (deep residual) and raw inputs (linear members).
+
+        ``mask`` (modality -> (B,) bool, False = missing or hidden) applies to both parts;
+        ``fused_mask`` (default :meth:`fusion_mask` of ``mask``) is what the fusion sees, so that
+        modality dropout hides modalities from the fusion, never from the linear members.
+        Explanations call this with precomputed ``embeddings`` and a mask that hides modalities,
+        so a hidden modality loses its deep and its linear share alike.
+        """
+        if fused_mask is None:
+            fused_mask = self.fusion_mask(mask)
+        outputs = self.head(self.fusion(embeddings, fused_mask))
+        total: torch.Tensor | float = 0.0
+        for j, offset in enumerate(self.member_outputs(inputs, mask).values()):
+            if offset.shape[-1] == 1:  # one column, shared by every output column
+                offset = offset.squeeze(-1)
+                offset = offset if outputs.dim() == 1 else offset.unsqueeze(-1)
+            if j == 0:  # the clinical member
+                outputs = outputs + offset
+            else:
+                total = total + offset
+        return outputs + total if len(self.members) > 1 else outputs
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Head outputs for a batch: (B,) risk for Cox, (B, T) logits for discrete heads."""
@@ -160,56 +229,14 @@ class MultimodalSurvivalModel(nn.Module):
             raise MissingModalityError(
                 f"batch lacks modalities {missing}; the model was built for {self.modalities}"
             )
-        mask = {m: batch.mask[m] for m in self.modalities}
-        if self.training and self.modality_dropout_p > 0:
-            from multimodal.fusion import modality_dropout
-
-            mask = modality_dropout(mask, self.modality_dropout_p)
-        embeddings = {m: self.encoders[m](batch.inputs[m]) for m in self.modalities}
-        outputs = self.head(self.fusion(embeddings, mask))
-        if self.clinical_modality is not None:
-            m = self.clinical_modality
-            offset = self.clinical_linear(self._clinical_design(batch.inputs[m]))
-            offset = offset * batch.mask[m].to(offset.dtype).unsqueeze(-1)  # true mask, no dropout
-            if offset.shape[-1] == 1:  # one offset, shared by every output column
-                offset = offset.squeeze(-1)
-                outputs = outputs + (offset if outputs.dim() == 1 else offset.unsqueeze(-1))
-            else:  # one offset per output column (task, cause or transition)
-                outputs = outputs + offset
-            outputs = outputs + self._omics_offset(batch, outputs)
-        return outputs
-
-    def linear_design(self, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Inputs of the linear paths: modality -> (design (B, p) float, presence (B,) float)."""
-        out = {}
-        if self.clinical_modality is not None:
-            m = self.clinical_modality
-            out[m] = (self._clinical_design(batch.inputs[m]), batch.mask[m].float())
-        for m in self.omics_linear:
-            out[m] = (self._linear_input(batch, m), batch.mask[m].float())
-        return out
-
-    def _linear_input(self, batch: Batch, m: str) -> torch.Tensor:
-        """Design of modality ``m``'s linear term: its features, or its group means."""
-        x = batch.inputs[m].float().reshape(batch.inputs[m].shape[0], -1)
-        avg = getattr(self, f"linear_group_mean_{m}", None)
-        return x @ avg if avg is not None else x
-
-    def _omics_offset(self, batch: Batch, outputs: torch.Tensor) -> torch.Tensor | float:
-        total: torch.Tensor | float = 0.0
-        for m, layer in self.omics_linear.items():
-            x = self._linear_input(batch, m)
-            off = layer(x) * batch.mask[m].to(x.dtype).unsqueeze(-1)
-            if off.shape[-1] == 1:
-                off = off.squeeze(-1)
-                off = off if outputs.dim() == 1 else off.unsqueeze(-1)
-            total = total + off
-        return total
+        fused_mask = self.fusion_mask(batch.mask)  # drawn before the encoders' dropout
+        return self.combine(self.embed(batch.inputs), batch.inputs, batch.mask, fused_mask)
 
     def describe(self) -> dict[str, Any]:
         return {
             "modalities": self.modalities,
             "specs": {m: asdict(s) for m, s in self.specs.items()},
             "clinical_modality": self.clinical_modality,
+            "members": list(self.members),
             "n_parameters": int(sum(p.numel() for p in self.parameters())),
         }

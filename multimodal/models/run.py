@@ -8,7 +8,6 @@ before averaging, because Cox risks are only defined up to a constant.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from multimodal.config import Config, EncoderConfig
 from multimodal.exceptions import RunFolderError
+from multimodal.models.inference import head_outputs, prediction_columns
 from multimodal.models.model import MultimodalSurvivalModel, spec_from_dict
-from multimodal.training.endpoints import PROGRESSION_ENDPOINTS, endpoint_predictions
+from multimodal.runfolder import RunFolder
+from multimodal.survival.endpoints import get_endpoint
 from multimodal.training.preprocess import PIPELINES, FoldData, PreprocessContext
 from multimodal.training.stores import DenseStore, DictStore, ModalityStore, TokenStore
 from multimodal.types import InputSpec
@@ -100,7 +100,9 @@ class TrainedModel:
     def modalities(self) -> list[str]:
         return self.folds[0].model.modalities
 
-    def _fold_data(self, fm: FoldModel, cohort: Any, ids: list[str]) -> FoldData:
+    def fold_data(self, fm: FoldModel, cohort: Any, ids: list[str]) -> FoldData:
+        """Patients ``ids`` of ``cohort`` preprocessed with fold model ``fm``'s fitted pipelines
+        (a modality the cohort lacks is all-missing); outcomes where the cohort has them."""
         stores = {}
         for m in fm.model.modalities:
             if m in getattr(cohort, "sources", {}):
@@ -130,44 +132,39 @@ class TrainedModel:
         Progression endpoints (multitask, competing, multistate) add their named risks and curves
         (``risk_os``, ``surv_pfs_<t>``, ``cif_progression_<t>``, ``state_<state>_<t>``, ...) and
         ``p_progression_<h>`` at ``horizons`` (default ``eval.horizons``); see
-        :mod:`multimodal.training.endpoints`.
+        :mod:`multimodal.survival.endpoints`.
         """
-        from multimodal.training.fold import _outputs, head_risk, head_survival
-
         times = list(times) if times is not None else list(self.times)
         horizons = list(horizons) if horizons is not None else list(self.config.eval.horizons)
         ids = [str(i) for i in cohort.patients.index]
         grid = np.unique(
             np.concatenate([times, np.linspace(0, max(self._max_time(), max(times)), 200)])
         )
-        risks, survs, named, curves = [], [], [], []
+        endpoint = get_endpoint(self.endpoint)
+        risks: list[dict[str, np.ndarray]] = []
+        curves: list[dict[str, np.ndarray]] = []
         for fm in self.folds:
-            out = _outputs(fm.model, self._fold_data(fm, cohort, ids), self.device, "32")
-            if self.endpoint in PROGRESSION_ENDPOINTS:
-                r, c = endpoint_predictions(self.endpoint, fm.model.head, out, grid, horizons)
-                risks.append(r.pop("risk") - fm.risk_center)
-                survs.append(c.pop("surv"))
-                named.append({k: v - fm.risk_centers.get(k, 0.0) for k, v in r.items()})
-                curves.append(c)
-            else:
-                risks.append(head_risk(fm.model, out) - fm.risk_center)
-                survs.append(head_survival(fm.model, out, grid))
-        risk = np.mean(risks, axis=0)
-        surv = np.mean(survs, axis=0)
-        frame = pd.DataFrame({"patient_id": ids, "risk": risk})
-        at = {t: int(np.searchsorted(grid, t)) for t in times}
-        for t in times:
-            frame[f"surv_{t:g}"] = surv[:, at[t]]
-        for key in named[0] if named else []:
-            frame[key] = np.mean([n[key] for n in named], axis=0)
-        for prefix in curves[0] if curves else []:
-            mean = np.mean([c[prefix] for c in curves], axis=0)
-            if prefix == "p_progression":
-                for j, h in enumerate(horizons):
-                    frame[f"{prefix}_{h:g}"] = mean[:, j]
-            else:
-                for t in times:
-                    frame[f"{prefix}_{t:g}"] = mean[:, at[t]]
+            out = head_outputs(fm.model, self.fold_data(fm, cohort, ids), self.device, "32")
+            r, c = endpoint.predictions(fm.model.head, out, grid, horizons)
+            # Cox risks are defined up to a constant: centre each fold model on its training mean
+            r = {
+                k: v - (fm.risk_center if k == "risk" else fm.risk_centers.get(k, 0.0))
+                for k, v in r.items()
+            }
+            risks.append(r)
+            curves.append(c)
+        at = np.searchsorted(grid, times)
+        mean_risks = {k: np.mean([r[k] for r in risks], axis=0) for k in risks[0]}
+        mean_curves = {
+            k: np.mean([c[k] for c in curves], axis=0)[
+                :, at if k != "p_progression" else slice(None)
+            ]
+            for k in curves[0]
+        }
+        frame = pd.DataFrame(
+            {"patient_id": ids, **prediction_columns(mean_risks, mean_curves, times, horizons)}
+        )
+        surv = np.mean([c["surv"] for c in curves], axis=0)
         frame["median_survival"] = median_survival(surv, grid)
         frame["modalities_present"] = [
             ",".join(
@@ -249,75 +246,74 @@ class TrainedModel:
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
-    """Rebuild a trained run from its folder (``config.yaml`` + ``model/fold_<k>/``)."""
-    from multimodal.training.checkpoint import load_weights
+    """Rebuild a trained run from its folder (``config.yaml`` + ``model/fold_<k>/``).
 
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise RunFolderError(
-            f"{run_dir} is not a run folder: config.yaml is missing. Train one with "
-            "`multimodal train --config CONFIG --out RUN_DIR`."
-        )
+    Run folders of earlier releases load too: their config keys are moved to the current ones
+    (:func:`multimodal.config.upgrade_legacy_config`) and their weight names renamed
+    (:func:`multimodal.models.model.upgrade_state_dict`).
+    """
+    run = RunFolder(run_dir).require()
+    raw = run.read_config_raw()
+    raw.pop("_meta", None)
     try:
-        raw = yaml.safe_load(cfg_path.read_text())
-        if not isinstance(raw, dict):
-            raise ValueError("it does not hold a mapping")
-        raw.pop("_meta", None)
         config = Config.model_validate(raw)
-    except (
-        OSError,
-        ValueError,
-        yaml.YAMLError,
-    ) as exc:  # pydantic's ValidationError is a ValueError
-        raise RunFolderError(f"{cfg_path} cannot be read as a run config: {exc}") from None
-    fold_dirs = sorted((run_dir / "model").glob("fold_*/fold.json"))
-    if not fold_dirs:
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise RunFolderError(
-            f"{run_dir}/model holds no finished fold (fold_<k>/fold.json); was training interrupted? Re-run the same train command to resume it."
+            f"{run.config_path} cannot be read as a run config: {exc}. If it was written by a "
+            "newer release of multimodal, load it with that release."
+        ) from None
+    finished = run.finished_folds()
+    if not finished:
+        raise RunFolderError(
+            f"{run.model_dir} holds no finished fold (fold_<k>/fold.json); was training "
+            "interrupted? Re-run the same train command to resume it."
         )
     folds, times = [], []
     ctx = PreprocessContext.from_config(config)  # shared: one text model for every fold
-    for done in fold_dirs:
-        folder = done.parent
-        try:
-            meta = json.loads((folder / "model.json").read_text())
-            prep = json.loads((folder / "preprocess.json").read_text())
-            times = json.loads(done.read_text())["eval_times"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise RunFolderError(f"{folder}: cannot read the fold's files ({exc})") from None
-        try:
-            specs = {m: spec_from_dict(s) for m, s in meta["specs"].items()}
-        except (KeyError, TypeError) as exc:
-            raise RunFolderError(f"{folder}/model.json is incomplete ({exc})") from None
+    for k in finished:
+        folds.append(_load_fold(run, k, config, ctx, device))
+        times = run.read_fold_result(k)["eval_times"]
+    return TrainedModel(run.path, config, folds, times, device)
+
+
+def _load_fold(
+    run: RunFolder, k: int, config: Config, ctx: PreprocessContext, device: str
+) -> FoldModel:
+    folder = run.fold_dir(k)
+    meta, prep = run.read_fold_meta(k), run.read_fold_preprocess(k)
+    try:
+        specs = {m: spec_from_dict(s) for m, s in meta["specs"].items()}
         pipes = {
             m: PIPELINES.get(p["kind"])(ctx, p["encoder"]).load_state(p["state"])
             for m, p in prep.items()
         }
-        enc = {
-            m: config.encoders.get(m) or EncoderConfig(name=p["encoder"]) for m, p in prep.items()
-        }
-        model = MultimodalSurvivalModel(
-            specs,
-            enc,
-            config.fusion,
-            config.head,
-            cuts=meta.get("cuts"),
-            clinical_modality=meta.get("clinical_modality"),
-            endpoint=config.endpoint,
-        )
-        try:
-            load_weights(model, folder)
-        except Exception as exc:  # missing/corrupt safetensors, or weights of another model
-            raise RunFolderError(f"{folder}/weights.safetensors cannot be loaded: {exc}") from None
-        model.to(device).eval()
-        folds.append(
-            FoldModel(
-                int(meta["fold"]),
-                model,
-                pipes,
-                float(meta.get("risk_center", 0.0)),
-                dict(meta.get("risk_centers") or {}),
-            )
-        )
-    return TrainedModel(run_dir, config, folds, times, device)
+    except (KeyError, TypeError) as exc:
+        raise RunFolderError(
+            f"{folder}: model.json or preprocess.json is incomplete ({exc})"
+        ) from None
+    enc = {m: config.encoders.get(m) or EncoderConfig(name=p["encoder"]) for m, p in prep.items()}
+    model = MultimodalSurvivalModel(
+        specs,
+        enc,
+        config.fusion,
+        config.head,
+        members=config.members,
+        cuts=meta.get("cuts"),
+        clinical_modality=meta.get("clinical_modality"),
+        endpoint=config.endpoint,
+    )
+    try:
+        model.load_state_dict(run.read_fold_weights(k))
+    except RuntimeError as exc:  # weights of another model (shapes, names)
+        raise RunFolderError(
+            f"{folder}/weights.safetensors does not fit the model its config builds: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    model.to(device).eval()
+    return FoldModel(
+        int(meta["fold"]),
+        model,
+        pipes,
+        float(meta.get("risk_center", 0.0)),
+        dict(meta.get("risk_centers") or {}),
+    )

@@ -15,7 +15,7 @@ from multimodal.survival.discrete import (
     pmf_nll,
 )
 from multimodal.survival.heads import HEADS
-from multimodal.survival.losses import LOSS_STATS, CoxPartialLikelihoodLoss, cox_nll
+from multimodal.survival.losses import CoxPartialLikelihoodLoss, cox_nll, track_loss_stats
 from multimodal.survival.metrics import (
     bootstrap_ci,
     brier_score,
@@ -28,7 +28,6 @@ from multimodal.survival.metrics import (
 
 __all__ = [
     "HEADS",
-    "LOSS_STATS",
     "CoxPartialLikelihoodLoss",
     "bootstrap_ci",
     "breslow_baseline",

@@ -12,8 +12,11 @@ the graph. Efron's formula is checked against ``lifelines.CoxPHFitter`` in the t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,11 +26,11 @@ from torch import nn
 from multimodal.registry import did_you_mean
 
 __all__ = [
-    "LOSS_STATS",
     "CoxPartialLikelihoodLoss",
     "LossStats",
     "cox_nll",
     "resolve_option",
+    "track_loss_stats",
 ]
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ Reduction = Literal["mean", "sum"]
 
 @dataclass
 class LossStats:
-    """Counters the trainer can read and report (thread-safe increments).
+    """Counters of the loss calls made inside :func:`track_loss_stats` (thread-safe increments).
 
     Attributes
     ----------
@@ -55,13 +58,32 @@ class LossStats:
             return self.no_event_batches
 
     def reset(self) -> None:
-        """Set every counter back to zero (e.g. at the start of an epoch)."""
+        """Set every counter back to zero."""
         with self._lock:
             self.no_event_batches = 0
 
 
-#: Module-level counters; ``LOSS_STATS.no_event_batches`` after an epoch, ``LOSS_STATS.reset()``.
-LOSS_STATS = LossStats()
+#: The counters of the innermost :func:`track_loss_stats` block (none outside one): the trainer
+#: owns them, the losses only report to whoever listens.
+_ACTIVE_STATS: contextvars.ContextVar[LossStats | None] = contextvars.ContextVar(
+    "multimodal_loss_stats", default=None
+)
+
+
+@contextlib.contextmanager
+def track_loss_stats(stats: LossStats | None = None) -> Iterator[LossStats]:
+    """Count what the losses report (no-event batches) inside this block.
+
+    >>> with track_loss_stats() as stats:  # doctest: +SKIP
+    ...     loss = cox_nll(risk, time, event)
+    >>> stats.no_event_batches  # doctest: +SKIP
+    """
+    stats = stats if stats is not None else LossStats()
+    token = _ACTIVE_STATS.set(stats)
+    try:
+        yield stats
+    finally:
+        _ACTIVE_STATS.reset(token)
 
 
 def resolve_option(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -76,12 +98,13 @@ def resolve_option(name: str, value: str, choices: tuple[str, ...]) -> str:
 
 def no_event_zero(reference: torch.Tensor, where: str) -> torch.Tensor:
     """Zero loss that keeps the graph of ``reference``; records and logs the no-event batch."""
-    count = LOSS_STATS.record_no_event()
+    stats = _ACTIVE_STATS.get()
+    count = stats.record_no_event() if stats is not None else None
     logger.warning(
-        "%s: batch has no observed event; returning a zero loss (no-event batches so far: %d). "
+        "%s: batch has no observed event; returning a zero loss%s. "
         "Use an event-balanced sampler or a larger batch to make this rare.",
         where,
-        count,
+        f" (no-event batches so far: {count})" if count is not None else "",
     )
     return reference.float().sum() * 0.0
 
@@ -163,7 +186,7 @@ def cox_nll(
     -------
     Tensor, shape ()
         float32 loss. A batch without events returns ``risk.sum() * 0.0`` (keeps the graph, no NaN),
-        logs a warning and increments ``LOSS_STATS.no_event_batches``.
+        logs a warning and counts it in the active :func:`track_loss_stats` block.
 
     Notes
     -----

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from multimodal.registry import Registry
+from multimodal.survival.endpoints import get_endpoint
 from multimodal.training.stores import DenseStore, DictStore, ModalityStore, TokenStore
 from multimodal.types import Batch, InputSpec
 
@@ -31,25 +32,11 @@ __all__ = [
     "PreprocessContext",
     "build_fold_data",
     "default_cache_dir",
-    "endpoint_columns",
 ]
 
 log = logging.getLogger(__name__)
 
 PIPELINES: Registry[type[ModalityPipeline]] = Registry("modality pipeline")
-
-
-def endpoint_columns(endpoint: str) -> tuple[str, str]:
-    """Patient-table columns (time, event) of an endpoint; for the progression endpoints, those of
-    the outcome whose event times set the reporting grid (OS; competing: PFS)."""
-    return {
-        "os": ("time", "event"),
-        "pfs": ("pfs_time", "pfs_event"),
-        "dss": ("dss_time", "dss_event"),
-        "multitask": ("time", "event"),
-        "competing": ("pfs_time", "pfs_event"),
-        "multistate": ("time", "event"),
-    }[endpoint]
 
 
 @dataclass
@@ -516,7 +503,7 @@ class FoldData:
     strata: np.ndarray | None = None
     outcomes: dict[str, np.ndarray] | None = None
     """Progression endpoints: ``os_time``, ``os_event``, ``pfs_time``, ``pfs_event`` and, for
-    competing/multistate, ``event_type`` (see :mod:`multimodal.training.endpoints`)."""
+    competing/multistate, ``event_type`` (see :mod:`multimodal.survival.endpoints`)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -585,9 +572,7 @@ def build_fold_data(
     endpoint: str = "os",
 ) -> FoldData:
     """Transform patients ``ids`` of ``cohort`` with fitted pipelines."""
-    from multimodal.training.endpoints import outcome_arrays
-
     pt = cohort.patients.loc[ids]
-    time, event, outcomes = outcome_arrays(pt, endpoint)
+    time, event, outcomes = get_endpoint(endpoint).outcome_arrays(pt)
     stores = {m: p.transform(cohort.sources[m], list(ids)) for m, p in pipelines.items()}
     return FoldData(ids=list(ids), time=time, event=event, stores=stores, outcomes=outcomes)

@@ -9,7 +9,6 @@ the benchmark and the tuner all call this function.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,32 +19,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
-import multimodal
-from multimodal.config import SINGLE_ENDPOINTS, Config, load_config
-from multimodal.evaluation.report import summarise_folds
+from multimodal._version import __version__
+from multimodal.config import Config, EncoderConfig, load_config
+from multimodal.evaluation.report import run_metrics
 from multimodal.exceptions import ConfigError, MissingModalityError
 from multimodal.models.model import DEFAULT_ENCODERS
-from multimodal.training import checkpoint as ckpt
+from multimodal.registry import did_you_mean
+from multimodal.runfolder import RunFolder
+from multimodal.survival.endpoints import get_endpoint
 from multimodal.training import distributed as dist_utils
 from multimodal.training.fold import FoldOutcome, run_fold
-from multimodal.training.preprocess import PreprocessContext, endpoint_columns
+from multimodal.training.loop import EpochInfo
+from multimodal.training.preprocess import PreprocessContext
+from multimodal.training.provenance import data_fingerprint, git_sha
 
-__all__ = ["EpochInfo", "TrainResult", "select_device", "train"]
+__all__ = ["EpochInfo", "TrainResult", "cohort_folds", "select_device", "train", "trainable_cohort"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EpochInfo:
-    """Passed to callbacks after every epoch (raise to stop, e.g. Optuna pruning)."""
-
-    fold: int
-    epoch: int
-    train_loss: float
-    es_c_index: float
-    best_c_index: float
 
 
 @dataclass
@@ -91,8 +82,6 @@ def _select_modalities(cfg: Config, cohort: Any) -> list[str]:
     wanted = cfg.data.modalities or available
     unknown = [m for m in wanted if m not in available]
     if unknown:
-        from multimodal.registry import did_you_mean
-
         hints = "".join(did_you_mean(m, available) for m in unknown)
         raise MissingModalityError(
             f"data.modalities names {unknown}, which the cohort does not have.{hints} "
@@ -105,8 +94,6 @@ def _select_modalities(cfg: Config, cohort: Any) -> list[str]:
 
 
 def _encoder_configs(cfg: Config, cohort: Any, modalities: list[str]) -> dict[str, Any]:
-    from multimodal.config import EncoderConfig
-
     out = {}
     for m in modalities:
         kind = cohort.sources[m].kind
@@ -114,7 +101,9 @@ def _encoder_configs(cfg: Config, cohort: Any, modalities: list[str]) -> dict[st
     return out
 
 
-def _folds(cfg: Config, cohort: Any) -> list[Any]:
+def cohort_folds(cfg: Config, cohort: Any) -> list[Any]:
+    """The cross-validation folds the config asks for (``data.split``, ``data.folds``,
+    ``data.group_by``, ``data.fold_indices``): what :func:`train` and the tuner run."""
     if cfg.data.split:
         split = Path(cfg.data.split)
         folds = (
@@ -133,7 +122,7 @@ def _folds(cfg: Config, cohort: Any) -> list[Any]:
 def _eval_times(cfg: Config, cohort: Any) -> list[float]:
     if cfg.eval.times:
         return sorted(float(t) for t in cfg.eval.times)
-    tcol, ecol = endpoint_columns(cfg.endpoint)
+    tcol, ecol = get_endpoint(cfg.endpoint).grid_columns
     pt = cohort.patients
     ev = pt.loc[pt[ecol].astype(bool), tcol].dropna().to_numpy(dtype=float)
     if len(ev) == 0:
@@ -145,10 +134,10 @@ def _eval_times(cfg: Config, cohort: Any) -> list[float]:
     return [float(round(t, 4)) for t in np.unique(np.quantile(ev, qs))]
 
 
-def _drop_missing_endpoint(cohort: Any, endpoint: str) -> Any:
-    from multimodal.training.endpoints import required_columns
-
-    cols = list(required_columns(endpoint))
+def trainable_cohort(cohort: Any, endpoint: str) -> Any:
+    """``cohort`` without the patients that lack the endpoint's outcome columns (logged); a
+    ConfigError when the patient table lacks a column altogether."""
+    cols = list(get_endpoint(endpoint).required_columns)
     pt = cohort.patients
     lacking = [c for c in cols if c not in pt]
     if lacking:
@@ -163,15 +152,15 @@ def _drop_missing_endpoint(cohort: Any, endpoint: str) -> Any:
     return cohort
 
 
-def _write_config(run_dir: Path, cfg: Config, cohort: Any, modalities: list[str]) -> None:
+def _write_config(folder: RunFolder, cfg: Config, cohort: Any, modalities: list[str]) -> None:
     resolved = cfg.to_dict()
     resolved["_meta"] = {
-        "package_version": multimodal.__version__,
-        "git_sha": ckpt.git_sha(),
+        "package_version": __version__,
+        "git_sha": git_sha(),
         "torch_version": str(torch.__version__),
         "seed": cfg.train.seed,
         "modalities": modalities,
-        "data_fingerprint": ckpt.data_fingerprint(cohort, modalities),
+        "data_fingerprint": data_fingerprint(cohort, modalities),
         # where the cohort's files are when it came as an object (data.cohort is then empty):
         # the dashboard and `predict` users find it from here
         "cohort_path": str(Path(cohort.root).resolve())
@@ -179,7 +168,7 @@ def _write_config(run_dir: Path, cfg: Config, cohort: Any, modalities: list[str]
         else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    ckpt.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    folder.write_config(resolved)
 
 
 def train(
@@ -212,9 +201,10 @@ def train(
         from multimodal.data.cohort import Cohort
 
         cohort = Cohort.load(cfg.data.cohort)
-    cohort = _drop_missing_endpoint(cohort, cfg.endpoint)
+    cohort = trainable_cohort(cohort, cfg.endpoint)
     run_dir = Path(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir)
     device = select_device(cfg.train.device)
     distributed = dist_utils.init_distributed(device)
     if cfg.train.batch_size < dist_utils.world_size():
@@ -224,10 +214,10 @@ def train(
         )
     modalities = _select_modalities(cfg, cohort)
     enc_cfgs = _encoder_configs(cfg, cohort, modalities)
-    folds = _folds(cfg, cohort)
+    folds = cohort_folds(cfg, cohort)
     times = _eval_times(cfg, cohort)
     if dist_utils.is_main():
-        _write_config(run_dir, cfg, cohort, modalities)
+        _write_config(folder, cfg, cohort, modalities)
     ctx = PreprocessContext.from_config(cfg)
     log.info(
         "training %s on %d patients, modalities %s, %d folds, device %s%s",
@@ -239,26 +229,25 @@ def train(
         f", {dist_utils.world_size()} ranks" if distributed else "",
     )
     outcomes = [
-        run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx, times, device, run_dir, callbacks)
+        run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx, times, device, folder, callbacks)
         for fold in folds
     ]
-    return _finish(run_dir, cfg, outcomes, modalities)
+    return _finish(folder, cfg, outcomes, modalities)
 
 
 def _finish(
-    run_dir: Path, cfg: Config, outcomes: list[FoldOutcome], modalities: list[str]
+    folder: RunFolder, cfg: Config, outcomes: list[FoldOutcome], modalities: list[str]
 ) -> TrainResult:
     predictions = pd.concat([o.predictions for o in outcomes], ignore_index=True)
     history = pd.concat([o.history for o in outcomes], ignore_index=True)
-    per_fold = [o.metrics for o in outcomes]
-    metrics: dict[str, Any] = {"endpoint": cfg.endpoint, "modalities": modalities}
-    metrics.update(summarise_folds(per_fold))
-    if cfg.endpoint in SINGLE_ENDPOINTS:  # progression endpoints have c_index_<name> per endpoint
-        metrics[f"c_index_{cfg.endpoint}"] = metrics["c_index"]
-    metrics["folds"] = per_fold
-    metrics["eval_times"] = outcomes[0].eval_times if outcomes else []
+    metrics: dict[str, Any] = {
+        "endpoint": cfg.endpoint,
+        "modalities": modalities,
+        **run_metrics(cfg.endpoint, [o.metrics for o in outcomes]),
+        "eval_times": outcomes[0].eval_times if outcomes else [],
+    }
     if dist_utils.is_main():
-        predictions.to_csv(run_dir / "predictions.csv", index=False)
-        history.to_csv(run_dir / "history.csv", index=False)
-        ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    return TrainResult(run_dir, cfg, metrics, predictions, history, outcomes)
+        folder.write_predictions(predictions)
+        folder.write_history(history)
+        folder.write_metrics(metrics)
+    return TrainResult(folder.path, cfg, metrics, predictions, history, outcomes)

@@ -33,7 +33,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from multimodal.config import Config, EncoderConfig, load_config, read_yaml_mapping
+from multimodal.config import (
+    MOVED_KEYS,
+    Config,
+    EncoderConfig,
+    load_config,
+    read_yaml_mapping,
+)
 from multimodal.exceptions import ConfigError
 from multimodal.registry import did_you_mean
 
@@ -266,6 +272,9 @@ def check_config_path(path: str) -> None:
         part, here = parts[i], ".".join(parts[: i + 1])
         field = model.model_fields.get(part)
         if field is None:
+            moved = MOVED_KEYS.get(tuple(parts[i - 1 : i + 1])) if i == 1 else None
+            if moved:
+                raise ConfigError(f"{here}: this key moved to {'.'.join(moved)}")
             raise ConfigError(
                 f"{here}: unknown config key.{did_you_mean(part, model.model_fields)} "
                 f"Keys here: {', '.join(model.model_fields)}"
