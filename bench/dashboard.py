@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from multimodal.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app" / "dashboard.py")
@@ -26,10 +27,8 @@ APP = str(ROOT / "app" / "dashboard.py")
 
 def synthetic_run(folder: Path, n: int, folds: int = 5, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(
-        yaml.safe_dump({"endpoint": "os", "_meta": {"modalities": ["clinical"]}})
-    )
+    run = RunFolder(folder)
+    run.write_config({"endpoint": "os", "_meta": {"modalities": ["clinical"]}})
     x = rng.normal(size=n)
     time_ = rng.exponential(30 * np.exp(-0.8 * x))
     event = rng.random(n) < 0.65
@@ -50,13 +49,13 @@ def synthetic_run(folder: Path, n: int, folds: int = 5, seed: int = 0) -> Path:
         frame["fold"] = k
         frame["split"] = np.where(fold_of == k, "val", "train")
         parts.append(frame)
-    pd.concat(parts).to_csv(folder / "predictions.csv", index=False)
+    run.write_predictions(pd.concat(parts, ignore_index=True))
     metrics = {
         "endpoint": "os",
         "c_index": 0.7,
         "folds": [{"fold": k, "c_index": 0.7, "ibs": 0.18} for k in range(folds)],
     }
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    run.write_metrics(metrics)
     return folder
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -39,6 +38,7 @@ from _common import write_section
 import multimodal
 from multimodal.evaluation.compare import format_mean_std, mean_std
 from multimodal.evaluation.progression_baselines import run_progression_baselines
+from multimodal.runfolder import RunFolder
 from multimodal.survival.competing import cause_specific_c_index, first_event
 from multimodal.survival.metrics import harrell_c
 
@@ -68,8 +68,9 @@ def eval_times(patients: pd.DataFrame, n: int = 10) -> list[float]:
 
 def deep_fold_metrics(run_dir: Path, model: str, patients: pd.DataFrame) -> pd.DataFrame:
     """Per-fold C-indices of one run against the cohort's OS, PFI and first-event labels."""
-    preds = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
-    folds = {f["fold"]: f for f in json.loads((run_dir / "metrics.json").read_text())["folds"]}
+    run = RunFolder(run_dir)
+    preds = run.read_predictions()
+    folds = {f["fold"]: f for f in run.read_metrics()["folds"]}
     os_col, pfi_col, prog_col = RISK_COLUMNS[model]
     rows = []
     for k, part in preds[preds.split == "val"].groupby("fold"):

@@ -279,8 +279,8 @@ def _trainer_config(s: Settings, split_dir: Path, device: str) -> dict[str, Any]
             "dim": 64,
             "dropout": 0.0,
             "modality_dropout": 0.0,
-            "clinical_linear": False,
         },
+        "members": {"clinical": False, "clinical_penalty": None},
         "head": {"name": "cox", "ties": "breslow"},
         "train": {
             "epochs": s.trainer_epochs,
@@ -291,7 +291,6 @@ def _trainer_config(s: Settings, split_dir: Path, device: str) -> dict[str, Any]
             "refit": False,
             "event_balanced": False,
             "grad_clip": None,
-            "clinical_warm_start": None,
             "precision": "32",
             "device": device,
             "progress": False,
@@ -427,7 +426,9 @@ def bench_trainer(s: Settings, device: str, workdir: Path) -> dict[str, Any]:
 def _trained_model_params(result) -> list[torch.Tensor]:
     from safetensors.torch import load_file
 
-    weights = result.run_dir / "model" / "fold_0" / "weights.safetensors"
+    from multimodal.runfolder import RunFolder
+
+    weights = RunFolder(result.run_dir).fold_dir(0) / RunFolder.FOLD_WEIGHTS
     state = load_file(str(weights))
     return [v for k, v in state.items() if "baseline" not in k]
 

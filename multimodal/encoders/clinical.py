@@ -11,6 +11,7 @@ The clinical input of a batch is a dict (see :class:`multimodal.types.Batch`)::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from torch import nn
 from multimodal.encoders.base import ENCODERS, Encoder, check_options, make_mlp
 from multimodal.exceptions import ConfigError, DataError, LeakageError
 from multimodal.types import InputSpec, is_outcome_column
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ClinicalMLPEncoder", "ClinicalPreprocessor", "embedding_dim", "linear_inputs"]
 
@@ -216,7 +219,23 @@ class ClinicalPreprocessor:
         cat = np.zeros((len(df), len(self.categorical)), dtype=np.int64)
         for j, c in enumerate(self.categorical):
             index = {lv: i + 1 for i, lv in enumerate(self.levels_[c])}
-            cat[:, j] = [index.get(_level(v), 0) for v in df[c]]
+            levels = [_level(v) for v in df[c]]
+            cat[:, j] = [index.get(lv, 0) for lv in levels]
+            unseen = [
+                (pid, lv) for pid, lv in zip(df.index, levels) if lv is not None and lv not in index
+            ]
+            if unseen:
+                names = sorted({lv for _, lv in unseen})
+                log.warning(
+                    "clinical column %r: level(s) %s were not seen in the training patients "
+                    "(%d patient(s), e.g. %s); they are treated as unknown, like a missing value. "
+                    "Known levels: %s",
+                    c,
+                    ", ".join(repr(v) for v in names[:5]),
+                    len(unseen),
+                    ", ".join(str(pid) for pid, _ in unseen[:3]),
+                    ", ".join(self.levels_[c][:10]),
+                )
         return {
             "numeric": z.astype(np.float32),
             "numeric_missing": missing.astype(np.float32),

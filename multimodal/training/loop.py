@@ -25,7 +25,7 @@ from multimodal.training import distributed as dist_utils
 from multimodal.training.resume import TrainingState, check_resumable, config_fingerprint
 from multimodal.training.samplers import EventBalancedBatchSampler, RandomBatchSampler
 
-__all__ = ["EpochInfo", "fit", "snapshot"]
+__all__ = ["EpochInfo", "fit", "snapshot", "targets"]
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from multimodal.exceptions import TuningError
+from multimodal.runfolder import RunFolder
 from multimodal.training.trainer import EpochInfo, train
 from multimodal.tuning.space import TuneSpec
 
@@ -173,6 +174,6 @@ class Objective:
 
     def _clean(self, folder: Path) -> None:
         """Checkpoints are only needed to resume an unfinished trial; weights only on request."""
-        heavy = ["checkpoints"] + ([] if self.spec.study.keep_models else ["model"])
+        heavy = [RunFolder.CHECKPOINTS] + ([] if self.spec.study.keep_models else [RunFolder.MODEL])
         for name in heavy:
             shutil.rmtree(folder / name, ignore_errors=True)
