@@ -139,13 +139,19 @@ def train(
     cohort: str | None = typer.Option(None, "--cohort", help="Manifest or TCGA folder."),
     out: Path | None = typer.Option(None, "--out", help="Run folder."),
     overrides: list[str] = typer.Option([], "--set", help="Override: key.sub=value (repeatable)."),
+    force: bool = typer.Option(
+        False, "--force", help="Start over in an existing run folder (its results are deleted)."
+    ),
 ) -> None:
-    """Train and cross-validate a model; writes metrics.json, predictions.csv, model/."""
+    """Train and cross-validate a model; writes metrics.json, predictions.csv, model/.
+
+    Re-running the same command resumes an interrupted run; a run folder trained under another
+    config or cohort is refused (use a new --out, or --force)."""
     from multimodal.training.trainer import train as run_train
 
     if cohort:
         overrides = [*overrides, f"data.cohort={cohort}"]
-    result = run_train(config, out=out, overrides=list(overrides))
+    result = run_train(config, out=out, overrides=list(overrides), force=force)
     if not _is_main_process():
         return
     m = result.metrics
@@ -195,12 +201,15 @@ def predict(
     cohort: str = typer.Option(..., "--cohort", help="Manifest or TCGA folder of the patients."),
     out: Path = typer.Option(..., "--out", help="CSV to write."),
     times: str | None = typer.Option(None, "--times", help="Comma-separated times for S(t)."),
+    allow_partial: bool = typer.Option(
+        False, "--allow-partial", help="Predict from the finished folds of an interrupted run."
+    ),
 ) -> None:
     """Predict risk, survival curves and median survival for a (new) cohort."""
     from multimodal.data.cohort import Cohort
     from multimodal.models.run import load_run
 
-    model = load_run(run_dir)
+    model = load_run(run_dir, allow_partial=allow_partial)
     try:
         grid = [float(t) for t in times.split(",")] if times else None
     except ValueError:
@@ -227,13 +236,16 @@ def explain(
     saliency_limit: int = typer.Option(
         20, "--saliency-limit", help="Images explained by occlusion per modality (0 = none)."
     ),
+    allow_partial: bool = typer.Option(
+        False, "--allow-partial", help="Explain with the finished folds of an interrupted run."
+    ),
 ) -> None:
     """Explain predictions: modality contributions, feature/text attributions, image saliency."""
     from multimodal.data.cohort import Cohort
     from multimodal.models.run import load_run
     from multimodal.runfolder import RunFolder
 
-    model = load_run(run_dir)
+    model = load_run(run_dir, allow_partial=allow_partial)
     ids = [p.strip() for p in patients.split(",") if p.strip()] if patients else None
     explanation = model.explain(Cohort.load(cohort), patient_ids=ids, saliency_limit=saliency_limit)
     folder = explanation.save(out or RunFolder(run_dir).explanations_dir)

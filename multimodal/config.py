@@ -36,8 +36,8 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_config",
-    "upgrade_legacy_config",
     "resolve_head_name",
+    "upgrade_legacy_config",
 ]
 
 

@@ -13,7 +13,8 @@
                              (pipeline states), predictions.csv, history.csv, fold.json
                              (metrics, eval_times, config_fingerprint; written last: its presence
                              means the fold is finished)
-      checkpoints/           fold_<k>.pt and fold_<k>_refit.pt (resumable training state)
+      checkpoints/           fold_<k>.safetensors and fold_<k>_refit.safetensors (resumable
+                             training state: tensors + JSON metadata, no pickles)
       explanations/          written by ``multimodal explain``
       plots/
 
@@ -28,6 +29,7 @@ loads; its config goes through :func:`multimodal.config.upgrade_legacy_config`),
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -409,8 +411,14 @@ class RunFolder:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / self.FOLD_RESULT).unlink(missing_ok=True)
         tensors = {name: t.detach().cpu().contiguous() for name, t in state_dict.items()}
-        atomic_write_bytes(folder / self.FOLD_WEIGHTS, save(tensors))
-        meta = {**model_meta, "schema_version": SCHEMA_VERSION}
+        data = save(tensors)
+        atomic_write_bytes(folder / self.FOLD_WEIGHTS, data)
+        # the weights' hash: weights copied in from another run are refused when they load
+        meta = {
+            **model_meta,
+            "schema_version": SCHEMA_VERSION,
+            "weights_sha256": hashlib.sha256(data).hexdigest(),
+        }
         atomic_write_text(folder / self.FOLD_META, _dumps(meta))
         atomic_write_text(folder / self.FOLD_PREPROCESS, _dumps(preprocess, indent=None))
         atomic_write_csv(folder / self.PREDICTIONS, predictions)
@@ -463,6 +471,13 @@ class RunFolder:
         path = self.fold_dir(k) / self.FOLD_WEIGHTS
         if not path.is_file():
             raise RunFolderError(f"{path} is missing: {self._incomplete_fold(k)}")
+        expected = self.read_fold_meta(k).get("weights_sha256")
+        if expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            raise RunFolderError(
+                f"{path} is not the file this fold wrote (its hash differs from the one in "
+                f"model.json): weights copied in from another run are not used. "
+                f"{self._retrain_fold(k)}"
+            )
         try:
             return load_file(str(path))
         except (OSError, ValueError, SafetensorError) as exc:
@@ -492,9 +507,22 @@ class RunFolder:
         )
 
     # -------------------------------------------------------------------------- other folders
+    def clear_results(self) -> None:
+        """Delete what training wrote (``model/``, ``checkpoints/``, ``explanations/``, ``plots/``,
+        run metrics, predictions, history and ``config.yaml``): the run starts over."""
+        import shutil
+
+        for folder in (self.model_dir, self.checkpoints_dir, self.explanations_dir, self.plots_dir):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+        for path in (self.metrics_path, self.predictions_path, self.history_path, self.config_path):
+            path.unlink(missing_ok=True)
+
     def checkpoint_path(self, k: int, refit: bool = False) -> Path:
-        """``checkpoints/fold_<k>.pt`` (or ``fold_<k>_refit.pt``): resumable training state."""
-        return self.checkpoints_dir / f"fold_{int(k)}{'_refit' if refit else ''}.pt"
+        """``checkpoints/fold_<k>.safetensors`` (or ``fold_<k>_refit.safetensors``): resumable
+        training state (:class:`multimodal.training.resume.TrainingState`). Releases before
+        schema 2 wrote ``.pt`` files beside it (read with ``weights_only=True``)."""
+        return self.checkpoints_dir / f"fold_{int(k)}{'_refit' if refit else ''}.safetensors"
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -245,16 +245,24 @@ class TrainedModel:
         return float(max(self.times)) * 1.5
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
+def load_run(run_dir: str | Path, device: str = "cpu", allow_partial: bool = False) -> TrainedModel:
     """Rebuild a trained run from its folder (``config.yaml`` + ``model/fold_<k>/``).
+
+    Parameters
+    ----------
+    run_dir : the run folder.
+    device : where the fold models go.
+    allow_partial : predict from the folds that finished when some of the run's folds did not
+        (an interrupted run); without it such a run is refused, naming the missing folds.
 
     Run folders of earlier releases load too: their config keys are moved to the current ones
     (:func:`multimodal.config.upgrade_legacy_config`) and their weight names renamed
-    (:func:`multimodal.models.model.upgrade_state_dict`).
+    (:func:`multimodal.models.model.upgrade_state_dict`). A fold whose weights belong to another
+    run (``run_id`` or weights hash) is refused.
     """
     run = RunFolder(run_dir).require()
     raw = run.read_config_raw()
-    raw.pop("_meta", None)
+    meta = raw.pop("_meta", None) or {}
     try:
         config = Config.model_validate(raw)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -268,9 +276,28 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> TrainedModel:
             f"{run.model_dir} holds no finished fold (fold_<k>/fold.json); was training "
             "interrupted? Re-run the same train command to resume it."
         )
+    missing = sorted(set(meta.get("folds") or []) - set(finished))
+    if missing and not allow_partial:
+        raise RunFolderError(
+            f"{run.path}: fold(s) {missing} of this run did not finish (training was "
+            f"interrupted), so its ensemble is incomplete. Re-run the same train command to "
+            f"finish them, or pass --allow-partial (load_run(..., allow_partial=True)) to predict "
+            f"from the finished fold(s) {finished} alone."
+        )
+    if missing:
+        log.warning(
+            "%s: predicting from folds %s only; %s did not finish", run.path, finished, missing
+        )
     folds, times = [], []
     ctx = PreprocessContext.from_config(config)  # shared: one text model for every fold
     for k in finished:
+        fold_run = run.read_fold_meta(k).get("run_id")
+        if meta.get("run_id") and fold_run and fold_run != meta["run_id"]:
+            raise RunFolderError(
+                f"{run.fold_dir(k)} belongs to run {fold_run}, not to this run "
+                f"({meta['run_id']}): it was copied from another run folder. Remove it and "
+                "re-run the train command to train that fold here."
+            )
         folds.append(_load_fold(run, k, config, ctx, device))
         times = run.read_fold_result(k)["eval_times"]
     return TrainedModel(run.path, config, folds, times, device)

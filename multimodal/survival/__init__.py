@@ -45,5 +45,6 @@ __all__ = [
     "make_time_grid",
     "pmf_nll",
     "td_auc",
+    "track_loss_stats",
     "uno_c",
 ]

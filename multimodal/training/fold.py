@@ -204,7 +204,10 @@ def run_fold(
         folder.write_fold(
             k,
             state_dict=model.state_dict(),
-            model_meta=_fold_meta(k, model, preds, cuts, modalities, linear),
+            model_meta={
+                "run_id": folder.read_meta().get("run_id"),
+                **_fold_meta(k, model, preds, cuts, modalities, linear),
+            },
             preprocess={
                 m: {"kind": cohort.sources[m].kind, "encoder": enc_cfgs[m].name, "state": p.state()}
                 for m, p in pipes.items()

@@ -1,10 +1,12 @@
 """Resuming an interrupted run: the training state of a fold, and when a run folder may resume.
 
-``checkpoints/fold_<k>.pt`` (:meth:`RunFolder.checkpoint_path`) holds everything needed to
-continue a fold exactly: model and optimiser state, the best state so far, early-stopping
-counters, the history and every RNG state. It is loaded with ``torch.load(weights_only=True)``:
-tensors and plain Python containers only, so a planted pickle cannot run code. A run folder only
-resumes under the config it was written with (:func:`config_fingerprint`).
+``checkpoints/fold_<k>.safetensors`` (:meth:`RunFolder.checkpoint_path`) holds everything needed
+to continue a fold exactly: model and optimiser state, the best state so far, early-stopping
+counters, the history and every RNG state -- tensors in safetensors, everything else as JSON in
+the file's metadata, written atomically as one file. Nothing in it can run code. A ``.pt``
+checkpoint of an earlier release is read with ``torch.load(weights_only=True)``, which refuses
+anything but tensors and plain containers: a planted pickle is refused, never run. A run folder
+only resumes under the config it was written with (:func:`config_fingerprint`).
 """
 
 from __future__ import annotations
@@ -94,25 +96,89 @@ class TrainingState:
         )
 
     def save(self, path: Path) -> None:
-        """Write atomically (temporary file + rename)."""
+        """Write atomically as one safetensors file: tensors, and the rest as JSON metadata."""
+        from safetensors.torch import save
+
+        tensors: dict[str, torch.Tensor] = {}
+        meta = {
+            "epoch": self.epoch,
+            "config_fingerprint": self.config_fingerprint,
+            "history": self.history,
+            "rng": self.rng,
+            "best": {k: v for k, v in self.best.items() if k != "state"},
+            "has_best_state": self.best.get("state") is not None,
+            "optimizer": _split_tensors(self.optimizer, "optimizer", tensors),
+            "n_cuda_rng": len(self.cuda_rng or []),
+        }
+        for name, t in self.model.items():
+            tensors[f"model.{name}"] = t
+        for name, t in (self.best.get("state") or {}).items():
+            tensors[f"best.{name}"] = t
+        tensors["rng.torch"] = self.torch_rng
+        for i, t in enumerate(self.cuda_rng or []):
+            tensors[f"rng.cuda.{i}"] = t
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        data = save(tensors, metadata={"training_state": json.dumps(meta, default=_json_number)})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(dict(self.__dict__), tmp)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> TrainingState | None:
         """The state saved at ``path``; None when there is none or it cannot be read (the fold
-        then restarts from scratch, with a warning)."""
+        then restarts from scratch, with a warning). A ``.pt`` file of an earlier release beside
+        it is read with ``weights_only=True``: a pickle that holds code is refused."""
+        legacy = path.with_suffix(".pt")
+        if not path.is_file() and legacy.is_file():
+            return cls._load_legacy(legacy)
         if not path.is_file():
             return None
         try:
+            return cls._from_safetensors(path)
+        except Exception as exc:  # truncated or not ours
+            log.warning(
+                "checkpoint %s is unreadable (%s); the fold restarts from scratch",
+                path,
+                str(exc).splitlines()[0][:200],
+            )
+            return None
+
+    @classmethod
+    def _from_safetensors(cls, path: Path) -> TrainingState:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["training_state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+
+        def under(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        best = dict(meta["best"])
+        best["state"] = under("best.") if meta["has_best_state"] else None
+        return cls(
+            model=under("model."),
+            optimizer=_join_tensors(meta["optimizer"], tensors),
+            rng=meta["rng"],
+            torch_rng=tensors["rng.torch"],
+            cuda_rng=[tensors[f"rng.cuda.{i}"] for i in range(meta["n_cuda_rng"])] or None,
+            history=meta["history"],
+            best=best,
+            epoch=int(meta["epoch"]),
+            config_fingerprint=meta["config_fingerprint"],
+        )
+
+    @classmethod
+    def _load_legacy(cls, path: Path) -> TrainingState | None:
+        try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
             return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
-        except Exception as exc:  # truncated, or holds objects that are not plain data
+        except Exception as exc:  # holds more than tensors and plain data, or truncated
             log.warning(
-                "checkpoint %s is unreadable or holds more than tensors and plain data (%s); "
-                "the fold restarts from scratch",
+                "checkpoint %s was refused: it holds objects that are not tensors or plain data "
+                "(a pickle that could run code) or is unreadable (%s); it was not loaded and the "
+                "fold restarts from scratch",
                 path,
                 str(exc).splitlines()[0][:200],
             )
@@ -129,3 +195,41 @@ class TrainingState:
         if torch.cuda.is_available() and self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
         return self.history, self.best, self.epoch
+
+
+def _json_number(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """``obj`` (nested dicts/lists) with every tensor moved into ``tensors`` under a dotted key
+    and replaced by ``{"__tensor__": key}``; dict keys keep their type via ``__keys__``."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        keys = list(obj)
+        return {
+            "__dict__": [
+                _split_tensors(obj[k], f"{prefix}.{i}", tensors) for i, k in enumerate(keys)
+            ],
+            "__keys__": keys,
+        }
+    if isinstance(obj, (list, tuple)):
+        return [_split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`_split_tensors`."""
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: _join_tensors(v, tensors) for k, v in zip(obj["__keys__"], obj["__dict__"])}
+    if isinstance(obj, list):
+        return [_join_tensors(v, tensors) for v in obj]
+    return obj

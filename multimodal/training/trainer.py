@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from multimodal.training.fold import FoldOutcome, run_fold
 from multimodal.training.loop import EpochInfo
 from multimodal.training.preprocess import PreprocessContext
 from multimodal.training.provenance import data_fingerprint, git_sha
+from multimodal.training.resume import config_fingerprint
 
 __all__ = ["EpochInfo", "TrainResult", "cohort_folds", "select_device", "train", "trainable_cohort"]
 
@@ -152,14 +154,17 @@ def trainable_cohort(cohort: Any, endpoint: str) -> Any:
     return cohort
 
 
-def _write_config(folder: RunFolder, cfg: Config, cohort: Any, modalities: list[str]) -> None:
+def _resolved_config(cfg: Config, cohort: Any, modalities: list[str], folds: list[Any]) -> dict:
+    """The config as written to ``config.yaml``: the config itself plus ``_meta`` provenance."""
     resolved = cfg.to_dict()
     resolved["_meta"] = {
+        "run_id": uuid.uuid4().hex[:12],
         "package_version": __version__,
         "git_sha": git_sha(),
         "torch_version": str(torch.__version__),
         "seed": cfg.train.seed,
         "modalities": modalities,
+        "folds": sorted(int(f.index) for f in folds),
         "data_fingerprint": data_fingerprint(cohort, modalities),
         # where the cohort's files are when it came as an object (data.cohort is then empty):
         # the dashboard and `predict` users find it from here
@@ -168,6 +173,54 @@ def _write_config(folder: RunFolder, cfg: Config, cohort: Any, modalities: list[
         else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    return resolved
+
+
+def _resume_problems(folder: RunFolder, cfg: Config, meta: dict[str, Any]) -> list[str]:
+    """Why the run in ``folder`` must not be continued under ``cfg`` and this cohort (empty:
+    it may). The resume key is the config fingerprint, the data fingerprint and the cohort path."""
+    raw = folder.read_config_raw()
+    old_meta = raw.pop("_meta", None) or {}
+    problems = []
+    try:
+        same_config = config_fingerprint(Config.model_validate(raw)) == config_fingerprint(cfg)
+    except ValueError:  # a config this release cannot read
+        same_config = False
+    if not same_config:
+        problems.append("the config differs from the one it was trained with")
+    old_data = old_meta.get("data_fingerprint")
+    if old_data is not None and old_data != meta["data_fingerprint"]:
+        changed = sorted(
+            k
+            for k in set(old_data) | set(meta["data_fingerprint"])
+            if old_data.get(k) != meta["data_fingerprint"].get(k)
+        )
+        problems.append(f"the cohort's data differ (changed tables: {', '.join(changed)})")
+    old_path, new_path = old_meta.get("cohort_path"), meta["cohort_path"]
+    if old_path and new_path and old_path != new_path:
+        problems.append(f"it was trained on the cohort at {old_path}, not {new_path}")
+    return problems
+
+
+def _prepare_run_folder(folder: RunFolder, cfg: Config, resolved: dict, force: bool) -> None:
+    """Check that ``folder`` may take this run, then write ``config.yaml``. Nothing is written
+    before the checks pass. ``force`` or ``train.resume=false`` starts the run over."""
+    meta = resolved["_meta"]
+    if folder.is_run():
+        if force or not cfg.train.resume:
+            folder.clear_results()
+        else:
+            problems = _resume_problems(folder, cfg, meta)
+            if problems:
+                raise ConfigError(
+                    f"{folder.path} holds a run that cannot be continued: {'; '.join(problems)}. "
+                    "Nothing was changed. Use a new --out folder, or --force to delete that "
+                    "run's results and start over."
+                )
+            old = folder.read_meta()
+            meta["run_id"] = old.get("run_id") or meta["run_id"]
+            meta["created"] = old.get("created", meta["created"])
+            meta["folds"] = sorted(set(old.get("folds") or []) | set(meta["folds"]))
     folder.write_config(resolved)
 
 
@@ -178,6 +231,7 @@ def train(
     out: str | Path | None = None,
     overrides: list[str] | None = None,
     callbacks: list[Callable[[EpochInfo], None]] | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train and cross-validate a multimodal survival model.
 
@@ -188,6 +242,9 @@ def train(
     out : run folder (default: ``config.out`` or ``runs/<timestamp>``).
     overrides : ``["train.epochs=2", ...]`` applied on top of ``config``.
     callbacks : called with an :class:`EpochInfo` after every epoch.
+    force : start over in an existing run folder (its results are deleted). Without it, a run
+        folder continues only under the same config, data and cohort path; otherwise a
+        :class:`ConfigError` says so before anything is written.
 
     Returns
     -------
@@ -202,9 +259,7 @@ def train(
 
         cohort = Cohort.load(cfg.data.cohort)
     cohort = trainable_cohort(cohort, cfg.endpoint)
-    run_dir = Path(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    folder = RunFolder(run_dir)
+    folder = RunFolder(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     device = select_device(cfg.train.device)
     distributed = dist_utils.init_distributed(device)
     if cfg.train.batch_size < dist_utils.world_size():
@@ -217,7 +272,7 @@ def train(
     folds = cohort_folds(cfg, cohort)
     times = _eval_times(cfg, cohort)
     if dist_utils.is_main():
-        _write_config(folder, cfg, cohort, modalities)
+        _prepare_run_folder(folder, cfg, _resolved_config(cfg, cohort, modalities, folds), force)
     ctx = PreprocessContext.from_config(cfg)
     log.info(
         "training %s on %d patients, modalities %s, %d folds, device %s%s",

@@ -95,7 +95,7 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_cohort, tiny_run, 
 
     with pytest.raises(Stop):
         multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path, callbacks=[kill_after_two])
-    assert (tmp_path / "checkpoints" / "fold_0.pt").is_file()
+    assert (tmp_path / "checkpoints" / "fold_0.safetensors").is_file()
     resumed = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
     assert resumed.metrics["folds"][0]["c_index"] == pytest.approx(reference["c_index"], abs=1e-9)
     a = pd.read_csv(tiny_run.run_dir / "predictions.csv").query("fold == 0").risk.to_numpy()
@@ -163,20 +163,24 @@ def test_bad_or_absent_device_is_a_config_error(name):
         select_device(name)
 
 
-def test_clinical_lr_gives_the_linear_path_its_own_step(tiny_cohort, tmp_path):
+def test_clinical_lr_gives_the_clinical_member_its_own_step(tiny_cohort, tmp_path):
     from multimodal.config import load_config
-    from multimodal.training.fold import _param_groups
+    from multimodal.training.loop import _param_groups
 
     cfg = {
         **TINY,
         "data": {**TINY["data"], "fold_indices": [0], "modalities": ["clinical", "genomics"]},
-        "train": {**TINY["train"], "epochs": 1, "clinical_lr": 0.05},
+        "members": {"clinical_lr": 0.05},
+        "train": {**TINY["train"], "epochs": 1},
     }
     res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
     model = multimodal.load_run(res.run_dir).folds[0].model
-    groups = _param_groups(model, load_config(cfg).train)
+    loaded = load_config(cfg)
+    groups = _param_groups(model, loaded.train.lr, loaded.members.clinical_lr)
     assert len(groups) == 2 and groups[1]["lr"] == 0.05
-    assert groups[1]["params"][0] is model.clinical_linear.weight
+    assert groups[1]["params"][0] is model.members[model.clinical_modality].weight
+    # without members.clinical_lr every parameter shares train.lr
+    assert len(_param_groups(model, loaded.train.lr, None)) == 1
 
 
 def test_frozen_image_encoder_mode(tiny_cohort, tmp_path, monkeypatch):
@@ -275,8 +279,9 @@ def test_early_stopping_keeps_the_warm_started_linear_model_unless_training_beat
     assert [f["best_epoch"] for f in result.metrics["folds"]] == [0]
     net = multimodal.load_run(result.run_dir).folds[0].model
     # refitted on every training patient and not trained: the deep branches contribute nothing
-    assert float(net.head.linear.weight.abs().max()) == 0.0
-    assert float(net.clinical_linear.weight.abs().max()) > 0.0
+    assert float(net.head.linear.weight.detach().abs().max()) == 0.0
+    assert list(net.members) == ["clinical"]
+    assert float(net.members["clinical"].weight.detach().abs().max()) > 0.0
 
 
 def test_run_records_where_its_cohort_lives(tiny_run, tiny_cohort, tmp_path):
