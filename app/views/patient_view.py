@@ -302,7 +302,7 @@ def _evidence(ctx: Ctx, pid: str, cohort) -> None:
         )
     if not ev.features.empty:
         f = ev.features.sort_values("attribution", key=np.abs, ascending=False).head(10)
-        genes.markdown("**Top genomic features**")
+        genes.markdown("**Top genomic and clinical features**")
         genes.plotly_chart(
             bar_figure(list(f["feature"]), list(f["attribution"])), width="stretch", key="genes"
         )

@@ -1,28 +1,24 @@
 """The evidence behind one patient's prediction: modality contributions, report sentences,
 genomic features and pathways, image saliency.
 
-Two sources, and the page says which one it shows:
+Every number comes from :mod:`multimodal.explain` (one implementation of Shapley values, sentence
+spans and saliency); the page says which of two budgets it shows:
 
-1. The explain step (:mod:`multimodal.explain`): ``RUN_DIR/explanations/`` when it was saved
-   there, else ``model.explain`` run for the selected patient, in memory. Files read:
+1. The explain step: ``RUN_DIR/explanations/`` when it was saved there, else ``model.explain``
+   run for the selected patient, in memory. Files read:
    ``modality_contributions.csv`` (patient_id, modality, loo_delta, shapley),
    ``features.csv`` (patient_id, modality, feature, group, attribution),
    ``text_spans.csv`` (patient_id, sentence_index, start, end, attribution),
    ``saliency/<patient_id>__<modality>.npy``.
-2. Otherwise a cheap perturbation estimate for the selected patient only (:func:`compute_evidence`):
-   the patient is copied into a small cohort of variants -- a modality removed, a report sentence
-   removed, a gene or pathway set to its training mean -- and every variant is scored by the
-   loaded model in one pass. Attribution = risk(patient) - risk(variant): positive means the
-   element pushed the risk up. Modality Shapley values are exact over the modalities present.
-   Image saliency is an occlusion map on a coarse grid of blocks.
+2. Otherwise the same explanation for the selected patient only with a cheap budget
+   (:func:`compute_evidence`, :data:`QUICK_BUDGET`): exact Shapley values of the modalities
+   (leave-one-out beyond ``max_shapley_modalities``), integrated gradients with few steps,
+   leave-one-sentence-out, occlusion saliency with disjoint boxes.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,14 +26,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multimodal.explain.explanation import saliency_file
+from multimodal.runfolder import RunFolder
+
 __all__ = [
+    "QUICK_BUDGET",
     "Evidence",
     "compute_evidence",
     "evidence_from_explanation",
     "evidence_from_files",
     "image_saliency",
     "read_explanation_tables",
-    "sentence_spans",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,12 +54,12 @@ class Evidence:
 
     Attributes
     ----------
-    source : ``"explanations"`` (read from RUN_DIR/explanations) or ``"computed"`` (fallback).
+    source : ``"explanations"`` (the explain step's budget) or ``"computed"`` (the quick budget).
     contributions : modality, loo_delta, shapley (risk units; positive = raises risk).
     features : modality, feature, group, attribution.
     groups : modality, group, attribution (pathways).
     spans : sentence_index, start, end, attribution, sentence (character offsets in the text).
-    saliency : modality -> array over the image (occlusion map, positive = raises risk).
+    saliency : modality -> (C, *image_size) occlusion map (positive = raises risk).
     text : the report text the spans refer to ("" when none).
     saliency_images : modality -> the preprocessed image a saliency map refers to, when known.
     """
@@ -83,31 +82,17 @@ class Evidence:
                 "occlusion saliency for images."
             )
         return (
-            "Quick estimate computed for this patient (no RUN_DIR/explanations): change in "
-            "predicted risk when a modality, a report sentence or a gene/pathway is removed or "
-            "set to its training mean; image saliency by occluding blocks of the scan."
+            "Quick explanation computed for this patient (no RUN_DIR/explanations): the explain "
+            "step's methods on a small budget -- Shapley values of the modalities, integrated "
+            "gradients of genes with few steps, leave-one-sentence-out for the report, occlusion "
+            "saliency on a coarse grid of blocks."
         )
-
-
-def sentence_spans(text: str) -> list[tuple[int, int, str]]:
-    """The report's sentences as the text pipeline cuts them, with character offsets."""
-    from multimodal.training.preprocess import split_sentences
-
-    spans, pos = [], 0
-    for s in split_sentences(text):
-        start = text.find(s, pos)
-        if start < 0:  # not found verbatim (whitespace normalised): keep order, no offsets
-            spans.append((-1, -1, s))
-            continue
-        spans.append((start, start + len(s), s))
-        pos = start + len(s)
-    return spans
 
 
 # ---------------------------------------------------------------------------------- from files
 def read_explanation_tables(run_dir: str | Path) -> dict[str, pd.DataFrame] | None:
     """The tables of ``RUN_DIR/explanations`` (None when the folder is absent or unreadable)."""
-    folder = Path(run_dir) / "explanations"
+    folder = RunFolder(run_dir).explanations_dir
     if not folder.is_dir():
         return None
     out: dict[str, pd.DataFrame] = {}
@@ -126,11 +111,6 @@ def _rows(tables: dict[str, pd.DataFrame], key: str, pid: str) -> pd.DataFrame:
     if t is None or "patient_id" not in t:
         return pd.DataFrame()
     return t[t["patient_id"] == pid].drop(columns="patient_id").reset_index(drop=True)
-
-
-def _saliency_name(patient_id: str, modality: str) -> str:
-    """``<patient_id>__<modality>`` with unsafe characters replaced (the explain step's rule)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{patient_id}__{modality}")
 
 
 def _assemble(
@@ -177,10 +157,10 @@ def evidence_from_files(
         return None
     saliency: dict[str, np.ndarray] = {}
     images: dict[str, np.ndarray] = {}
-    folder = Path(run_dir) / "explanations" / "saliency"
+    folder = RunFolder(run_dir).explanations_dir / "saliency"
     modalities = set(contrib.get("modality", [])) | set(features.get("modality", []))
     for m in sorted(map(str, modalities)) if folder.is_dir() else []:
-        stem = _saliency_name(pid, m)
+        stem = saliency_file(pid, m).removesuffix(".npy")
         for target, suffix in ((saliency, ".npy"), (images, "__image.npy")):
             path = folder / f"{stem}{suffix}"
             if path.is_file():
@@ -211,83 +191,18 @@ def evidence_from_explanation(explanation: Any, patient_id: str, text: str = "")
 
 
 # ---------------------------------------------------------------------------------- computed
-@dataclass
-class _Variant:
-    tag: str
-    drop: frozenset[str] = frozenset()
-    text: str | None = None
-    genomics: dict[str, float] | None = None
+#: The quick evidence's budget for :func:`multimodal.explain.explain`: the same methods as the
+#: explain step, cheaper -- few integration steps, no survival horizons, disjoint occlusion boxes.
+QUICK_BUDGET: dict[str, Any] = {"n_steps": 8, "horizons": [], "occlusion_overlap": 0.0}
 
 
-def _variant_cohort(cohort: Any, pid: str, variants: list[_Variant], text_modality: str | None):
-    """A cohort holding one copy of patient ``pid`` per variant (ids ``<pid>::<tag>``)."""
-    from multimodal.data.cohort import Cohort
-
-    ids = [f"{pid}::{v.tag}" for v in variants]
-    pt = cohort.patients.loc[[pid]]
-    patients = pd.concat([pt] * len(ids))
-    patients.index = pd.Index(ids, name=cohort.patients.index.name or "patient_id")
-    sources = {}
-    for m, src in cohort.sources.items():
-        t = src.table
-        by_col = "patient_id" in t.columns
-        rows = t[t["patient_id"] == pid] if by_col else t.loc[t.index == pid]
-        parts = []
-        for vid, v in zip(ids, variants):
-            if m in v.drop or rows.empty:
-                continue
-            r = rows.copy()
-            if m == text_modality and v.text is not None:
-                r = r.iloc[:1].assign(text=v.text)
-            if src.kind == "genomics" and v.genomics:
-                for col, val in v.genomics.items():
-                    r[col] = val
-            if by_col:
-                r["patient_id"] = vid
-            else:
-                r.index = pd.Index([vid] * len(r), name=t.index.name)
-            parts.append(r)
-        table = pd.concat(parts) if parts else rows.iloc[0:0]
-        if by_col:
-            table = table.reset_index(drop=True)
-        # sources keep their own settings (numeric/categorical, groups, spatial_dims)
-        sources[m] = src._copy_with(table)
-    return Cohort(patients, sources, name=cohort.name, root=cohort.root)
-
-
-def _shapley(values: dict[frozenset[str], float], players: list[str]) -> dict[str, float]:
-    n = len(players)
-    out = {}
-    for p in players:
-        others = [q for q in players if q != p]
-        total = 0.0
-        for r in range(len(others) + 1):
-            w = math.factorial(r) * math.factorial(n - r - 1) / math.factorial(n)
-            for s in itertools.combinations(others, r):
-                s = frozenset(s)
-                total += w * (values[s | {p}] - values[s])
-        out[p] = total
-    return out
-
-
-def _genomics_reference(model: Any, modality: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Selected features with their training mean and sd, averaged over the fold models."""
-    names: list[str] | None = None
-    means, sds = [], []
-    for fm in model.folds:
-        prep = getattr(fm.pipelines.get(modality), "prep", None)
-        if prep is None or not hasattr(prep, "mean_"):
-            continue
-        fnames = list(prep.feature_names_)
-        if names is None:
-            names = fnames
-        m = pd.Series(np.asarray(prep.mean_, float), index=fnames).reindex(names)
-        s = pd.Series(np.asarray(prep.std_, float), index=fnames).reindex(names)
-        means.append(m.to_numpy())
-        sds.append(s.to_numpy())
-    if names is None:
-        return [], np.zeros(0), np.zeros(0)
-    return names, np.nanmean(means, axis=0), np.nanmean(sds, axis=0)
+def _text_of(cohort: Any, patient_id: str) -> str:
+    """The patient's report text as the explain step cuts it into spans ("" when none)."""
+    for m in cohort.modalities:
+        src = cohort.sources[m]
+        if src.kind == "text" and patient_id in src.patient_ids:
+            return str(src.texts().get(patient_id, ""))
+    return ""
 
 
 def compute_evidence(
@@ -298,155 +213,59 @@ def compute_evidence(
     max_shapley_modalities: int = 6,
     saliency: bool = True,
 ) -> Evidence:
-    """Perturbation evidence for one patient of ``cohort`` (see the module docstring).
+    """Quick evidence for one patient: :func:`multimodal.explain.explain` with a cheap budget.
 
     Parameters
     ----------
-    model : :class:`multimodal.models.run.TrainedModel`. cohort : a cohort holding the patient.
-    patient_id : the patient. n_features : genes scored (those furthest from the training mean).
-    max_shapley_modalities : exact Shapley values up to this many present modalities.
-    saliency : also compute image occlusion maps (for image modalities fed to a CNN).
+    model : :class:`multimodal.models.run.TrainedModel`.
+    cohort : a cohort holding the patient.
+    patient_id : the patient.
+    n_features : features kept (largest absolute attribution first); pathway sums use them all.
+    max_shapley_modalities : exact Shapley values up to this many modalities, else leave-one-out.
+    saliency : also compute occlusion maps of the patient's images (on a coarse grid).
+
+    Returns
+    -------
+    Evidence with ``source == "computed"``.
     """
     pid = str(patient_id)
     one = cohort.subset([pid])
-    present = [
-        m for m in model.modalities if m in one.sources and pid in one.sources[m].patient_ids
-    ]
-    variants = [_Variant("full")]
-    shapley_sets: list[frozenset[str]] = []
-    if 1 <= len(present) <= max_shapley_modalities:
-        for r in range(len(present)):
-            for keep in itertools.combinations(present, r):
-                shapley_sets.append(frozenset(keep))
-                variants.append(
-                    _Variant(f"keep{len(shapley_sets)}", frozenset(present) - set(keep))
-                )
-    else:
-        variants += [_Variant(f"drop-{m}", frozenset({m})) for m in present]
-
-    text_modality = next((m for m in present if one.sources[m].kind == "text"), None)
-    text, spans = "", []
-    if text_modality is not None:
-        text = str(one.sources[text_modality].texts().get(pid, ""))
-        spans = sentence_spans(text)
-        if len(spans) > 1:
-            for i in range(len(spans)):
-                rest = "\n".join(s for j, (_, _, s) in enumerate(spans) if j != i)
-                variants.append(_Variant(f"sent{i}", text=rest))
-
-    gen = next((m for m in present if one.sources[m].kind == "genomics"), None)
-    feat_rows: list[tuple[str, str, str]] = []
-    group_rows: list[tuple[str, str]] = []
-    if gen is not None:
-        names, mean, sd = _genomics_reference(model, gen)
-        table = one.sources[gen].table
-        groups = getattr(one.sources[gen], "groups", None) or {}
-        ref = dict(zip(names, mean))
-        for g, cols in groups.items():
-            cols = [c for c in cols if c in ref]
-            if cols:
-                variants.append(_Variant(f"grp-{g}", genomics={c: ref[c] for c in cols}))
-                group_rows.append((gen, g))
-        if names:
-            x = (
-                table.loc[pid, names].to_numpy(float)
-                if pid in table.index
-                else np.full(len(names), np.nan)
-            )
-            z = np.abs((x - mean) / np.where(sd > 0, sd, 1.0))
-            member = {c: g for g, cs in groups.items() for c in cs}
-            for j in np.argsort(-np.nan_to_num(z, nan=-1.0))[:n_features]:
-                if np.isfinite(z[j]):
-                    variants.append(_Variant(f"gene-{names[j]}", genomics={names[j]: mean[j]}))
-                    feat_rows.append((gen, names[j], member.get(names[j], "")))
-
-    vc = _variant_cohort(one, pid, variants, text_modality)
-    risk = model.predict(vc, list(model.times))["risk"].to_numpy(float)
-    base = risk[0]
-    by_tag = {v.tag: r for v, r in zip(variants, risk)}
-
-    if shapley_sets:
-        values = {s: by_tag[f"keep{i + 1}"] for i, s in enumerate(shapley_sets)}
-        values[frozenset(present)] = base
-        phi = _shapley(values, present)
-        loo = {m: base - values[frozenset(present) - {m}] for m in present}
-    else:
-        phi = {m: float("nan") for m in present}
-        loo = {m: base - by_tag[f"drop-{m}"] for m in present}
-    contributions = pd.DataFrame(
-        {
-            "modality": present,
-            "loo_delta": [loo[m] for m in present],
-            "shapley": [phi[m] for m in present],
-        }
+    methods = ["modalities", "features", "text"] + (["saliency"] if saliency else [])
+    explanation = model.explain(
+        one,
+        patient_ids=[pid],
+        methods=methods,
+        max_shapley_modalities=max_shapley_modalities,
+        saliency_limit=1,
+        **QUICK_BUDGET,
     )
-    span_frame = pd.DataFrame(
-        {
-            "sentence_index": range(len(spans)),
-            "start": [s for s, _, _ in spans],
-            "end": [e for _, e, _ in spans],
-            "attribution": [
-                base - by_tag[f"sent{i}"] if f"sent{i}" in by_tag else 0.0
-                for i in range(len(spans))
-            ],
-            "sentence": [t for _, _, t in spans],
-        }
-    )
-    features = pd.DataFrame(
-        [(m, f, g, base - by_tag[f"gene-{f}"]) for m, f, g in feat_rows],
-        columns=["modality", "feature", "group", "attribution"],
-    )
-    groups_frame = pd.DataFrame(
-        [(m, g, base - by_tag[f"grp-{g}"]) for m, g in group_rows],
-        columns=["modality", "group", "attribution"],
-    )
-    maps: dict[str, np.ndarray] = {}
-    if saliency:
-        for m in present:
-            if one.sources[m].kind == "imaging":
-                sal = image_saliency(model, one, pid, m)
-                if sal is not None:
-                    maps[m] = sal
-    return Evidence("computed", contributions, features, groups_frame, span_frame, maps, text)
+    text = _text_of(one, pid)
+    ev = evidence_from_explanation(explanation, pid, text)
+    if ev is None:
+        return Evidence("computed", pd.DataFrame(columns=["modality", "loo_delta", "shapley"]))
+    ev.source = "computed"
+    if not ev.features.empty:
+        order = ev.features["attribution"].abs().sort_values(ascending=False, kind="stable")
+        ev.features = ev.features.loc[order.index[:n_features]].reset_index(drop=True)
+    return ev
 
 
-def image_saliency(
-    model: Any, cohort: Any, patient_id: str, modality: str, blocks: int = 4
-) -> np.ndarray | None:
-    """Occlusion map of one image: risk(image) - risk(image with a block set to its mean), on a
-    ``blocks``-per-axis grid, averaged over the fold models; None when the model does not take
-    the image itself (e.g. frozen-backbone embeddings).
+def image_saliency(model: Any, cohort: Any, patient_id: str, modality: str) -> np.ndarray | None:
+    """Quick occlusion saliency of one image (:func:`multimodal.explain.explain`, ``saliency``
+    with disjoint occluding boxes), averaged over the fold models.
 
-    Works on the preprocessed tensors of each fold model (``TrainedModel._fold_data``), since an
-    occluded image exists only in memory.
+    Returns
+    -------
+    (C, *image_size) float32 over the preprocessed image (positive = raises risk), or None when
+    the model does not take the image itself (e.g. frozen-backbone embeddings).
     """
-    import torch
-
-    from multimodal.training.fold import _outputs, head_risk
-    from multimodal.training.stores import DenseStore
-
     pid = str(patient_id)
-    maps = []
-    for fm in model.folds:
-        data = model._fold_data(fm, cohort, [pid])
-        store = data.stores.get(modality)
-        if not isinstance(store, DenseStore) or store.values.dim() < 4 or not store.present[0]:
-            return None
-        x = store.values[0]  # (C, *spatial)
-        size = tuple(x.shape[1:])
-        cells = list(np.ndindex(*(blocks,) * len(size)))
-        batch = x.unsqueeze(0).repeat(len(cells) + 1, *([1] * x.dim())).clone()
-        fill = float(x.mean())
-        for b, cell in enumerate(cells):
-            region = tuple(
-                slice(i * s // blocks, (i + 1) * s // blocks) for i, s in zip(cell, size)
-            )
-            batch[(b + 1, slice(None), *region)] = fill
-        rep = data.subset(np.zeros(len(cells) + 1, dtype=np.int64))
-        rep.stores[modality] = DenseStore(
-            spec=store.spec, present=np.ones(len(cells) + 1, dtype=bool), values=batch
-        )
-        with torch.no_grad():
-            r = head_risk(fm.model, _outputs(fm.model, rep, model.device, "32"))
-        maps.append((r[0] - r[1:]).reshape((blocks,) * len(size)))
-    return np.mean(maps, axis=0) if maps else None
+    explanation = model.explain(
+        cohort.subset([pid]),
+        patient_ids=[pid],
+        methods=["saliency"],
+        saliency_limit=1,
+        **QUICK_BUDGET,
+    )
+    found = explanation.saliency.get((pid, str(modality)))
+    return None if found is None else np.asarray(found[0])

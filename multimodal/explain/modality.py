@@ -10,6 +10,12 @@ are computed exactly, not sampled.
 - ``shapley[m]``: the Shapley value of m; ``sum_m shapley[m] = v(all) - v(none)`` (efficiency),
   where ``v(none)`` is the model's output for a patient with no data at all.
 - A modality the patient lacks gets exactly 0 for both.
+- Budget: with more than ``max_shapley_modalities`` modalities only the M + 2 coalitions that
+  leave-one-out needs (all, none, all but one) are evaluated and ``shapley`` is NaN.
+
+A hidden modality loses every share it has in the prediction: its part of the deep fusion and its
+linear member's term (:meth:`~multimodal.models.model.MultimodalSurvivalModel.combine`), so the
+contributions account for every member of the model.
 
 Values are the ensemble's: risk centred per fold model and averaged over the fold models (Shapley
 values are linear in the value function, so this equals the mean of the per-fold values). At a
@@ -79,16 +85,31 @@ def leave_one_out(values: np.ndarray) -> np.ndarray:
     return np.stack([values[:, full] - values[:, full ^ (1 << j)] for j in range(m)], axis=1)
 
 
+def _loo_bits(n_modalities: int) -> np.ndarray:
+    """(M + 2, M) bool coalitions for leave-one-out: none, all, then all but modality j."""
+    full = np.ones((1, n_modalities), bool)
+    return np.concatenate([~full, full, ~np.eye(n_modalities, dtype=bool)])
+
+
 @torch.no_grad()
-def coalition_values(fi: FoldInputs, horizons: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Risk (n, 2^M) and S(horizons) (n, 2^M, H) of one fold model for every coalition.
+def coalition_values(
+    fi: FoldInputs, horizons: list[float], coalitions: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Risk (n, C) and S(horizons) (n, C, H) of one fold model for each coalition.
+
+    Parameters
+    ----------
+    fi : the fold model and its preprocessed patients.
+    horizons : times of the survival values (may be empty).
+    coalitions : (C, M) bool, row c = the modalities coalition c shows the model (column j =
+        ``model.modalities[j]``); default every coalition, bit j of c = modality j (C = 2^M).
 
     Risks are centred on the fold model's mean training risk (as in the ensemble's predictions).
     """
     model, data = fi.model, fi.data
     mods = model.modalities
     present = present_matrix(data, mods)
-    bits = _bits(len(mods))
+    bits = _bits(len(mods)) if coalitions is None else np.asarray(coalitions, bool)
     emb = encode(model, data, fi.device)
     n = len(data)
     risk = np.zeros((n, len(bits)))
@@ -105,8 +126,27 @@ def coalition_values(fi: FoldInputs, horizons: list[float]) -> tuple[np.ndarray,
     return risk, surv
 
 
-def modality_contributions(folds: list[FoldInputs], horizons: list[float]) -> pd.DataFrame:
+def _attributions(values: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(loo, shapley), each (n, M, ...), from the values of :func:`_bits` coalitions (``exact``)
+    or of :func:`_loo_bits` coalitions (Shapley values NaN)."""
+    if exact:
+        return leave_one_out(values), shapley_values(values)
+    loo = values[:, 1:2] - values[:, 2:]
+    return loo, np.full(loo.shape, np.nan)
+
+
+def modality_contributions(
+    folds: list[FoldInputs], horizons: list[float], max_shapley_modalities: int | None = None
+) -> pd.DataFrame:
     """Tidy table of per-patient modality contributions, averaged over the fold models.
+
+    Parameters
+    ----------
+    folds : the fold models and their preprocessed patients.
+    horizons : times of the survival-level contributions (may be empty).
+    max_shapley_modalities : exact Shapley values (2^M coalitions) when the model has at most this
+        many modalities, else leave-one-out only (M + 2 coalitions; ``shapley`` is NaN).
+        None = always exact.
 
     Returns
     -------
@@ -115,28 +155,32 @@ def modality_contributions(folds: list[FoldInputs], horizons: list[float]) -> pd
     ``loo_surv_<t>``, ``shapley_surv_<t>``, ``surv_<t>``, ``surv_no_data_<t>``.
     """
     mods = folds[0].model.modalities
-    per_fold = [coalition_values(fi, horizons) for fi in folds]
+    exact = max_shapley_modalities is None or len(mods) <= max_shapley_modalities
+    bits = _bits(len(mods)) if exact else _loo_bits(len(mods))
+    per_fold = [coalition_values(fi, horizons, bits) for fi in folds]
     risk = np.mean([r for r, _ in per_fold], axis=0)
     surv = np.mean([s for _, s in per_fold], axis=0) if horizons else None
     ids = folds[0].data.ids
     present = present_matrix(folds[0].data, mods)
-    full = risk.shape[1] - 1
+    full = int(np.flatnonzero(bits.all(1))[0])  # the coalition of every modality
+    none = int(np.flatnonzero(~bits.any(1))[0])
+    loo, phi = _attributions(risk, exact)
     frame = pd.DataFrame(
         {
             "patient_id": np.repeat(ids, len(mods)),
             "modality": np.tile(mods, len(ids)),
             "present": present.reshape(-1),
-            "loo_delta": leave_one_out(risk).reshape(-1),
-            "shapley": shapley_values(risk).reshape(-1),
+            "loo_delta": loo.reshape(-1),
+            "shapley": phi.reshape(-1),
             "risk": np.repeat(risk[:, full], len(mods)),
-            "risk_no_data": np.repeat(risk[:, 0], len(mods)),
+            "risk_no_data": np.repeat(risk[:, none], len(mods)),
         }
     )
     if surv is not None:
-        loo, phi = leave_one_out(surv), shapley_values(surv)
+        loo, phi = _attributions(surv, exact)
         for h, t in enumerate(horizons):
             frame[f"loo_surv_{t:g}"] = loo[:, :, h].reshape(-1)
             frame[f"shapley_surv_{t:g}"] = phi[:, :, h].reshape(-1)
             frame[f"surv_{t:g}"] = np.repeat(surv[:, full, h], len(mods))
-            frame[f"surv_no_data_{t:g}"] = np.repeat(surv[:, 0, h], len(mods))
+            frame[f"surv_no_data_{t:g}"] = np.repeat(surv[:, none, h], len(mods))
     return frame

@@ -4,8 +4,9 @@ The text input of a model is built from the sentences of a patient's report (sen
 pooled or as a set; or the tokenized report). Each sentence's attribution is the change in risk when
 the report is read without it: ``risk(report) - risk(report without sentence j)``, so a positive
 value means the sentence raised the predicted risk. The shortened report goes through the fold's own
-fitted text pipeline, so the model sees exactly what it would see for such a report; a report whose
-only sentence is removed counts as a missing report.
+fitted text pipeline, so the model sees exactly what it would see for such a report -- the text
+encoder and the report's linear member alike; a report whose only sentence is removed counts as a
+missing report.
 
 Spans are character offsets into the patient's text as ``cohort.sources[m].texts()`` returns it
 (several reports of a patient joined in date order by a blank line). For the ``text_chunks``
@@ -110,11 +111,12 @@ def _fold_deltas(
             seen = present[rows].copy()
             mask = {k: torch.from_numpy(seen[:, j].copy()) for j, k in enumerate(model.modalities)}
             full = risk_of(model, head_outputs(fi, rows, mask, e)).cpu().numpy()
-            short_in = store.batch(sel)
-            e[m] = model.encoders[m](to_device(short_in, fi.device))
+            # the shortened report goes live: its encoder and its linear member both read it
+            live = {m: to_device(store.batch(sel), fi.device)}
             seen[:, col] &= store.present[sel]
             mask = {k: torch.from_numpy(seen[:, j].copy()) for j, k in enumerate(model.modalities)}
-            deltas[sel] = full - risk_of(model, head_outputs(fi, rows, mask, e)).cpu().numpy()
+            short = head_outputs(fi, rows, mask, e, live=live)
+            deltas[sel] = full - risk_of(model, short).cpu().numpy()
     return deltas, _attention(fi, m, np.unique(parents))
 
 

@@ -199,7 +199,7 @@ def run_fold(
     )
     metrics = evaluate_fold(preds, times, cfg.eval.bootstrap, seed, cfg.endpoint)
     metrics.update(fold=k, n_train=len(train_ids), n_val=len(val_ids), best_epoch=best_epoch)
-    history = history.drop(columns=["best_epoch"]).assign(fold=k)
+    history = history.drop(columns=["best_epoch"], errors="ignore").assign(fold=k)
     if dist_utils.is_main():
         folder.write_fold(
             k,

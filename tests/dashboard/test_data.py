@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import multimodal
 from multimodal.dashboard import cohort_stats, evidence, images, launch, ood, patient
 from multimodal.dashboard.new_patient import (
     NEW_PATIENT_ID,
@@ -239,22 +240,35 @@ def test_computed_evidence_shapley_adds_up(tiny_model, tiny_cohort, caplog):
     assert pid not in caplog.text  # no patient identifiers in the logs
     assert ev.source == "computed"
     assert set(ev.contributions["modality"]) == set(tiny_model.modalities)
-    # efficiency: Shapley values sum to risk(all modalities) - risk(none)
-    full = tiny_model.predict(tiny_cohort.subset([pid]))["risk"].iloc[0]
-    none = evidence._variant_cohort(
-        tiny_cohort.subset([pid]),
-        pid,
-        [evidence._Variant("x", frozenset(tiny_model.modalities))],
-        None,
-    )
-    empty = tiny_model.predict(none)["risk"].iloc[0]
+    # efficiency: Shapley values sum to risk(all modalities) - risk(none), by the public
+    # prediction path (a patient without any modality's data); float32 forward passes
+    one = tiny_cohort.subset([pid])
+    full = tiny_model.predict(one)["risk"].iloc[0]
+    empty = tiny_model.predict(multimodal.Cohort(one.patients, {}))["risk"].iloc[0]
     assert ev.contributions["shapley"].sum() == pytest.approx(full - empty, abs=1e-4)
     text = tiny_cohort.sources["report"].texts()[pid]
     assert ev.text == text and len(ev.spans) >= 2
     for _, s in ev.spans.iterrows():
         assert text[int(s["start"]) : int(s["end"])] == s["sentence"]
-    assert not ev.groups.empty and not ev.features.empty
-    assert ev.saliency["ct"].shape == (4, 4, 4)
+    assert not ev.groups.empty and 0 < len(ev.features) <= 12
+    sal = ev.saliency["ct"]
+    assert sal.shape == ev.saliency_images["ct"].shape == (1, 8, 8, 8)  # the preprocessed CT
+    assert np.isfinite(sal).all()
+    # the quick evidence is the explain step on a smaller budget: same modalities and sentences
+    full_ev = evidence.evidence_from_explanation(tiny_model.explain(one, [pid]), pid, text)
+    pd.testing.assert_frame_equal(ev.contributions, full_ev.contributions, atol=1e-9)
+    pd.testing.assert_frame_equal(ev.spans, full_ev.spans, atol=1e-9)
+
+
+def test_quick_saliency_is_the_explain_steps_on_a_coarse_grid(tiny_model, tiny_cohort):
+    pid = str(tiny_cohort.sources["ct"].patient_ids[0])
+    sal = evidence.image_saliency(tiny_model, tiny_cohort, pid, "ct")
+    assert sal.shape == (1, 8, 8, 8) and np.isfinite(sal).all()
+    # disjoint boxes of a quarter of the side: constant on each 2x2x2 block
+    blocks = sal[0].reshape(4, 2, 4, 2, 4, 2)
+    block_means = np.broadcast_to(blocks.mean(axis=(1, 3, 5), keepdims=True), blocks.shape)
+    np.testing.assert_allclose(blocks, block_means, atol=1e-6)
+    assert evidence.image_saliency(tiny_model, tiny_cohort, pid, "report") is None
 
 
 def test_evidence_is_read_from_the_explanations_folder(tmp_path):

@@ -28,6 +28,22 @@ def test_saliency_of_a_region_mean_is_confined_to_the_region():
     assert inside[np.unravel_index(np.argmax(sal[0]), inside.shape)]
 
 
+def test_disjoint_boxes_give_a_coarse_grid_of_blocks():
+    """The quick budget (``occlusion_overlap=0``): one box per block, 4 per axis by default."""
+    box = (slice(0, 4), slice(4, 8), slice(8, 12))
+    calls = []
+
+    def risk(x: torch.Tensor) -> torch.Tensor:  # risk = mean intensity in one block
+        calls.append(x.shape[0])
+        return x[:, 0][(slice(None), *box)].mean(dim=(1, 2, 3))
+
+    sal = occlusion_saliency(risk, torch.ones(1, 16, 16, 16), overlap=0.0, baseline=0.0)[0]
+    expected = np.zeros((16, 16, 16))
+    expected[box] = 1.0  # occluding the block removes all of the risk, any other block none
+    np.testing.assert_allclose(sal, expected, atol=1e-6)
+    assert sum(calls) == 4**3 + 1  # 64 occluded images and the image itself
+
+
 def test_saliency_of_a_lesion_detector_concentrates_on_the_lesion():
     size = 24
 

@@ -35,21 +35,41 @@ def test_text_spans_match_the_cohort_reports(smoke_explanation, smoke_cohort):
     assert set(spans["patient_id"]) == set(has.index[has])
 
 
+def _risk_without_sentence(model, cohort, pid: str, index: int) -> tuple[float, float]:
+    """Predicted risk of the patient with the report, and with sentence ``index`` left out."""
+    one = cohort.subset([pid])
+    full = model.predict_risk(one)[pid]
+    source = one.sources["report"]
+    text = source.texts()[pid]
+    kept = [s for j, (s, _, _) in enumerate(sentence_spans(text)) if j != index]
+    source.table = pd.DataFrame({"patient_id": [pid], "text": ["\n".join(kept)]})
+    source.__dict__.pop("_texts", None)  # texts() caches the joined reports
+    return full, model.predict_risk(one)[pid]
+
+
 def test_leave_one_sentence_out_equals_predicting_the_shortened_report(
     smoke_explanation, smoke_model, smoke_cohort
 ):
     spans = smoke_explanation.text_spans
     pid = spans["patient_id"].iloc[0]
     row = spans[spans["patient_id"] == pid].iloc[1]
-    one = smoke_cohort.subset([pid])
-    full = smoke_model.predict_risk(one)[pid]
-    source = one.sources["report"]
-    text = source.texts()[pid]
-    kept = [s for j, (s, _, _) in enumerate(sentence_spans(text)) if j != row.sentence_index]
-    source.table = pd.DataFrame({"patient_id": [pid], "text": ["\n".join(kept)]})
-    source.__dict__.pop("_texts", None)  # texts() caches the joined reports
-    shortened = smoke_model.predict_risk(one)[pid]
+    full, shortened = _risk_without_sentence(smoke_model, smoke_cohort, pid, row.sentence_index)
     assert row.attribution == pytest.approx(full - shortened, abs=1e-5)
+
+
+def test_the_reports_linear_member_reads_the_shortened_report(linear_model, linear_cohort):
+    """configs/demo.yaml's ridge Cox term on the report embedding is the report's only share: a
+    sentence's attribution is what the term loses without it (float32 tolerance)."""
+    assert "report" in linear_model.folds[0].model.members
+    has = linear_cohort.availability()["report"]
+    pid = str(has.index[has][0])
+    spans = linear_model.explain(linear_cohort, patient_ids=[pid], methods=["text"]).text_spans
+    assert len(spans) >= 2 and spans["attribution"].abs().max() > 1e-4
+    for row in spans.itertuples():
+        full, shortened = _risk_without_sentence(
+            linear_model, linear_cohort, pid, row.sentence_index
+        )
+        assert row.attribution == pytest.approx(full - shortened, abs=1e-5)
 
 
 @pytest.mark.slow

@@ -194,3 +194,14 @@ def test_weights_copied_from_another_run_are_refused(cohorts, tmp_path):
     shutil.copy(RunFolder(two).fold_dir(1) / "weights.safetensors", RunFolder(three).fold_dir(1))
     with pytest.raises(RunFolderError, match="not the file this fold wrote"):
         multimodal.load_run(three)
+
+
+def test_members_deep_false_is_the_linear_model_alone(cohorts, tmp_path):
+    cohort = multimodal.Cohort.load(cohorts / "a" / "cohort.yaml")
+    cfg = {**CONFIG, "members": {"linear": ["genomics"], "deep": False, "penalties": [1, 100]}}
+    result = multimodal.train(cfg, cohort=cohort, out=tmp_path / "run")
+    assert all(f["best_epoch"] == 0 for f in result.metrics["folds"])
+    assert len(result.history) == 0  # no training epoch ran
+    model = multimodal.load_run(result.run_dir).folds[0].model
+    assert float(model.head.linear.weight.detach().abs().sum()) == 0.0  # deep residual is zero
+    assert result.metrics["c_index"] > 0.5
