@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -45,12 +46,18 @@ def _to_schema_1(path) -> None:
     no schema_version."""
     run = RunFolder(path)
     raw = yaml.safe_load(run.config_path.read_text())
-    raw["_meta"].pop("schema_version")
+    for key in ("schema_version", "run_id", "folds"):  # not written before schema 2
+        raw["_meta"].pop(key)
     for (section, key), (new_section, new_key) in MOVED_KEYS.items():
         raw.setdefault(section, {})[key] = raw[new_section].pop(new_key)
     raw.pop("members")
     run.config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     for k in run.finished_folds():
+        meta_path = run.fold_dir(k) / RunFolder.FOLD_META
+        meta = json.loads(meta_path.read_text())
+        for key in ("schema_version", "weights_sha256", "run_id"):  # not written before schema 2
+            meta.pop(key, None)
+        meta_path.write_text(json.dumps(meta))
         weights = run.fold_dir(k) / RunFolder.FOLD_WEIGHTS
         state = load_file(str(weights))
         renamed = {}

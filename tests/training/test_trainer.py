@@ -147,7 +147,7 @@ def test_discrete_heads_train(tiny_cohort, tmp_path, head):
 
 def test_resume_refuses_a_changed_config(tiny_cohort, tiny_run):
     changed = {**TINY, "train": {**TINY["train"], "lr": 0.05}}
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="config differs from the one it was trained with"):
         multimodal.train(changed, cohort=tiny_cohort, out=tiny_run.run_dir)
 
 

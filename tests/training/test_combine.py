@@ -1,0 +1,381 @@
+"""The combiner: the linear members (clinical + ridge-penalised genomics / text Cox terms) are
+fitted before the deep residual trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from multimodal.config import EncoderConfig, FusionConfig, HeadConfig, MembersConfig
+from multimodal.models.model import MultimodalSurvivalModel
+from multimodal.survival.metrics import harrell_c
+from multimodal.training.combine import COMBINERS, LinearFit, choose_penalty, fit_linear_members
+from multimodal.types import Batch, InputSpec
+
+CPU = torch.device("cpu")
+
+
+class _Data:
+    """Minimal FoldData stand-in: one clinical numeric + one 2-level factor, 40 genes."""
+
+    def __init__(self, n: int, seed: int, n_genes: int = 40, informative: int = 3) -> None:
+        rng = np.random.default_rng(seed)
+        self.age = rng.normal(size=n).astype(np.float32)
+        self.sex = rng.integers(1, 3, n)  # level 0 = missing
+        self.genes = rng.normal(size=(n, n_genes)).astype(np.float32)
+        self.genomics_present = rng.random(n) > 0.2
+        lin = 0.8 * self.age + 0.5 * (self.sex == 2)
+        lin = lin + np.where(self.genomics_present, self.genes[:, :informative].sum(1) * 0.6, 0.0)
+        t = rng.exponential(np.exp(-lin))
+        c = rng.exponential(2.0, n)
+        self.time = np.minimum(t, c).astype(np.float32)
+        self.event = t <= c
+        self.true_lin = lin
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def batch(self, idx) -> Batch:
+        i = np.asarray(idx)
+        return Batch(
+            patient_id=[str(k) for k in i],
+            time=torch.from_numpy(self.time[i]),
+            event=torch.from_numpy(self.event[i]),
+            inputs={
+                "clinical": {
+                    "numeric": torch.from_numpy(self.age[i, None]),
+                    "numeric_missing": torch.zeros(len(i), 1),
+                    "categorical": torch.from_numpy(self.sex[i, None]),
+                },
+                "genomics": torch.from_numpy(self.genes[i]),
+            },
+            mask={
+                "clinical": torch.ones(len(i), dtype=torch.bool),
+                "genomics": torch.from_numpy(self.genomics_present[i]),
+            },
+        )
+
+
+def _model(
+    n_genes: int = 40, linear=("genomics",), members: MembersConfig | None = None
+) -> MultimodalSurvivalModel:
+    torch.manual_seed(0)
+    specs = {
+        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "genomics": InputSpec(kind="genomics", in_features=n_genes),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "genomics": EncoderConfig(name="snn", out_dim=4),
+    }
+    return MultimodalSurvivalModel(
+        specs,
+        encoders,
+        FusionConfig(name="concat", dim=4),
+        HeadConfig(name="cox"),
+        members=members or MembersConfig(linear=list(linear)),
+        clinical_modality="clinical",
+    )
+
+
+def _linear_parts(model: MultimodalSurvivalModel, batch: Batch) -> dict[str, np.ndarray]:
+    """Each member's share of the risk, computed by hand from its design and coefficients."""
+    designs = model.linear_designs(batch.inputs, batch.mask)
+    return {
+        m: ((x @ model.members[m].weight.T).squeeze(-1) * present).numpy()
+        for m, (x, present) in designs.items()
+    }
+
+
+def _zero_members(model: MultimodalSurvivalModel) -> bool:
+    return all(float(lm.weight.detach().abs().max()) == 0.0 for lm in model.members.values())
+
+
+def test_fit_makes_the_model_a_penalised_linear_cox_at_step_zero():
+    data = _Data(400, seed=0)
+    model = _model()
+    assert list(model.members) == ["clinical", "genomics"]  # the clinical member first
+    fit = fit_linear_members(
+        model, data, CPU, MembersConfig(linear=["genomics"], penalties=[0.01, 1.0, 1e4])
+    )
+    assert isinstance(fit, LinearFit) and np.isfinite(fit.loss)
+    assert fit.combine == "joint"
+    model.eval()
+    batch = data.batch(np.arange(len(data)))
+    with torch.no_grad():
+        risk = model(batch).numpy()
+        linear_only = sum(_linear_parts(model, batch).values())
+    np.testing.assert_allclose(risk, linear_only, atol=1e-5)  # deep residual starts at zero
+    # the informative genes get the largest genomic coefficients, and they are frozen
+    w = model.members["genomics"].weight.detach().numpy().ravel()
+    assert set(np.argsort(-np.abs(w))[:3]) == {0, 1, 2}
+    assert not model.members["genomics"].weight.requires_grad
+    assert model.members["clinical"].weight.requires_grad
+    # the fit is a real Cox model: concordant with the true linear predictor on new patients
+    test = _Data(400, seed=1)
+    with torch.no_grad():
+        r = model(test.batch(np.arange(len(test)))).numpy()
+    assert harrell_c(test.time, test.event, r) > 0.7
+    assert np.corrcoef(r, test.true_lin)[0, 1] > 0.85
+
+
+def test_uninformative_genomics_get_the_largest_penalty():
+    data = _Data(300, seed=2, informative=0)
+    model = _model()
+    fit = fit_linear_members(
+        model, data, CPU, MembersConfig(linear=["genomics"], penalties=[0.01, 0.1, 1e3])
+    )
+    w = model.members["genomics"].weight.detach().abs().max().item()
+    assert w < 0.01  # noise genes shrunk to ~0: the chosen penalty was 1e3
+    assert fit is not None and fit.penalties["genomics"] == 1e3
+
+
+@pytest.mark.parametrize("combine", ["joint", "stacked"])
+def test_without_linear_modalities_only_the_clinical_member_is_fitted(combine):
+    data = _Data(200, seed=3)
+    model = _model(linear=())
+    assert list(model.members) == ["clinical"]
+    fit = fit_linear_members(model, data, CPU, MembersConfig(combine=combine))
+    assert fit is not None
+    assert fit.combine == "joint"  # a lone clinical member has nothing to stack
+    assert fit.penalties == {"clinical": 0.01} and fit.weights == {}
+    w = model.members["clinical"].weight.detach().numpy().ravel()
+    assert w[0] > 0.4  # age effect 0.8, shrunk a little by the ridge
+
+
+def test_choose_penalty_prefers_larger_penalty_on_ties_and_best_score_otherwise():
+    event = np.array([1, 0] * 30)
+    flat = choose_penalty(lambda a, b, lam: 0.6, event, (1.0, 10.0, 100.0))
+    assert flat == 100.0
+    peaked = choose_penalty(lambda a, b, lam: -abs(np.log10(lam) - 1), event, (1.0, 10.0, 100.0))
+    assert peaked == 10.0
+
+
+def test_heads_without_an_offset_get_no_members_and_are_left_alone():
+    specs = {"clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3])}
+    model = MultimodalSurvivalModel(
+        specs,
+        {"clinical": EncoderConfig(name="clinical_mlp", out_dim=4)},
+        FusionConfig(name="concat", dim=4),
+        HeadConfig(name="pmf"),
+        cuts=[0.0, 0.5, 1.0, 2.0],
+        clinical_modality="clinical",
+    )
+    assert len(model.members) == 0
+    assert fit_linear_members(model, _Data(50, seed=4), CPU, MembersConfig()) is None
+
+
+def test_a_discrete_time_head_has_members_but_no_partial_likelihood_to_fit_them():
+    """Logistic hazard takes a per-patient offset, but its members train with the residual."""
+    specs = {"clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3])}
+    model = MultimodalSurvivalModel(
+        specs,
+        {"clinical": EncoderConfig(name="clinical_mlp", out_dim=4)},
+        FusionConfig(name="concat", dim=4),
+        HeadConfig(name="logistic_hazard"),
+        cuts=[0.0, 0.5, 1.0, 2.0],
+        clinical_modality="clinical",
+    )
+    assert model.head.supports_offset and not model.head.partial_likelihood
+    assert list(model.members) == ["clinical"]
+    head_before = model.head.linear.weight.detach().clone()
+    assert fit_linear_members(model, _Data(100, seed=4), CPU, MembersConfig()) is None
+    assert _zero_members(model)
+    assert model.members["clinical"].weight.requires_grad
+    assert torch.equal(model.head.linear.weight, head_before)  # the head is not touched either
+
+
+def test_no_clinical_penalty_fits_nothing_and_leaves_the_members_at_zero():
+    members = MembersConfig(linear=["genomics"], clinical_penalty=None)
+    model = _model(members=members)
+    assert list(model.members) == ["clinical", "genomics"]
+    head_before = model.head.linear.weight.detach().clone()
+    assert fit_linear_members(model, _Data(150, seed=8), CPU, members) is None
+    assert _zero_members(model)
+    # nothing is frozen: every member trains with the deep residual
+    assert all(lm.weight.requires_grad for lm in model.members.values())
+    assert torch.equal(model.head.linear.weight, head_before)
+
+
+@pytest.mark.parametrize("penalties", [(1.0,), (0.1, 10.0)])
+def test_fit_is_deterministic(penalties):
+    data = _Data(150, seed=5)
+    a, b = _model(), _model()
+    members = MembersConfig(linear=["genomics"], penalties=list(penalties))
+    fit_linear_members(a, data, CPU, members, seed=1)
+    fit_linear_members(b, data, CPU, members, seed=1)
+    for (_, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q)
+
+
+class _DataWithText(_Data):
+    """As :class:`_Data`, plus a pooled report embedding (kind ``text``) that is pure noise."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        super().__init__(n, seed)
+        rng = np.random.default_rng(seed + 100)
+        self.text = rng.normal(size=(n, 24)).astype(np.float32)
+
+    def batch(self, idx) -> Batch:
+        b = super().batch(idx)
+        i = np.asarray(idx)
+        b.inputs["report"] = torch.from_numpy(self.text[i])
+        b.mask["report"] = torch.ones(len(i), dtype=torch.bool)
+        return b
+
+
+def _model_with_text() -> MultimodalSurvivalModel:
+    torch.manual_seed(0)
+    specs = {
+        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "genomics": InputSpec(kind="genomics", in_features=40),
+        "report": InputSpec(kind="text", in_features=24),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "genomics": EncoderConfig(name="snn", out_dim=4),
+        "report": EncoderConfig(name="text_mlp", out_dim=4),
+    }
+    return MultimodalSurvivalModel(
+        specs,
+        encoders,
+        FusionConfig(name="concat", dim=4),
+        HeadConfig(name="cox"),
+        members=MembersConfig(linear=["genomics", "report"]),
+        clinical_modality="clinical",
+    )
+
+
+@pytest.mark.parametrize("score", ["c_index", "likelihood"])
+def test_each_linear_member_gets_its_own_penalty(score):
+    """Informative genes keep a small penalty while a noise text embedding is switched off."""
+    data = _DataWithText(400, seed=6)
+    model = _model_with_text()
+    assert set(model.members) - {"clinical"} == {"genomics", "report"}
+    fit_linear_members(
+        model,
+        data,
+        CPU,
+        MembersConfig(
+            linear=["genomics", "report"], penalties=[0.01, 0.1, 1e3], penalty_score=score
+        ),
+    )
+    genes = model.members["genomics"].weight.detach().abs().numpy().ravel()
+    text = model.members["report"].weight.detach().abs().numpy().ravel()
+    assert genes[:3].min() > 0.1  # the three informative genes survive
+    assert text.max() < 0.01  # the noise embedding got the largest penalty
+
+
+@pytest.mark.parametrize("combine", sorted(COMBINERS))
+def test_every_combiner_reports_a_penalty_per_member(combine):
+    """Both combiners return a LinearFit naming every member; stacked also weighs the others."""
+    assert sorted(COMBINERS) == ["joint", "stacked"]
+    data = _DataWithText(150, seed=9)
+    model = _model_with_text()
+    members = MembersConfig(linear=["genomics", "report"], penalties=[1.0, 1e3], combine=combine)
+    fit = fit_linear_members(model, data, CPU, members)
+    assert isinstance(fit, LinearFit)
+    assert fit.combine == combine and np.isfinite(fit.loss)
+    assert set(fit.penalties) == set(model.members) == {"clinical", "genomics", "report"}
+    assert fit.penalties["clinical"] == members.clinical_penalty
+    assert all(fit.penalties[m] in members.penalties for m in ("genomics", "report"))
+    if combine == "stacked":
+        assert set(fit.weights) == {"genomics", "report"}  # every non-clinical member
+        assert all(len(w) == 1 and np.isfinite(w).all() for w in fit.weights.values())
+    else:
+        assert fit.weights == {}
+    assert set(fit.to_dict()) == {"combine", "penalties", "weights", "loss"}
+
+
+def test_a_modality_without_one_feature_vector_cannot_get_a_linear_term():
+    from multimodal.exceptions import ConfigError
+
+    specs = {
+        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "ct": InputSpec(kind="imaging", spatial_dims=2, in_channels=1, image_size=(8, 8)),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "ct": EncoderConfig(name="small_cnn", out_dim=4, options={"channels": [4]}),
+    }
+    fusion, head = FusionConfig(name="concat", dim=4), HeadConfig(name="cox")
+    with pytest.raises(ConfigError, match=r"members\.linear: 'ct' \(imaging\)"):
+        MultimodalSurvivalModel(
+            specs,
+            encoders,
+            fusion,
+            head,
+            members=MembersConfig(linear=["ct"]),
+            clinical_modality="clinical",
+        )
+    # a listed modality the run does not use (a single-modality model) is simply skipped
+    specs.pop("ct")
+    encoders.pop("ct")
+    model = MultimodalSurvivalModel(
+        specs,
+        encoders,
+        fusion,
+        head,
+        members=MembersConfig(linear=["genomics"]),
+        clinical_modality="clinical",
+    )
+    assert list(model.members) == ["clinical"]
+
+
+def test_linear_group_means_fit_one_coefficient_per_group():
+    """With ``members.group_means`` the genomics member sees group means (pathway scores)."""
+    data = _Data(400, seed=7, informative=4)
+    groups = [[0, 1, 2, 3], list(range(4, 40))]  # the informative genes form the first group
+    specs = {
+        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "genomics": InputSpec(kind="genomics", in_features=40, groups=groups),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "genomics": EncoderConfig(name="snn", out_dim=4),
+    }
+    members = MembersConfig(linear=["genomics"], group_means=True, penalties=[0.001, 0.01, 1e3])
+    torch.manual_seed(0)
+    model = MultimodalSurvivalModel(
+        specs,
+        encoders,
+        FusionConfig(name="concat", dim=4),
+        HeadConfig(name="cox"),
+        members=members,
+        clinical_modality="clinical",
+    )
+    assert model.members["genomics"].linear.in_features == 2
+    batch = data.batch(np.arange(len(data)))
+    design, _ = model.linear_designs(batch.inputs, batch.mask)["genomics"]
+    np.testing.assert_allclose(design[:, 0].numpy(), data.genes[:, :4].mean(1), rtol=1e-5)
+    fit_linear_members(model, data, CPU, members)
+    w = model.members["genomics"].weight.detach().numpy().ravel()
+    assert w[0] > 1.0 and abs(w[1]) < 0.5 * w[0]  # the informative group carries the effect
+
+
+def test_stacked_members_weigh_each_modality_by_its_out_of_fold_scores():
+    """combine="stacked": informative genes count, a noise text embedding barely does."""
+    data, test = _DataWithText(400, seed=6), _DataWithText(400, seed=7)
+    members = MembersConfig(
+        linear=["genomics", "report"], penalties=[0.01, 0.1, 1.0, 1e3], combine="stacked"
+    )
+    model = _model_with_text()
+    fit = fit_linear_members(model, data, CPU, members)
+    assert fit is not None and np.isfinite(fit.loss)
+    model.eval()
+    batch = test.batch(np.arange(len(test)))
+    with torch.no_grad():
+        parts = _linear_parts(model, batch)
+        risk = model(batch).numpy()
+    assert set(parts) == {"clinical", "genomics", "report"}
+    np.testing.assert_allclose(risk, sum(parts.values()), atol=1e-5)  # still linear at step 0
+    assert not model.members["report"].weight.requires_grad
+    assert np.corrcoef(risk, test.true_lin)[0, 1] > 0.85
+    assert harrell_c(test.time, test.event, risk) > 0.7
+    assert parts["report"].std() < 0.25 * parts["genomics"].std()
+    # deterministic, like the joint fit
+    again = _model_with_text()
+    fit_linear_members(again, data, CPU, members)
+    for (_, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(p, q)
