@@ -35,6 +35,7 @@ import pandas as pd
 from multimodal.evaluation.baselines import BASELINE_MODELS, run_baselines_on_cohort
 from multimodal.evaluation.compare import format_mean_std, load_published_mcat, mean_std
 from multimodal.exceptions import ConfigError
+from multimodal.shipped import shipped_dir
 from multimodal.survival.metrics import harrell_c, uno_c
 
 __all__ = [
@@ -78,8 +79,8 @@ class BenchmarkResult:
 
 
 def default_config_path() -> Path:
-    """``configs/tcga.yaml`` of the source tree (the benchmark's default config)."""
-    path = Path(__file__).resolve().parents[2] / "configs" / "tcga.yaml"
+    """The shipped ``configs/tcga.yaml`` (the benchmark's default config; a wheel carries it)."""
+    path = shipped_dir("configs") / "tcga.yaml"
     if not path.is_file():
         raise ConfigError(
             f"no default benchmark config at {path} (installed without the configs/ folder); "

@@ -30,6 +30,7 @@ from multimodal.registry import did_you_mean
 from multimodal.runfolder import RunFolder
 from multimodal.survival.endpoints import get_endpoint
 from multimodal.training import distributed as dist_utils
+from multimodal.training.config_checks import check_registry_names
 from multimodal.training.fold import FoldOutcome, run_fold
 from multimodal.training.loop import EpochInfo
 from multimodal.training.preprocess import PreprocessContext
@@ -252,6 +253,7 @@ def train(
         ``metrics["c_index"]`` is the mean validation C-index over the folds.
     """
     cfg = load_config(config, overrides)
+    check_registry_names(cfg)  # before any cohort loading or file writing
     if cohort is None:
         if not cfg.data.cohort:
             raise ConfigError("no cohort: set data.cohort in the config or pass --cohort")
