@@ -8,6 +8,7 @@ before averaging, because Cox risks are only defined up to a constant.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,9 @@ import pandas as pd
 import torch
 
 from multimodal.config import Config, EncoderConfig
-from multimodal.exceptions import RunFolderError
+from multimodal.exceptions import DataError, MultimodalError, RunFolderError
 from multimodal.models.inference import head_outputs, prediction_columns
+from multimodal.models.input_checks import check_inputs
 from multimodal.models.model import MultimodalSurvivalModel, spec_from_dict
 from multimodal.runfolder import RunFolder
 from multimodal.survival.endpoints import get_endpoint
@@ -120,20 +122,63 @@ class TrainedModel:
     def endpoint(self) -> str:
         return self.config.endpoint
 
-    @torch.no_grad()
     def predict(
         self,
         cohort: Any,
         times: list[float] | None = None,
         horizons: list[float] | None = None,
+        strict: bool = False,
     ) -> pd.DataFrame:
         """Per patient: risk (higher = worse), S(t) at ``times``, predicted median survival.
 
-        Progression endpoints (multitask, competing, multistate) add their named risks and curves
-        (``risk_os``, ``surv_pfs_<t>``, ``cif_progression_<t>``, ``state_<state>_<t>``, ...) and
-        ``p_progression_<h>`` at ``horizons`` (default ``eval.horizons``); see
-        :mod:`multimodal.survival.endpoints`.
+        The inputs are checked first against what the model was trained on
+        (:func:`multimodal.models.input_checks.check_inputs`: ranges, levels, columns,
+        modalities). A patient with an error (a non-finite or implausible value, a table whose
+        columns were renamed, ...) is refused: NaN risk and curves. Outcomes (``time``/``event``)
+        are never needed.
+
+        Parameters
+        ----------
+        cohort : the patients (``Cohort.load(path, require_outcomes=False)`` for new patients).
+        times : times of S(t) (default: the run's evaluation times).
+        horizons : progression endpoints' ``p_progression_<h>`` horizons (default
+            ``eval.horizons``).
+        strict : raise :class:`~multimodal.exceptions.DataError` listing the problems when any
+            patient has a warning or an error, instead of predicting.
+
+        Returns
+        -------
+        DataFrame, one row per patient: ``patient_id``, ``risk``, ``surv_<t>``,
+        ``median_survival``, ``modalities_present`` (the modalities actually used for the
+        patient, comma-separated), ``status`` (``ok`` | ``warning`` | ``refused``) and
+        ``input_issues`` (the messages, `` | ``-separated; "" when none). Progression endpoints
+        (multitask, competing, multistate) add their named risks and curves (``risk_os``,
+        ``surv_pfs_<t>``, ``cif_progression_<t>``, ``state_<state>_<t>``, ...) and
+        ``p_progression_<h>`` at ``horizons``; see :mod:`multimodal.survival.endpoints`.
         """
+        report = check_inputs(self, cohort)
+        if strict and len(report.issues):
+            raise DataError(
+                f"strict mode refuses inputs with issues: {report.describe(limit=10)}\n"
+                "Fix the inputs, or predict without strict mode (CLI: without --strict): refused "
+                "patients then get NaN predictions, and every patient a status and input_issues."
+            )
+        if len(report.issues):
+            log.warning("predict: %s (see the status and input_issues columns)", report.summary())
+        refused = report.refused()
+        frame = self._predict_frame(_usable_cohort(cohort, report, refused), times, horizons)
+        outputs = [c for c in frame.columns if c not in ("patient_id", "modalities_present")]
+        rows = frame["patient_id"].isin(refused).to_numpy()
+        frame.loc[rows, outputs] = np.nan
+        frame["status"] = report.status().to_numpy()
+        frame["input_issues"] = report.messages().to_numpy()
+        return frame
+
+    @torch.no_grad()
+    def _predict_frame(
+        self, cohort: Any, times: list[float] | None, horizons: list[float] | None
+    ) -> pd.DataFrame:
+        """The ensemble's predictions for every patient of ``cohort``, inputs used as they are."""
         times = list(times) if times is not None else list(self.times)
         horizons = list(horizons) if horizons is not None else list(self.config.eval.horizons)
         ids = [str(i) for i in cohort.patients.index]
@@ -166,30 +211,28 @@ class TrainedModel:
         )
         surv = np.mean([c["surv"] for c in curves], axis=0)
         frame["median_survival"] = median_survival(surv, grid)
+        have = {m: set(map(str, s.patient_ids)) for m, s in cohort.sources.items()}
         frame["modalities_present"] = [
-            ",".join(
-                m
-                for m in self.modalities
-                if m in cohort.sources and pid in cohort.sources[m].patient_ids
-            )
-            for pid in ids
+            ",".join(m for m in self.modalities if pid in have.get(m, ())) for pid in ids
         ]
         return frame
 
-    def predict_risk(self, cohort: Any) -> pd.Series:
-        """Risk per patient (index patient_id), higher = worse prognosis."""
-        return self.predict(cohort).set_index("patient_id")["risk"]
+    def predict_risk(self, cohort: Any, strict: bool = False) -> pd.Series:
+        """Risk per patient (index patient_id), higher = worse prognosis; NaN for patients whose
+        inputs are refused (see :meth:`predict`)."""
+        return self.predict(cohort, strict=strict).set_index("patient_id")["risk"]
 
     def predict_survival(
-        self, cohort: Any, times: list[float], endpoint: str | None = None
+        self, cohort: Any, times: list[float], endpoint: str | None = None, strict: bool = False
     ) -> pd.DataFrame:
-        """S(t) per patient (rows, index patient_id) at ``times`` (columns).
+        """S(t) per patient (rows, index patient_id) at ``times`` (columns); NaN rows for patients
+        whose inputs are refused (see :meth:`predict`).
 
         ``endpoint``: None (the run's primary endpoint), or ``"os"`` / ``"pfs"`` for a run of a
         progression endpoint that models it (multitask, multistate: both; competing: ``"pfs"``,
         the event-free survival).
         """
-        frame = self.predict(cohort, times).set_index("patient_id")
+        frame = self.predict(cohort, times, strict=strict).set_index("patient_id")
         prefix = "surv"
         if endpoint is not None and endpoint != self.endpoint:
             prefix = f"surv_{endpoint}"
@@ -243,6 +286,26 @@ class TrainedModel:
         if getattr(head, "has_baseline", False) and hasattr(head, "bl_times"):
             return float(head.bl_times.max())
         return float(max(self.times)) * 1.5
+
+
+def _usable_cohort(cohort: Any, report: Any, refused: list[str]) -> Any:
+    """``cohort`` as the model may use it: refused patients' data and the data the input checks
+    found unusable (renamed columns, empty rows, a modality of another kind) removed, the model's
+    columns a table lacks added as missing values. ``cohort`` itself is not changed."""
+    view = copy.copy(cohort)
+    view.sources = {}
+    drop_all = set(refused)
+    for m, source in getattr(cohort, "sources", {}).items():
+        drop = drop_all | report.unusable.get(m, set())
+        keep = [i for i in map(str, source.patient_ids) if i not in drop]
+        if not keep:
+            continue
+        usable = source.subset(keep) if len(keep) < len(source.patient_ids) else copy.copy(source)
+        absent = report.missing_columns.get(m, [])
+        if absent and getattr(source, "kind", "") == "clinical":  # preprocessor needs every column
+            usable.table = usable.table.assign(**dict.fromkeys(absent, np.nan))
+        view.sources[m] = usable
+    return view
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", allow_partial: bool = False) -> TrainedModel:
@@ -308,16 +371,26 @@ def _load_fold(
 ) -> FoldModel:
     folder = run.fold_dir(k)
     meta, prep = run.read_fold_meta(k), run.read_fold_preprocess(k)
+    retrain = f"delete {folder} and re-run the same `multimodal train` command to train it again"
     try:
         specs = {m: spec_from_dict(s) for m, s in meta["specs"].items()}
-        pipes = {
-            m: PIPELINES.get(p["kind"])(ctx, p["encoder"]).load_state(p["state"])
-            for m, p in prep.items()
-        }
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunFolderError(f"{folder}/model.json is incomplete ({exc!r}); {retrain}") from None
+    missing = [m for m in specs if m not in prep]
+    if missing:
         raise RunFolderError(
-            f"{folder}: model.json or preprocess.json is incomplete ({exc})"
-        ) from None
+            f"{folder}/preprocess.json has no fitted preprocessing for modalities {missing}; "
+            f"{retrain}"
+        )
+    pipes = {}
+    for m, p in prep.items():
+        try:
+            pipes[m] = PIPELINES.get(p["kind"])(ctx, p["encoder"]).load_state(p["state"])
+        except (MultimodalError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunFolderError(
+                f"{folder}/preprocess.json: the state of modality {m!r} cannot be read "
+                f"({str(exc) or repr(exc)}); {retrain}"
+            ) from None
     enc = {m: config.encoders.get(m) or EncoderConfig(name=p["encoder"]) for m, p in prep.items()}
     model = MultimodalSurvivalModel(
         specs,

@@ -205,3 +205,46 @@ def test_members_deep_false_is_the_linear_model_alone(cohorts, tmp_path):
     model = multimodal.load_run(result.run_dir).folds[0].model
     assert float(model.head.linear.weight.detach().abs().sum()) == 0.0  # deep residual is zero
     assert result.metrics["c_index"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "is not valid JSON"),
+        ("[1, 2]", "not an object"),
+        ("{}", "no fitted preprocessing for modalities"),
+        ('{"clinical": 5, "genomics": 5}', "the state of modality 'clinical' cannot be read"),
+    ],
+)
+def test_malformed_preprocess_json_is_a_one_line_error(cohorts, tmp_path_factory, content, message):
+    run = tmp_path_factory.mktemp("mal") / "run"
+    cohort = cohorts / "a" / "cohort.yaml"
+    cfg = {**CONFIG, "data": {**CONFIG["data"], "fold_indices": [0]}}
+    multimodal.train(cfg, cohort=multimodal.Cohort.load(cohort), out=run)
+    (RunFolder(run).fold_dir(0) / "preprocess.json").write_text(content)
+    result = CliRunner().invoke(
+        app, ["predict", str(run), "--cohort", str(cohort), "--out", str(run / "p.csv")]
+    )
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_infinite_learning_rate_is_refused_before_training(cohorts, tmp_path):
+    config = tmp_path / "c.yaml"
+    _write_config(config)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "-c",
+            str(config),
+            "--cohort",
+            str(cohorts / "a" / "cohort.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "train.lr=.inf",
+        ],
+    )
+    assert result.exit_code == 2 and "train.lr: Input should be a finite number" in result.output
+    assert not (tmp_path / "run").exists()
