@@ -1,10 +1,10 @@
 """Command line: thin wrappers over library functions.
 
     multimodal synth --out DIR --n-patients N --seed S
-    multimodal validate MANIFEST_OR_TCGA_FOLDER
+    multimodal validate MANIFEST_OR_TCGA_FOLDER [--all-files] [--sample N]
     multimodal train --config CONFIG [--cohort PATH] [--out RUN_DIR] [--set key=value ...]
     multimodal evaluate RUN_DIR
-    multimodal predict RUN_DIR --cohort MANIFEST --out CSV
+    multimodal predict RUN_DIR --cohort MANIFEST --out CSV [--strict]
     multimodal tune --config TUNE_YAML --out RUN_DIR [--cohort PATH] [--storage URL] --n-trials N
     multimodal demo [--out DIR]
     multimodal dashboard RUN_DIR [--port P] [--host 127.0.0.1] [--cohort PATH] [--password-file F]
@@ -58,7 +58,10 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except MultimodalError as exc:
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            # one "error:" line per problem (a loader reports all it found, one per line)
+            lines = [line for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+            for line in lines:
+                typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.secho(
@@ -116,19 +119,36 @@ def synth(
 @_friendly
 def validate(
     path: Path = typer.Argument(..., help="Cohort manifest or TCGA-style folder."),
+    all_files: bool = typer.Option(
+        False, "--all-files", help="Decode every image and feature bag (default: a sample)."
+    ),
+    sample: int = typer.Option(
+        20, "--sample", min=0, help="Images / bags decoded per modality without --all-files."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample of files decoded."),
 ) -> None:
-    """Check a cohort; print errors (one per line) and the per-modality coverage table."""
+    """Check a cohort; print errors (one per line) and the per-modality coverage table.
+
+    Exit code 0 when there is no error (warnings allowed), 2 otherwise.
+    """
     from multimodal.data.validate import validate as run_validate
 
-    report = run_validate(path)
+    report = run_validate(path, check_all_files=all_files, sample=sample, seed=seed)
     for w in report.warnings:
         typer.echo(f"warning: {w}", err=True)
     for e in report.errors:
         typer.echo(f"error: {e}")
+    for name, (done, total) in report.decoded.items():
+        if done < total:
+            typer.echo(
+                f"note: decoded {done} of {total} files of modality {name!r} "
+                "(every file's header was checked; --all-files decodes all)",
+                err=True,
+            )
     if report.coverage is not None and len(report.coverage):
         typer.echo(report.coverage.to_string())
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     typer.echo(f"OK: {report.n_patients} patients")
 
 
@@ -204,8 +224,18 @@ def predict(
     allow_partial: bool = typer.Option(
         False, "--allow-partial", help="Predict from the finished folds of an interrupted run."
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Fail (exit 2, nothing written) when any patient's inputs have a warning or error.",
+    ),
 ) -> None:
-    """Predict risk, survival curves and median survival for a (new) cohort."""
+    """Predict risk, survival curves and median survival for a (new) cohort.
+
+    The patients need no follow-up (time/event). Inputs are checked against what the model was
+    trained on: patients with an error (non-finite or implausible values, renamed columns, ...)
+    are refused (NaN predictions); the file's status and input_issues columns say why.
+    """
     from multimodal.data.cohort import Cohort
     from multimodal.models.run import load_run
 
@@ -216,7 +246,19 @@ def predict(
         raise typer.BadParameter(
             f"--times {times!r}: give comma-separated numbers, e.g. 12,36,60"
         ) from None
-    frame = model.predict(Cohort.load(cohort), grid)
+    frame = model.predict(Cohort.load(cohort, require_outcomes=False), grid, strict=strict)
+    counts = frame["status"].value_counts()
+    typer.echo(
+        f"{len(frame)} patient(s): "
+        + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in ("ok", "warning", "refused"))
+    )
+    for status, shown in (("refused", 5), ("warning", 3)):
+        rows = frame.loc[frame["status"] == status, "input_issues"]
+        first = list(dict.fromkeys(text.split(" | ")[0] for text in rows))  # distinct, in order
+        for message in first[:shown]:
+            typer.echo(f"  {status}: {message}")
+        if len(first) > shown:
+            typer.echo(f"  ... {len(rows)} patient(s) {status} in all: see the input_issues column")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     typer.echo(f"wrote {out} ({len(frame)} patients)")
@@ -415,7 +457,9 @@ def demo(
         Path("runs/demo"), "--out", help="Folder for the cohort and the runs."
     ),
     n_patients: int = typer.Option(500, "--n-patients", min=50),
-    config: Path = typer.Option(Path("configs/demo.yaml"), "--config"),
+    config: Path | None = typer.Option(
+        None, "--config", help="Config of the models (default: the shipped configs/demo.yaml)."
+    ),
     compare: bool = typer.Option(
         True, "--compare/--no-compare", help="Also train single-modality models."
     ),

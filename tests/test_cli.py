@@ -47,12 +47,12 @@ def test_synth_then_validate(cohort_dir):
         assert m in res.output
 
 
-def test_validate_reports_errors_with_exit_1(cohort_dir, tmp_path):
+def test_validate_reports_errors_with_exit_2(cohort_dir, tmp_path):
     bad = tmp_path / "cohort.yaml"
     text = (cohort_dir / "cohort.yaml").read_text().replace("patients.csv", "nope.csv")
     bad.write_text(text)
     res = invoke("validate", bad)
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "nope.csv" in res.output
 
 

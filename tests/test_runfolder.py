@@ -186,7 +186,9 @@ def test_rewriting_a_fold_unmarks_it_until_it_is_complete(run, monkeypatch):
 def test_paths_of_the_other_folders(tmp_path):
     run = RunFolder(tmp_path)
     assert run.checkpoint_path(3) == tmp_path / "checkpoints" / "fold_3.safetensors"
-    assert run.checkpoint_path(3, refit=True) == tmp_path / "checkpoints" / "fold_3_refit.safetensors"
+    assert (
+        run.checkpoint_path(3, refit=True) == tmp_path / "checkpoints" / "fold_3_refit.safetensors"
+    )
     assert run.checkpoints_dir == tmp_path / "checkpoints"
     assert run.model_dir == tmp_path / "model"
     assert run.fold_dir(2) == tmp_path / "model" / "fold_2"

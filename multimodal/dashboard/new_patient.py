@@ -66,7 +66,9 @@ def model_inputs(model: Any) -> ModelInputs:
             out.numeric = {c: float(v) for c, v in zip(prep.numeric, prep.mean_)}
             out.categorical = {c: list(map(str, lv)) for c, lv in prep.levels_.items()}
         elif kind == "genomics" and prep is not None:
-            out.genes = list(prep.feature_names_)
+            # every fold model's selected genes: a form row names them all (empty = not given)
+            names = [g for f in model.folds for g in f.pipelines[m].prep.feature_names_]
+            out.genes = list(dict.fromkeys(names))
         elif kind == "imaging":
             spec = fm.model.specs.get(m)
             out.spatial_dims[m] = int(getattr(spec, "spatial_dims", None) or 3)
@@ -154,7 +156,11 @@ def build_cohort(inputs: ModelInputs, patient: NewPatient, workdir: str | Path):
         elif kind == "text":
             frame = pd.DataFrame([{"patient_id": pid, "text": patient.report}])
         elif kind == "genomics":
-            g = patient.genomics
+            # the model's genes the user did not give are empty cells (imputed), not absent
+            # columns, which prediction would refuse as a renamed table
+            g = patient.genomics.reindex(
+                list(dict.fromkeys([*inputs.genes, *patient.genomics.index]))
+            )
             frame = pd.DataFrame([g.to_numpy(float)], columns=[str(c) for c in g.index])
             frame.insert(0, "patient_id", pid)
         elif kind == "imaging":

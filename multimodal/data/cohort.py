@@ -16,9 +16,14 @@ import numpy as np
 import pandas as pd
 
 from multimodal.data.manifest import Manifest, Problems, load_manifest, read_table
-from multimodal.data.patients import parse_patients
+from multimodal.data.patients import check_censorship, check_time_unit, parse_patients
 from multimodal.data.sources import ModalitySource, build_source
-from multimodal.data.splits import Fold, read_fold_files, stratified_folds
+from multimodal.data.splits import (
+    Fold,
+    check_training_events,
+    read_fold_files,
+    stratified_folds,
+)
 from multimodal.data.tcga_tables import read_tcga_tables
 from multimodal.exceptions import DataError, MultimodalError
 from multimodal.registry import did_you_mean
@@ -57,17 +62,25 @@ def locate_cohort(path: str | Path) -> tuple[str, Path]:
     raise DataError(f"cohort {path} not found; give a manifest file or a TCGA folder")
 
 
-def _load_from_manifest(path: Path, problems: Problems) -> Cohort | None:
+def _load_from_manifest(
+    path: Path, problems: Problems, require_outcomes: bool = True
+) -> Cohort | None:
     """Build a cohort from a manifest, adding every problem to ``problems``."""
     manifest = load_manifest(path, problems)
     patients = None
     ppath = manifest.patients["path"]
     plabel = manifest.relative(ppath)
     try:
-        patients = parse_patients(read_table(ppath, plabel), plabel, problems)
+        table = read_table(ppath, plabel)
+        patients = parse_patients(table, plabel, problems, require_outcomes=require_outcomes)
+        check_censorship(table, plabel, problems)
+        if patients is not None and "time" in patients:
+            check_time_unit(patients["time"], manifest.time_unit, plabel, problems)
     except MultimodalError as exc:
         problems.error(type(exc), str(exc))
     known = patients.index if patients is not None else None
+    # image / bag paths stay inside the cohort folder unless the manifest allows others
+    root = None if manifest.allow_external_paths else manifest.root
     sources: dict[str, ModalitySource] = {}
     for name, spec in manifest.modalities.items():
         label = manifest.relative(spec["path"])
@@ -76,11 +89,14 @@ def _load_from_manifest(path: Path, problems: Problems) -> Cohort | None:
         except MultimodalError as exc:
             problems.error(type(exc), str(exc))
             continue
-        source = build_source(name, frame, spec, label, problems, known, spec["path"].parent)
+        source = build_source(
+            name, frame, spec, label, problems, known, spec["path"].parent, root=root
+        )
         if source is not None:
             sources[name] = source
     if patients is None:
         return None
+    sources = _drop_empty_sources(sources, len(patients), problems)
     return Cohort(
         patients,
         sources,
@@ -89,6 +105,25 @@ def _load_from_manifest(path: Path, problems: Problems) -> Cohort | None:
         folds_dir=manifest.folds_dir,
         manifest=manifest,
     )
+
+
+def _drop_empty_sources(
+    sources: dict[str, ModalitySource], n_patients: int, problems: Problems
+) -> dict[str, ModalitySource]:
+    """The sources that have patients; each one without is left out with a warning (a model
+    must not silently train a branch that never sees data)."""
+    kept = {}
+    for name, source in sources.items():
+        if len(source.patient_ids):
+            kept[name] = source
+            continue
+        label = source.path.name if source.path is not None else "its table"
+        problems.warn(
+            f"{label} (modality {name!r}): no patient of the cohort has this modality (0 of "
+            f"{n_patients} patients); it is left out. Check that its patient_id values match the "
+            "patient table, or remove the modality from the manifest"
+        )
+    return kept
 
 
 def _restrict_to_split(cohort: Cohort, folder: Path, splits_name: str) -> Cohort:
@@ -140,6 +175,7 @@ def load_tcga(
     cohort = Cohort(tables.patients, tables.sources, name=tables.name, root=tables.root)
     if splits_name is not None:
         cohort = _restrict_to_split(cohort, tables.root, splits_name)
+    cohort.sources = _drop_empty_sources(cohort.sources, len(cohort), problems)
     return cohort
 
 
@@ -183,8 +219,11 @@ class Cohort:
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
-    def from_manifest(cls, path: str | Path) -> Cohort:
+    def from_manifest(cls, path: str | Path, require_outcomes: bool = True) -> Cohort:
         """Load a cohort manifest (YAML/JSON, ``data_schemas/cohort_manifest.schema.json``).
+
+        ``require_outcomes=False``: patients to predict, whose table may lack ``time``/``event``
+        or leave them empty (see :func:`~multimodal.data.patients.parse_patients`).
 
         Raises
         ------
@@ -193,7 +232,7 @@ class Cohort:
             them as a report instead).
         """
         problems = Problems()
-        cohort = _load_from_manifest(Path(path), problems)
+        cohort = _load_from_manifest(Path(path), problems, require_outcomes)
         problems.raise_if_any()
         if cohort is None:  # pragma: no cover - a missing patient table is always an error
             raise DataError(f"{path}: no patient table")
@@ -223,11 +262,16 @@ class Cohort:
         return cohort
 
     @classmethod
-    def load(cls, path: str | Path) -> Cohort:
+    def load(cls, path: str | Path, require_outcomes: bool = True) -> Cohort:
         """Load a manifest file, a folder holding ``cohort.yaml`` (or ``.yml``/``.json``), or a
-        TCGA cancer folder (``clinical.csv`` with ``survival_months``, no manifest)."""
+        TCGA cancer folder (``clinical.csv`` with ``survival_months``, no manifest).
+
+        ``require_outcomes=False`` (prediction): a manifest's patient table may lack ``time`` /
+        ``event`` or leave them empty; training needs them (the default)."""
         kind, target = locate_cohort(path)
-        return cls.from_tcga(target) if kind == "tcga" else cls.from_manifest(target)
+        if kind == "tcga":
+            return cls.from_tcga(target)
+        return cls.from_manifest(target, require_outcomes)
 
     # ----------------------------------------------------------------------------- views
     @property
@@ -260,7 +304,7 @@ class Cohort:
         ``n_events`` (events among those patients).
         """
         avail = self.availability()
-        event = self.patients["event"].astype(bool).to_numpy()
+        event = self.patients["event"].astype("boolean").fillna(False).to_numpy(dtype=bool)
         n = max(len(self.patients), 1)
         rows = []
         columns = {m: (s.kind, avail[m].to_numpy()) for m, s in self.sources.items()}
@@ -355,6 +399,12 @@ class Cohort:
         -------
         list[Fold] -- ``Fold(index, train_ids, val_ids)``; train and val never overlap
         (:class:`LeakageError` otherwise).
+
+        Raises
+        ------
+        DataError
+            Also when a fold's training patients have no event (a cohort with a single event):
+            refused here, before any training (:func:`~multimodal.data.splits.check_training_events`).
         """
         if split_dir is not None and name is not None:
             raise ValueError("give split_dir or name, not both")
@@ -363,5 +413,17 @@ class Cohort:
         if split_dir is None and k is None and self.folds_dir is not None:
             split_dir = self.folds_dir
         if split_dir is not None:
-            return read_fold_files(split_dir, self.patients.index, self.known_ids)
-        return stratified_folds(self.patients, 5 if k is None else k, seed, group_by)
+            folds = read_fold_files(split_dir, self.patients.index, self.known_ids)
+        else:
+            folds = stratified_folds(self.patients, 5 if k is None else k, seed, group_by)
+        check_training_events(folds, self.patients, self.patients_label)
+        return folds
+
+    @property
+    def patients_label(self) -> str:
+        """The patient table as messages name it (``patients.csv``, ``blca/clinical.csv``)."""
+        if self.manifest is not None and self.manifest.patients.get("path") is not None:
+            return self.manifest.relative(self.manifest.patients["path"])
+        if self.root is not None and (self.root / "clinical.csv").is_file():
+            return f"{self.root.name}/clinical.csv"
+        return "the patient table"

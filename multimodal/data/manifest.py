@@ -20,9 +20,11 @@ import yaml
 
 from multimodal.exceptions import DataError, LeakageError, MultimodalError, SchemaError
 from multimodal.registry import did_you_mean
+from multimodal.shipped import shipped_dir
 from multimodal.types import MODALITY_KINDS
 
 __all__ = [
+    "ABSURD",
     "SCHEMA_DIR",
     "Manifest",
     "Problems",
@@ -36,11 +38,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Folder of the JSON Schemas (``data_schemas/`` next to the package).
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "data_schemas"
+#: Folder of the JSON Schemas: ``data_schemas/`` of the source tree, ``multimodal/_schemas`` in a wheel.
+SCHEMA_DIR = shipped_dir("data_schemas")
 
 #: How many offending rows a message lists before "... and N more".
 MAX_ROWS_SHOWN = 5
+
+#: Numbers beyond +-ABSURD are refused like infinities: no measurement is that large, and
+#: standardising such a column overflows (it is then dropped or zeroed without a word).
+ABSURD = 1e100
 
 _TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
 
@@ -163,8 +169,8 @@ def coerce_column(
 ) -> pd.Series:
     """Convert one column to the type its JSON Schema property names, reporting bad rows.
 
-    Handles ``type`` (number, integer, boolean, string; ``null`` allowed only when listed),
-    ``minimum`` and string ``enum``. Vectorised: one pass per rule, however long the table.
+    Handles ``type`` (number, integer, boolean, string; ``null`` allowed only when listed;
+    numbers must be finite and within +-:data:`ABSURD`), ``minimum`` and string ``enum``. Vectorised: one pass per rule, however long the table.
     ``name`` is the column as the user's file names it, for messages, when the loader renamed
     it (default: ``column``).
 
@@ -191,6 +197,9 @@ def coerce_column(
     elif types & {"number", "integer"}:
         out = pd.to_numeric(raw, errors="coerce").astype(float)
         bad(~empty & out.isna(), "are not numbers", "use plain numbers (empty = missing)")
+        absurd = np.isinf(out) | (out.abs() > ABSURD)
+        bad(absurd, f"are infinite or beyond +-{ABSURD:g}", "use finite numbers (empty = missing)")
+        out = out.where(~absurd, np.nan)
         if "number" not in types:
             frac = out.notna() & (out != np.round(out))
             bad(frac, "are not whole numbers", "use integers")
@@ -255,7 +264,8 @@ def resolve_path(root: Path, value: str, where: str) -> Path:
     if not p.is_relative_to(root):
         raise SchemaError(
             f"{where}: path {value!r} resolves to {p}, outside the manifest folder {root}; "
-            "manifest paths must stay inside it (move or link the file there)"
+            "manifest paths must stay inside it (move the file there; symbolic links are "
+            "followed, so a link to a file elsewhere is refused too)"
         )
     return p
 
@@ -272,6 +282,9 @@ class Manifest:
     patients : the ``patients`` block with ``path`` resolved to an absolute Path.
     modalities : name -> block (``kind``, ``path`` resolved, kind-specific options).
     folds_dir : absolute fold folder from ``splits.folds_dir``, or None.
+    allow_external_paths : True when the manifest lets image / feature-bag tables name files
+        outside its folder (``allow_external_paths: true``); by default they must stay inside.
+    time_unit : ``patients.time_unit`` (days, weeks, months, years), or None when not given.
     """
 
     path: Path
@@ -280,6 +293,12 @@ class Manifest:
     patients: dict[str, Any]
     modalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     folds_dir: Path | None = None
+    allow_external_paths: bool = False
+
+    @property
+    def time_unit(self) -> str | None:
+        unit = self.patients.get("time_unit")
+        return unit if isinstance(unit, str) else None
 
     def relative(self, path: Path) -> str:
         """``path`` as written relative to the manifest folder (for messages)."""
@@ -428,6 +447,7 @@ def load_manifest(path: str | Path, problems: Problems | None = None) -> Manifes
         patients=patients,
         modalities=modalities,
         folds_dir=folds_dir,
+        allow_external_paths=doc.get("allow_external_paths") is True,
     )
 
 

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from multimodal.data.manifest import (
+    ABSURD,
+    MAX_ROWS_SHOWN,
     Problems,
     coerce_column,
     load_schema,
@@ -39,6 +41,7 @@ __all__ = [
     "ModalitySource",
     "TextSource",
     "build_source",
+    "check_finite",
     "check_patient_ids",
     "check_required_columns",
 ]
@@ -99,6 +102,68 @@ def check_patient_ids(
     return frame
 
 
+def _inside_root(
+    frame: pd.DataFrame,
+    column: str,
+    label: str,
+    problems: Problems,
+    base_dir: Path | None,
+    root: Path,
+) -> pd.DataFrame:
+    """``frame`` without the rows whose path resolves outside ``root`` (each reported)."""
+    base = str(base_dir) if base_dir is not None else os.getcwd()
+    top = os.path.realpath(root)
+    raw = frame[column]
+    written = raw.where(raw.notna(), "").astype(str).str.strip()
+    resolved = [os.path.realpath(os.path.join(base, p)) if p else "" for p in written]
+    outside = np.array(
+        [bool(r) and r != top and not r.startswith(top + os.sep) for r in resolved], dtype=bool
+    )
+    if not outside.any():
+        return frame
+    pos = np.flatnonzero(outside)
+    ids = frame["patient_id"]
+    shown = [
+        f"{rows_text(pos[i : i + 1], ids)}: {written.iloc[p]!r} (resolves to {resolved[p]})"
+        for i, p in enumerate(pos[:MAX_ROWS_SHOWN])
+    ]
+    more = f"; ... and {len(pos) - MAX_ROWS_SHOWN} more" if len(pos) > MAX_ROWS_SHOWN else ""
+    problems.error(
+        DataError,
+        f"{label} column {column!r}: {len(pos)} row(s) point outside the cohort folder {top} "
+        f"(symbolic links followed): {'; '.join(shown)}{more}; move the files into the cohort "
+        "folder, or set allow_external_paths: true in the manifest to use files elsewhere",
+    )
+    return frame[~outside]
+
+
+def check_finite(
+    values: pd.DataFrame, ids: pd.Series, label: str, problems: Problems, max_columns: int = 20
+) -> bool:
+    """Report cells that are infinite or beyond +-:data:`ABSURD` (NaN = missing is fine), per
+    column (the first ``max_columns``); False when there are any. ``values`` keeps the file's
+    row index (for row numbers)."""
+    x = values.to_numpy(dtype=np.float64, copy=False)
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(x) | (np.abs(x) > ABSURD)
+    cols = np.flatnonzero(bad.any(axis=0))
+    for j in cols[:max_columns]:
+        pos = np.flatnonzero(bad[:, j])
+        column = values.iloc[:, j]
+        problems.error(
+            DataError,
+            f"{label} column {str(values.columns[j])!r}: {len(pos)} row(s) are infinite or "
+            f"beyond +-{ABSURD:g}: {rows_text(pos, ids, column)}; use finite values of a "
+            "plausible scale (empty = not measured)",
+        )
+    if len(cols) > max_columns:
+        problems.error(
+            DataError,
+            f"{label}: {len(cols) - max_columns} more column(s) hold infinite or absurd values",
+        )
+    return not len(cols)
+
+
 def _absolute_paths(paths: pd.Series, base_dir: Path | None) -> pd.Series:
     base = str(base_dir) if base_dir is not None else os.getcwd()
     return pd.Series(
@@ -122,6 +187,8 @@ class ModalitySource:
     kind: ClassVar[str] = ""
     schema: ClassVar[str] = ""
     one_row_per_patient: ClassVar[bool] = True
+    #: the table's column of file paths (kept inside the cohort folder), or "" for none
+    path_column: ClassVar[str] = ""
 
     def __init__(self, name: str, table: pd.DataFrame, path: Path | None = None) -> None:
         self.name = name
@@ -159,6 +226,7 @@ class ModalitySource:
         problems: Problems,
         known_ids: pd.Index | None = None,
         base_dir: Path | None = None,
+        root: Path | None = None,
     ) -> ModalitySource | None:
         """Check ``frame`` and build the source; returns None when it cannot be used.
 
@@ -168,10 +236,15 @@ class ModalitySource:
         label : file name for messages. problems : error/warning collector.
         known_ids : patient ids of the cohort (other rows are dropped with a warning).
         base_dir : folder that relative paths inside the table resolve against.
+        root : the cohort folder: file paths in the table must resolve (symbolic links followed)
+            inside it, rows pointing elsewhere are errors and dropped. None: no restriction
+            (the manifest's ``allow_external_paths: true``).
         """
         if not check_required_columns(frame, cls.schema, label, problems):
             return None
         frame = check_patient_ids(frame, label, known_ids, problems, cls.one_row_per_patient)
+        if cls.path_column and root is not None:
+            frame = _inside_root(frame, cls.path_column, label, problems, base_dir, root)
         return cls._from_checked(name, frame, spec, label, problems, base_dir)
 
     @classmethod
@@ -272,6 +345,8 @@ class GenomicsSource(ModalitySource):
         if len(problems.errors) > n_before:
             return None
         table = values.astype(np.float64)
+        if not check_finite(table, frame["patient_id"], label, problems):
+            return None
         table.index = pd.Index(frame["patient_id"], name="patient_id")
         table.columns = [str(c) for c in table.columns]
         groups = cls._groups(spec, list(table.columns), label, problems)
@@ -329,7 +404,7 @@ class TextSource(ModalitySource):
     one_row_per_patient = False
 
     @classmethod
-    def build(cls, name, frame, spec, label, problems, known_ids=None, base_dir=None):
+    def build(cls, name, frame, spec, label, problems, known_ids=None, base_dir=None, root=None):
         col = spec.get("text_column") or "text"
         if col != "text" and col in frame.columns:
             frame = frame.drop(columns=["text"], errors="ignore").rename(columns={col: "text"})
@@ -339,7 +414,7 @@ class TextSource(ModalitySource):
                 f"{label}: text_column {col!r} is not a column.{did_you_mean(col, map(str, frame.columns))}",
             )
             return None
-        return super().build(name, frame, spec, label, problems, known_ids, base_dir)
+        return super().build(name, frame, spec, label, problems, known_ids, base_dir, root)
 
     @classmethod
     def _from_checked(cls, name, frame, spec, label, problems, base_dir):
@@ -398,6 +473,7 @@ class ImagingSource(ModalitySource):
     kind = "imaging"
     schema = "imaging_index"
     one_row_per_patient = False
+    path_column = "path"
 
     def __init__(self, name, table, spatial_dims: int = 3, path=None) -> None:
         super().__init__(name, table, path)
@@ -453,6 +529,7 @@ class FeatureBagSource(ModalitySource):
     kind = "feature_bag"
     schema = "feature_bag_index"
     one_row_per_patient = False
+    path_column = "path"
 
     @classmethod
     def _from_checked(cls, name, frame, spec, label, problems, base_dir):
@@ -488,10 +565,11 @@ def build_source(
     problems: Problems,
     known_ids: pd.Index | None = None,
     base_dir: Path | None = None,
+    root: Path | None = None,
 ) -> ModalitySource | None:
     """Build the source of ``spec["kind"]`` (see :meth:`ModalitySource.build`)."""
     cls = SOURCES.get(spec["kind"])
-    source = cls.build(name, frame, spec, label, problems, known_ids, base_dir)
+    source = cls.build(name, frame, spec, label, problems, known_ids, base_dir, root)
     if source is not None and spec.get("path") is not None:
         source.path = Path(spec["path"])
     return source

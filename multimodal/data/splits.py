@@ -15,11 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimodal.data.manifest import read_table, rows_text
-from multimodal.exceptions import DataError, LeakageError, SchemaError
+from multimodal.data.manifest import Problems, read_table, rows_text
+from multimodal.exceptions import DataError, LeakageError, MultimodalError, SchemaError
 from multimodal.registry import did_you_mean
 
-__all__ = ["Fold", "read_fold_files", "stratified_folds"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "Fold",
+    "check_fold_files",
+    "check_training_events",
+    "event_flags",
+    "read_fold_files",
+    "stratified_folds",
+]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +128,65 @@ def _fold_files(split_dir: Path) -> list[tuple[int, Path]]:
     return files
 
 
+def _read_fold_file(k: int, path: Path, cohort: pd.Index, known: pd.Index) -> Fold:
+    """One ``fold_<k>.csv``; raises at its first problem (see :func:`read_fold_files`)."""
+    label = f"{path.parent.name}/{path.name}"
+    frame = read_table(path, label, columns_as_str=("patient_id", "split"))
+    for col in ("patient_id", "split"):
+        if col not in frame.columns:
+            raise SchemaError(
+                f"{label}: required column {col!r} is missing.{did_you_mean(col, map(str, frame.columns))}"
+            )
+    pid = frame["patient_id"].astype(str).str.strip()
+    split = frame["split"].astype(str).str.strip().str.lower()
+    bad = ~split.isin(["train", "val"])
+    if bad.any():
+        pos = np.flatnonzero(bad.to_numpy())
+        raise DataError(
+            f"{label}: {len(pos)} row(s) have split not in {{train, val}}: "
+            f"{rows_text(pos, pid, frame['split'])}"
+        )
+    both = pid.isin(pid[split == "train"]) & pid.isin(pid[split == "val"])
+    if both.any():
+        pos = np.flatnonzero(both.to_numpy())
+        raise LeakageError(
+            f"{label}: {pid[both].nunique()} patient(s) are in both train and val (the rows list a "
+            f"patient twice: {rows_text(pos, pid, split)}); each patient must be in exactly one "
+            "split per fold"
+        )
+    dup = pid.duplicated(keep=False).to_numpy()
+    if dup.any():
+        pos = np.flatnonzero(dup)
+        raise LeakageError(
+            f"{label}: {len(pos)} rows list a patient twice ({rows_text(pos, pid, split)}); "
+            "each patient belongs to exactly one split"
+        )
+    unknown = ~pid.isin(known).to_numpy()
+    if unknown.any():
+        pos = np.flatnonzero(unknown)
+        raise DataError(
+            f"{label}: {len(pos)} patient(s) are not in the cohort ({rows_text(pos, pid)}); "
+            "the fold files belong to another cohort or the patient table is incomplete"
+        )
+    missing = cohort[~cohort.isin(pid)]
+    if len(missing):
+        raise DataError(
+            f"{label}: {len(missing)} cohort patient(s) are in no split "
+            f"(e.g. {', '.join(missing[:5])}); add them to the fold files, or restrict the cohort "
+            "to the fold patients first (cohort.subset(ids) or Cohort.from_tcga(..., splits_name=...))"
+        )
+    keep = pid.isin(cohort).to_numpy()
+    train = pid[keep & (split == "train").to_numpy()].tolist()
+    val = pid[keep & (split == "val").to_numpy()].tolist()
+    for name, ids in (("train", train), ("val", val)):
+        if not ids:
+            raise DataError(
+                f"{label}: fold {k} has no {name} patients ({len(train)} train, {len(val)} val); "
+                "every fold needs both train and val patients"
+            )
+    return Fold(k, train, val)
+
+
 def read_fold_files(
     split_dir: str | Path,
     patient_ids: Iterable[str],
@@ -138,54 +205,84 @@ def read_fold_files(
     Raises
     ------
     DataError
-        Unknown patients, cohort patients missing from a file, split values other than train/val.
+        Unknown patients, cohort patients missing from a file, split values other than train/val,
+        a fold without train or without val patients.
     LeakageError
         A patient in both train and val of one file (or listed twice).
     """
     split_dir = Path(split_dir)
     cohort = pd.Index(list(patient_ids)).astype(str)
     known = pd.Index(list(known_ids)).astype(str) if known_ids is not None else cohort
+    return [_read_fold_file(k, path, cohort, known) for k, path in _fold_files(split_dir)]
+
+
+def check_fold_files(
+    split_dir: str | Path,
+    patient_ids: Iterable[str],
+    known_ids: Iterable[str] | None,
+    problems: Problems,
+) -> list[Fold]:
+    """:func:`read_fold_files` reporting each file's problem to ``problems`` instead of raising
+    at the first; returns the folds that could be read."""
+    split_dir = Path(split_dir)
+    cohort = pd.Index(list(patient_ids)).astype(str)
+    known = pd.Index(list(known_ids)).astype(str) if known_ids is not None else cohort
+    try:
+        files = _fold_files(split_dir)
+    except MultimodalError as exc:
+        problems.error(type(exc), str(exc))
+        return []
     folds = []
-    for k, path in _fold_files(split_dir):
-        label = f"{split_dir.name}/{path.name}"
-        frame = read_table(path, label, columns_as_str=("patient_id", "split"))
-        for col in ("patient_id", "split"):
-            if col not in frame.columns:
-                raise SchemaError(
-                    f"{label}: required column {col!r} is missing.{did_you_mean(col, map(str, frame.columns))}"
-                )
-        pid = frame["patient_id"].astype(str).str.strip()
-        split = frame["split"].astype(str).str.strip().str.lower()
-        bad = ~split.isin(["train", "val"])
-        if bad.any():
-            pos = np.flatnonzero(bad.to_numpy())
-            raise DataError(
-                f"{label}: {len(pos)} row(s) have split not in {{train, val}}: "
-                f"{rows_text(pos, pid, frame['split'])}"
-            )
-        dup = pid.duplicated(keep=False).to_numpy()
-        if dup.any():
-            pos = np.flatnonzero(dup)
-            raise LeakageError(
-                f"{label}: {len(pos)} rows list a patient twice ({rows_text(pos, pid, split)}); "
-                "each patient belongs to exactly one split"
-            )
-        unknown = ~pid.isin(known).to_numpy()
-        if unknown.any():
-            pos = np.flatnonzero(unknown)
-            raise DataError(
-                f"{label}: {len(pos)} patient(s) are not in the cohort ({rows_text(pos, pid)}); "
-                "the fold files belong to another cohort or the patient table is incomplete"
-            )
-        missing = cohort[~cohort.isin(pid)]
-        if len(missing):
-            raise DataError(
-                f"{label}: {len(missing)} cohort patient(s) are in no split "
-                f"(e.g. {', '.join(missing[:5])}); add them to the fold files, or restrict the cohort "
-                "to the fold patients first (cohort.subset(ids) or Cohort.from_tcga(..., splits_name=...))"
-            )
-        keep = pid.isin(cohort).to_numpy()
-        train = pid[keep & (split == "train").to_numpy()].tolist()
-        val = pid[keep & (split == "val").to_numpy()].tolist()
-        folds.append(Fold(k, train, val))
+    for k, path in files:
+        try:
+            folds.append(_read_fold_file(k, path, cohort, known))
+        except MultimodalError as exc:
+            problems.error(type(exc), str(exc))
     return folds
+
+
+#: Event columns of the patient table; a training fold needs an event in one of them.
+EVENT_COLUMNS = ("event", "pfs_event", "dss_event")
+
+
+def event_flags(values: pd.Series) -> np.ndarray:
+    """(n,) bool: True where an event column says an event was observed (missing = False)."""
+    return np.array([bool(v) if pd.notna(v) else False for v in values], dtype=bool)
+
+
+def check_training_events(
+    folds: Iterable[Fold],
+    patients: pd.DataFrame,
+    label: str = "the patient table",
+    columns: Iterable[str] = EVENT_COLUMNS,
+) -> None:
+    """Refuse folds whose training patients have no event, before any training starts.
+
+    A survival model cannot be fitted without events (the Cox baseline hazard needs one): a
+    cohort with one event always leaves a training fold without. By default only a fold with no
+    event in any of :data:`EVENT_COLUMNS` is refused (:meth:`Cohort.folds` does not know the
+    endpoint, and a progression endpoint with few deaths still trains); a caller that knows the
+    endpoint passes its event column as ``columns``.
+
+    Raises
+    ------
+    DataError
+        Naming ``label``, the (first) event column, the fold and the cohort's event patients.
+    """
+    cols = [c for c in columns if c in patients.columns]
+    if not cols:
+        return
+    flags = pd.DataFrame({c: event_flags(patients[c]) for c in cols}, index=patients.index)
+    has_event = flags.any(axis=1)
+    for fold in folds:
+        if has_event.reindex(fold.train_ids, fill_value=False).any():
+            continue
+        event = flags[cols[0]]
+        ids = list(event.index[event.to_numpy()])
+        who = f": patient {', '.join(map(str, ids[:5]))}" if ids else ""
+        raise DataError(
+            f"{label} column {cols[0]!r}: the training patients of fold {fold.index} have no "
+            f"event ({len(ids)} event(s) among the {len(patients)} patients{who}); a survival "
+            "model cannot be fitted without events, so every training fold needs one: add "
+            "patients with observed events (2 at least), or move events into the training split"
+        )

@@ -22,6 +22,9 @@ Mapping, applied once here:
 - Fold files: ``splits/<name>/fold_<k>.csv``.
 - Messages about the patient table name the clinical.csv columns (``survival_months``,
   ``cdr_pfi_days``, ...), not the internal names they become (:data:`SOURCE_COLUMNS`).
+- Checks beyond the schema: a ``censorship`` column must be ``1 - event`` (equal to ``event``
+  means the event indicator was put in both: an error), and a median ``survival_months`` over
+  600 (50 years) is a warning (the times are probably days).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from multimodal.data.manifest import Problems, read_table
-from multimodal.data.patients import parse_patients
+from multimodal.data.patients import check_censorship, check_time_unit, parse_patients
 from multimodal.data.sources import ModalitySource, build_source
 from multimodal.exceptions import DataError, MultimodalError
 from multimodal.registry import did_you_mean
@@ -188,6 +191,10 @@ def read_tcga_tables(
         raise DataError(f"{label}: column 'patient_id' is missing")
     frame = _patients_frame(clinical, label)
     patients = parse_patients(frame, label, problems, source_columns=SOURCE_COLUMNS)
+    check_censorship(clinical, label, problems)
+    check_time_unit(
+        clinical[SOURCE_COLUMNS["time"]], "months", label, problems, SOURCE_COLUMNS["time"]
+    )
     known = patients.index if patients is not None else None
     tables = TcgaTables(name=f"tcga-{cancer}", root=folder, patients=patients)
 

@@ -7,16 +7,14 @@ attention (Ilse, Tomczak & Welling, 2018) and returns the weighted sum.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
+from multimodal.data.files import read_feature_bag
 from multimodal.encoders.base import ENCODERS, Encoder, GatedAttentionPool, as_token_set
-from multimodal.exceptions import DataError
 from multimodal.types import TokenSet
 
 __all__ = ["AttentionMILEncoder", "load_feature_bag"]
@@ -76,36 +74,11 @@ class AttentionMILEncoder(Encoder):
         return self.forward_with_attention(x)[0]
 
 
-def _read(path: Path) -> Any:
-    suffix = "".join(path.suffixes[-1:]).lower()
-    if suffix in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(obj, Mapping):
-            if "features" not in obj:
-                raise ValueError(f"dict without a 'features' entry (keys {list(obj)[:10]})")
-            obj = obj["features"]
-        return obj
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            return z["features"] if "features" in z else z[z.files[0]]
-    if suffix in (".h5", ".hdf5"):
-        from monai.utils import optional_import  # imported here: monai is slow to import
-
-        h5py, has_h5py = optional_import("h5py")
-        if not has_h5py:
-            raise DataError(f"reading {path} needs h5py: pip install 'multimodal[h5]'")
-        with h5py.File(path, "r") as f:
-            if "features" not in f:
-                raise ValueError(f"no dataset 'features' (datasets: {list(f.keys())[:10]})")
-            return f["features"][()]
-    raise ValueError(f"unsupported suffix {suffix!r}; use .pt, .npy, .npz or .h5")
-
-
 def load_feature_bag(path: str | Path) -> torch.Tensor:
     """Read a bag of feature vectors: ``.pt``/``.pth`` (tensor or ``{"features": ...}``), ``.npy``,
-    ``.npz`` or ``.h5`` (dataset ``"features"``).
+    ``.npz`` or ``.h5`` (dataset ``"features"``); the format is owned by
+    :func:`multimodal.data.files.read_feature_bag`, which :func:`multimodal.data.validate` checks
+    bags with too.
 
     Returns
     -------
@@ -115,25 +88,4 @@ def load_feature_bag(path: str | Path) -> torch.Tensor:
     ------
     DataError naming the file when it is missing, unreadable, not 1-3 dimensional or not finite.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"feature bag {path} not found")
-    try:
-        raw = _read(path)
-        x = raw if isinstance(raw, torch.Tensor) else torch.as_tensor(np.asarray(raw))
-    except DataError:
-        raise
-    except Exception as e:
-        raise DataError(f"cannot read feature bag {path}: {e}") from e
-    if x.dim() == 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.dim() == 1:
-        x = x.unsqueeze(0)
-    if x.dim() != 2 or x.dtype == torch.bool or x.is_complex():
-        raise DataError(
-            f"feature bag {path} has shape {tuple(x.shape)} and dtype {x.dtype}; expected (N, D) numbers"
-        )
-    x = x.float()
-    if not torch.isfinite(x).all():
-        raise DataError(f"feature bag {path} holds NaN or infinite values")
-    return x
+    return read_feature_bag(path)

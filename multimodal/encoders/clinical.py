@@ -12,6 +12,7 @@ The clinical input of a batch is a dict (see :class:`multimodal.types.Batch`)::
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -126,6 +127,10 @@ class ClinicalMLPEncoder(Encoder):
         return self.mlp(torch.cat(parts, dim=1))
 
 
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
 def _level(v: Any) -> str | None:
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
         return None
@@ -148,6 +153,10 @@ class ClinicalPreprocessor:
     Numeric: z-scored with the training mean / sd; a missing value becomes the training mean (0
     after scaling) and sets its ``numeric_missing`` indicator. Categorical: the training levels
     (sorted as strings) get indices 1..K; missing, unknown and levels unseen in training get 0.
+    The training range of each numeric column (``min_``, ``max_``; finite values only, None when
+    the column had none) is kept for the input checks of
+    :func:`multimodal.models.input_checks.check_inputs`; states saved before it was recorded load
+    with ``min_ = max_ = None``.
     """
 
     def __init__(self, numeric: Sequence[str] = (), categorical: Sequence[str] = ()) -> None:
@@ -158,6 +167,8 @@ class ClinicalPreprocessor:
             raise LeakageError(f"clinical covariates {leaked} are outcome columns; remove them")
         self.mean_: list[float] = []
         self.std_: list[float] = []
+        self.min_: list[float | None] | None = None
+        self.max_: list[float | None] | None = None
         self.levels_: dict[str, list[str]] = {}
         self.fitted = False
 
@@ -201,6 +212,13 @@ class ClinicalPreprocessor:
             std = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
         self.mean_ = [float(v) if np.isfinite(v) else 0.0 for v in mean]
         self.std_ = [float(v) if np.isfinite(v) and v > 0 else 1.0 for v in std]
+        finite = np.where(np.isfinite(x), x, np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: range unknown
+            low = np.nanmin(finite, axis=0) if len(x) else np.full(x.shape[1], np.nan)
+            high = np.nanmax(finite, axis=0) if len(x) else np.full(x.shape[1], np.nan)
+        self.min_ = [float(v) if np.isfinite(v) else None for v in low]
+        self.max_ = [float(v) if np.isfinite(v) else None for v in high]
         self.levels_ = {
             c: sorted({lv for lv in map(_level, df[c]) if lv is not None}) for c in self.categorical
         }
@@ -221,9 +239,7 @@ class ClinicalPreprocessor:
             index = {lv: i + 1 for i, lv in enumerate(self.levels_[c])}
             levels = [_level(v) for v in df[c]]
             cat[:, j] = [index.get(lv, 0) for lv in levels]
-            unseen = [
-                (pid, lv) for pid, lv in zip(df.index, levels) if lv is not None and lv not in index
-            ]
+            unseen = self._unseen(c, df.index, levels)
             if unseen:
                 names = sorted({lv for _, lv in unseen})
                 log.warning(
@@ -241,6 +257,26 @@ class ClinicalPreprocessor:
             "numeric_missing": missing.astype(np.float32),
             "categorical": cat,
         }
+
+    def _unseen(self, column: str, ids: Sequence[Any], levels: Sequence[str | None]) -> list:
+        known = set(self.levels_[column])
+        return [(pid, lv) for pid, lv in zip(ids, levels) if lv is not None and lv not in known]
+
+    def unseen_levels(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Categorical values of ``df`` that are not training levels (treated as unknown).
+
+        Returns
+        -------
+        DataFrame with columns ``patient_id`` (``df``'s index), ``column``, ``level`` (the value
+        as the preprocessor reads it, stripped); one row per patient and column. Columns ``df``
+        lacks are skipped.
+        """
+        rows = []
+        for c in self.categorical:
+            if c in df.columns:
+                levels = [_level(v) for v in df[c]]
+                rows += [(str(pid), c, lv) for pid, lv in self._unseen(c, df.index, levels)]
+        return pd.DataFrame(rows, columns=["patient_id", "column", "level"])
 
     def spec(self) -> InputSpec:
         """The InputSpec of the transformed covariates."""
@@ -260,6 +296,8 @@ class ClinicalPreprocessor:
             "mean": self.mean_,
             "std": self.std_,
             "levels": self.levels_,
+            "min": self.min_,
+            "max": self.max_,
         }
 
     @classmethod
@@ -269,5 +307,11 @@ class ClinicalPreprocessor:
         self.mean_ = [float(v) for v in state["mean"]]
         self.std_ = [float(v) for v in state["std"]]
         self.levels_ = {str(k): [str(v) for v in lv] for k, lv in state["levels"].items()}
+        # training ranges: absent from states saved before they were recorded
+        for key in ("min", "max"):
+            values = state.get(key)
+            setattr(
+                self, f"{key}_", None if values is None else [_float_or_none(v) for v in values]
+            )
         self.fitted = True
         return self

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from multimodal.data.files import FileProblem, image_info, spatial_axes
 from multimodal.encoders.base import (
     ENCODERS,
     ArrayCache,
@@ -471,6 +472,24 @@ _EVAL_TRANSFORMS: dict[tuple, Any] = {}
 logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 
+def _check_nifti_axes(path: Path, spatial_dims: int) -> None:
+    """A NIfTI must hold one single-channel image of ``spatial_dims`` axes: MONAI would read a
+    4th axis as channels, and one such file among single-channel ones breaks the batch."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")) or not path.is_file():
+        return
+    try:
+        shape = image_info(path, "nifti").shape or ()
+    except FileProblem as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    axes = spatial_axes(shape, spatial_dims)
+    if len(axes) != spatial_dims:
+        raise DataError(
+            f"image {path} has shape {shape} ({len(axes)} axes), not the modality's {spatial_dims} "
+            f"spatial dimensions (spatial_dims); give one single-channel {spatial_dims}-D image per file "
+            "(channels or time points in separate files)"
+        )
+
+
 def load_image(
     path: str | Path, spatial_dims: int, image_size: int | Sequence[int], **options: Any
 ) -> torch.Tensor:
@@ -487,12 +506,13 @@ def load_image(
 
     Raises
     ------
-    DataError naming the file when it is missing, unreadable, of the wrong dimensionality or
-    not finite.
+    DataError naming the file when it is missing, unreadable, truncated, of the wrong
+    dimensionality (a NIfTI with a 4th axis in a 3-D modality) or not finite.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"image {path} not found")
+    _check_nifti_axes(path, int(spatial_dims))
     hashable = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     key = (int(spatial_dims), _size(image_size, spatial_dims), tuple(sorted(hashable.items())))
     try:

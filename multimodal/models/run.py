@@ -114,7 +114,9 @@ class TrainedModel:
         pt = cohort.patients.reindex(ids)
         time = pt["time"].to_numpy(float) if "time" in pt else np.full(len(ids), np.nan)
         event = (
-            pt["event"].fillna(False).to_numpy(bool) if "event" in pt else np.zeros(len(ids), bool)
+            pt["event"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+            if "event" in pt
+            else np.zeros(len(ids), bool)
         )
         return FoldData(ids=ids, time=time, event=event, stores=stores)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -103,6 +104,19 @@ def _saved_stats(state: dict[str, Any], dtype) -> tuple[np.ndarray | None, np.nd
     return np.asarray(state["mean"], dtype=dtype), np.asarray(state["std"], dtype=dtype)
 
 
+def _training_range(
+    rows: pd.DataFrame, columns: list[str]
+) -> tuple[list[float | None], list[float | None]]:
+    """Per column of ``rows``: the smallest and largest finite value (None when it has none)."""
+    x = rows.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    x = x.where(np.isfinite(x))
+    low, high = x.min(), x.max()
+    return (
+        [None if pd.isna(v) else float(v) for v in low],
+        [None if pd.isna(v) else float(v) for v in high],
+    )
+
+
 def _present(index: pd.Index, ids: list[str]) -> np.ndarray:
     return np.asarray(pd.Index(ids).isin(index), dtype=bool)
 
@@ -153,6 +167,7 @@ class GenomicsPipeline(ModalityPipeline):
             max_features=self.ctx.genomics_max_features, groups=getattr(source, "groups", None)
         )
         self.prep.fit(rows)
+        self.min_, self.max_ = _training_range(rows, self.prep.feature_names_)
         return self
 
     def transform(self, source: Any, ids: list[str]) -> DenseStore:
@@ -171,12 +186,19 @@ class GenomicsPipeline(ModalityPipeline):
         return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
 
     def state(self) -> dict[str, Any]:
-        return self.prep.state_dict()
+        """The preprocessor's state plus the training range (``min``/``max``, raw values of the
+        selected features; None where a feature had no finite training value)."""
+        state = self.prep.state_dict()
+        if getattr(self, "min_", None) is not None:
+            state.update(min=self.min_, max=self.max_)
+        return state
 
     def load_state(self, state: dict[str, Any]) -> GenomicsPipeline:
         from multimodal.encoders.genomics import GenomicsPreprocessor
 
         self.prep = GenomicsPreprocessor.from_state(state)
+        # the training range: absent from run folders saved before it was recorded
+        self.min_, self.max_ = state.get("min"), state.get("max")
         return self
 
 
@@ -188,12 +210,66 @@ def default_cache_dir() -> Path:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_SPACE = re.compile(r"\s")
+
+# Limits that keep one odd report from dominating the cost of a run (embedding cost grows with the
+# text's length). Real reports stay far inside them -- in the TCGA pathology reports the longest
+# sentence has 328 characters, the most sentences per report are 494, the longest report has
+# 24,092 characters -- so their sentences, and embeddings, are those of the plain split.
+#: A longer "sentence" (text without punctuation or line breaks) is cut at whitespace into pieces
+#: of at most this many characters.
+MAX_SENTENCE_CHARS = 1000
+#: Sentences (chunks) embedded per report at most; later ones are left out.
+MAX_REPORT_CHUNKS = 1000
+#: Characters embedded per report at most (whole sentences); the rest is left out.
+MAX_REPORT_CHARS = 50_000
+
+
+def _pieces(sentence: str, max_chars: int) -> Iterator[str]:
+    """``sentence`` in pieces of at most ``max_chars`` characters, each cut at the last whitespace
+    that fits (mid-word only where there is none); every piece is a substring of ``sentence``."""
+    start, n = 0, len(sentence)
+    while n - start > max_chars:
+        window = sentence[start : start + max_chars + 1]
+        spaces = [m.start() for m in _SPACE.finditer(window)]
+        end = spaces[-1] if spaces and spaces[-1] > 0 else max_chars
+        yield sentence[start : start + end].rstrip()
+        start += end
+        while start < n and sentence[start].isspace():
+            start += 1
+    if start < n:
+        yield sentence[start:]
+
+
+def report_chunks(text: str, min_chars: int = 3) -> tuple[list[str], bool]:
+    """The chunks :func:`split_sentences` returns, and whether the report limits left text out.
+
+    Sentences longer than :data:`MAX_SENTENCE_CHARS` are cut at whitespace; at most
+    :data:`MAX_REPORT_CHUNKS` chunks and :data:`MAX_REPORT_CHARS` characters are kept, in order.
+    """
+    text = str(text)
+    parts = [p.strip() for p in _SENTENCE_END.split(text)]
+    sentences = [p for p in parts if len(p) >= min_chars] or [text.strip()]
+    chunks: list[str] = []
+    used = 0
+    for sentence in sentences:
+        long = len(sentence) > MAX_SENTENCE_CHARS
+        for piece in _pieces(sentence, MAX_SENTENCE_CHARS) if long else [sentence]:
+            if len(chunks) == MAX_REPORT_CHUNKS or used + len(piece) > MAX_REPORT_CHARS:
+                return chunks, True
+            chunks.append(piece)
+            used += len(piece)
+    return chunks, False
 
 
 def split_sentences(text: str, min_chars: int = 3) -> list[str]:
-    """Split a report into sentences (and lines); fragments shorter than ``min_chars`` are dropped."""
-    parts = [p.strip() for p in _SENTENCE_END.split(str(text))]
-    return [p for p in parts if len(p) >= min_chars] or [str(text).strip()]
+    """Split a report into sentences (and lines); fragments shorter than ``min_chars`` are dropped.
+
+    Each sentence is a substring of ``text``. Overlong sentences and reports are cut to the limits
+    of :func:`report_chunks` (:data:`MAX_SENTENCE_CHARS`, :data:`MAX_REPORT_CHUNKS`,
+    :data:`MAX_REPORT_CHARS`).
+    """
+    return report_chunks(text, min_chars)[0]
 
 
 @PIPELINES.register("text")
@@ -228,12 +304,18 @@ class TextPipeline(ModalityPipeline):
         texts = source.texts()
         return texts[texts.fillna("").astype(str).str.strip().str.len() > 0]
 
-    def _chunk_embeddings(self, texts: list[str]) -> list[np.ndarray]:
-        """(n_chunks, dim) per text."""
+    def _chunk_embeddings(self, texts: list[str], ids: list[str]) -> list[np.ndarray]:
+        """(n_chunks, dim) per text; ``ids`` are the patients (named when a report is cut)."""
         embedder = self._embedder()
         if self.ctx.text_chunking == "tokens":
-            return [np.asarray(c, dtype=np.float32) for c in embedder.embed_chunks(texts)]
-        sentences = [split_sentences(t) for t in texts]
+            kept = [self._within_limits(t, pid) for t, pid in zip(texts, ids, strict=True)]
+            return [np.asarray(c, dtype=np.float32) for c in embedder.embed_chunks(kept)]
+        sentences = []
+        for text, pid in zip(texts, ids, strict=True):
+            chunks, cut = report_chunks(text)
+            if cut:
+                self._warn_cut(pid, text, chunks)
+            sentences.append(chunks)
         flat = list(dict.fromkeys(s for ss in sentences for s in ss))  # unique, order kept
         memo_key = "text-sentences"
         cache: dict[str, np.ndarray] = self.ctx.memo.setdefault(memo_key, {})
@@ -243,6 +325,31 @@ class TextPipeline(ModalityPipeline):
                 cache[s] = np.asarray(e, dtype=np.float32)
         return [np.stack([cache[s] for s in ss]) for ss in sentences]
 
+    def _within_limits(self, text: str, pid: str) -> str:
+        """``text`` cut at whitespace to :data:`MAX_REPORT_CHARS` (token-window chunking)."""
+        if len(text) <= MAX_REPORT_CHARS:
+            return text
+        kept = next(_pieces(str(text).strip(), MAX_REPORT_CHARS))
+        self._warn_cut(pid, text, [kept])
+        return kept
+
+    def _warn_cut(self, pid: str, text: str, kept: list[str]) -> None:
+        """One warning per patient and run: the report is longer than the limits allow."""
+        warned: set[str] = self.ctx.memo.setdefault("text-cut-warned", set())
+        if pid in warned:
+            return
+        warned.add(pid)
+        log.warning(
+            "patient %s: the report has %s characters; only its first %s characters are embedded "
+            "(limits per report: %s characters, %d sentences of at most %d characters)",
+            pid,
+            f"{len(str(text)):,}",
+            f"{sum(map(len, kept)):,}",
+            f"{MAX_REPORT_CHARS:,}",
+            MAX_REPORT_CHUNKS,
+            MAX_SENTENCE_CHARS,
+        )
+
     def fit(self, source: Any, train_ids: list[str]) -> TextPipeline:
         if self.encoder in self.TOKENIZED_ENCODERS:
             return self
@@ -251,7 +358,7 @@ class TextPipeline(ModalityPipeline):
         if not chosen:
             self.mean_ = self.std_ = None
             return self
-        chunks = self._chunk_embeddings([texts[i] for i in chosen])
+        chunks = self._chunk_embeddings([texts[i] for i in chosen], chosen)
         rows = (
             np.concatenate(chunks)
             if self.encoder in self.TOKEN_ENCODERS
@@ -274,7 +381,9 @@ class TextPipeline(ModalityPipeline):
             return self._tokenized(texts, ids, chosen, present)
         dim = int(self._embedder().dim)
         chunks = (
-            dict(zip(chosen, self._chunk_embeddings([texts[i] for i in chosen]))) if chosen else {}
+            dict(zip(chosen, self._chunk_embeddings([texts[i] for i in chosen], chosen)))
+            if chosen
+            else {}
         )
         if self.encoder in self.TOKEN_ENCODERS:
             values = [
@@ -372,19 +481,21 @@ class ImagingPipeline(ModalityPipeline):
         from multimodal.encoders.imaging import load_image
 
         present, paths = self._paths(source, ids)
-        loaded = iter(paths)
-        images = []
-        for p in present:
-            if not p:
-                images.append(None)
-                continue
-            path = next(loaded)
+        chosen = [pid for pid, p in zip(ids, present) if p]
+        loaded = {}
+        for pid, path in zip(chosen, paths):
             key = f"image:{path}:{size}:{self.ctx.image_intensity}"
             if key not in self.ctx.memo:
-                self.ctx.memo[key] = load_image(
-                    path, spatial_dims=dims, image_size=size, normalize=self.ctx.image_intensity
+                self.ctx.memo[key] = _for_patient(
+                    source,
+                    pid,
+                    lambda path=path: load_image(
+                        path, spatial_dims=dims, image_size=size, normalize=self.ctx.image_intensity
+                    ),
                 )
-            images.append(self.ctx.memo[key])
+            loaded[pid] = (path, self.ctx.memo[key])
+        _check_same_shape(source, loaded, "image", "loads as (channels, *image_size)")
+        images = [loaded[pid][1] if pid in loaded else None for pid in ids]
         ref = next((im for im in images if im is not None), torch.zeros(1, *size))
         values = torch.stack([im if im is not None else torch.zeros_like(ref) for im in images])
         spec = InputSpec(
@@ -433,13 +544,18 @@ class ImagingPipeline(ModalityPipeline):
         todo = list(dict.fromkeys(p for p in paths if p not in memo))
         if todo:
             cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
-            emb = precompute_image_embeddings(
-                backbone,
-                todo,
-                cache,
-                spatial_dims=dims,
-                image_size=size,
-                normalize=self.ctx.image_intensity,
+            owners = {p: pid for pid, p in zip([i for i, q in zip(ids, present) if q], paths)}
+            emb = _for_patient(
+                source,
+                owners,
+                lambda: precompute_image_embeddings(
+                    backbone,
+                    todo,
+                    cache,
+                    spatial_dims=dims,
+                    image_size=size,
+                    normalize=self.ctx.image_intensity,
+                ),
             )
             memo.update(zip(todo, emb))
         x = np.zeros((len(ids), int(backbone.out_dim)), dtype=np.float32)
@@ -463,6 +579,47 @@ class ImagingPipeline(ModalityPipeline):
         return self
 
 
+def _where(source: Any) -> str:
+    """``images.csv column 'path' (modality 'ct')``: where a modality's files are named."""
+    table = source.path.name if getattr(source, "path", None) is not None else "the index table"
+    return f"{table} column 'path' (modality {source.name!r})"
+
+
+def _for_patient(source: Any, owner: str | dict[str, str], load: Any) -> Any:
+    """``load()``, with the table, column and patient added to a DataError about a file.
+
+    ``owner`` is the patient, or a dict file path -> patient (the patient is found by the path
+    the error names).
+    """
+    from multimodal.exceptions import DataError
+
+    try:
+        return load()
+    except DataError as exc:
+        text = str(exc)
+        if isinstance(owner, dict):
+            owner = next((pid for path, pid in owner.items() if path in text), None)
+        if owner is None:
+            raise
+        raise DataError(f"{_where(source)}, patient {owner}: {text}") from None
+
+
+def _check_same_shape(source: Any, loaded: dict[str, tuple[str, Any]], what: str, how: str) -> None:
+    """One shape for every file of a modality (the most common one), else a DataError naming the
+    first patient whose file differs."""
+    from multimodal.exceptions import DataError
+
+    shapes = {pid: tuple(x.shape) for pid, (_, x) in loaded.items()}
+    if len(set(shapes.values())) < 2:
+        return
+    common = pd.Series([str(s) for s in shapes.values()]).mode().iloc[0]
+    pid, shape = next((p, s) for p, s in shapes.items() if str(s) != common)
+    raise DataError(
+        f"{_where(source)}, patient {pid}: {what} {loaded[pid][0]} {how} {shape}, the modality's "
+        f"other {what}s as {common}; give every patient {what}s with the same number of channels"
+    )
+
+
 @PIPELINES.register("feature_bag")
 class FeatureBagPipeline(ModalityPipeline):
     """Bags of precomputed patch/slide features; several files per patient are concatenated."""
@@ -471,22 +628,39 @@ class FeatureBagPipeline(ModalityPipeline):
 
     def transform(self, source: Any, ids: list[str]) -> TokenStore:
         from multimodal.encoders.bags import load_feature_bag
+        from multimodal.exceptions import DataError
 
         table = source.table
         by_patient = table.groupby("patient_id")["path"].apply(list).to_dict()
         present = np.asarray([i in by_patient for i in ids], dtype=bool)
-        bags, dim = [], None
+        files: dict[tuple[str, str], torch.Tensor] = {}
         for pid in ids:
-            parts = []
             for path in by_patient.get(pid, []):
                 key = f"bag:{path}"
                 if key not in self.ctx.memo:
-                    self.ctx.memo[key] = load_feature_bag(path).float()
-                parts.append(self.ctx.memo[key])
-            bag = torch.cat(parts) if parts else None
-            dim = dim or (int(bag.shape[1]) if bag is not None else None)
-            bags.append(bag)
-        dim = dim or 1
+                    self.ctx.memo[key] = _for_patient(
+                        source, pid, lambda path=path: load_feature_bag(path).float()
+                    )
+                files[(pid, path)] = self.ctx.memo[key]
+        # every bag of the modality (and of the training fold, for later transforms) has one D
+        dims = {k: int(x.shape[1]) for k, x in files.items()}
+        dim = getattr(self, "dim_", None) or (
+            pd.Series(list(dims.values())).mode().iloc[0] if dims else None
+        )
+        bad = [(k, d) for k, d in dims.items() if d != dim]
+        if bad:
+            (pid, path), d = bad[0]
+            more = f" (and {len(bad) - 1} more bag(s))" if len(bad) > 1 else ""
+            raise DataError(
+                f"{_where(source)}, patient {pid}: feature bag {path} has feature dimension {d} "
+                f"(shape {tuple(files[(pid, path)].shape)}) but the modality's other bags have "
+                f"{dim}{more}; every bag of a modality needs the same feature extractor"
+            )
+        self.dim_ = dim = int(dim or 1)
+        bags = []
+        for pid in ids:
+            parts = [files[(pid, path)] for path in by_patient.get(pid, [])]
+            bags.append(torch.cat(parts) if parts else None)
         bags = [b if b is not None else torch.zeros(0, dim) for b in bags]
         spec = InputSpec(kind="feature_bag", in_features=dim, tokens=True)
         return TokenStore(spec=spec, present=present, values=bags)

@@ -33,7 +33,9 @@ def write_png(path: Path, size: int = 4) -> None:
 def write_nifti(path: Path, size: int = 4) -> None:
     import nibabel as nib
 
-    nib.save(nib.Nifti1Image(np.zeros((size, size, size), np.int16), np.eye(4)), str(path))
+    # a ramp, not zeros: `validate` refuses constant images (a blank export carries no information)
+    data = np.arange(size**3, dtype=np.int16).reshape(size, size, size)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
 
 
 def build_cohort(

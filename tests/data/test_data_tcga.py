@@ -213,7 +213,7 @@ def test_empty_survival_months_names_the_column_file_and_patient(tmp_path):
     # the PFS/DSS times copied from survival_months are unknown quietly: no second message
     assert report.warnings == []
     result = CliRunner().invoke(app, ["validate", str(folder)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"error: {expected}" in result.output
     assert "'time'" not in result.output
 

@@ -326,6 +326,7 @@ def test_validate_png_and_dicom(make_cohort, image_writers):
                 "path": ["png/a.png", "png/b.png", "dicom/series1", "dicom/empty"],
             }
         )
+        f["manifest"]["modalities"]["ct"]["spatial_dims"] = 2  # PNGs and one-slice series
 
     path = make_cohort(edit=edit)
     root = path.parent
@@ -359,6 +360,10 @@ def _tiny_dicom():
     ds.file_meta = meta
     ds.PatientID = "P002"
     ds.Rows, ds.Columns = 2, 2
+    # pixels (validate decodes them): 2x2 unsigned 16-bit, not constant
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = np.array([[0, 1], [2, 3]], dtype=np.uint16).tobytes()
     assert pydicom is not None
     return ds
 
@@ -471,7 +476,7 @@ def test_validate_shows_each_warning_and_error_once(make_cohort, caplog):
     (path.parent / "images" / "P001.nii.gz").unlink()  # a missing modality file
     with caplog.at_level(logging.INFO):
         result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     shown = _shown_lines(result, caplog)
     warning = (
         "genomics.csv: 1 patient(s) are not in the patient table and are ignored (e.g. STRANGER)"

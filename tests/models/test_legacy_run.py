@@ -84,5 +84,5 @@ def test_legacy_run_folder_loads_and_predicts_the_same(runs):
 def test_old_keys_in_a_new_config_name_their_new_place(runs):
     cohort, _, _ = runs
     cfg = {**CONFIG, "fusion": {"name": "concat", "dim": 4, "linear_modalities": ["genomics"]}}
-    with pytest.raises(multimodal.exceptions.ConfigError, match="moved to members.linear"):
+    with pytest.raises(multimodal.exceptions.ConfigError, match=r"moved to members\.linear"):
         multimodal.train(cfg, cohort=cohort, out=None)

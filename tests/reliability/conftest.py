@@ -1,7 +1,9 @@
 """Small on-disk cohorts broken on purpose, and a way to run the CLI on them.
 
 ``cohort_dir`` is a fresh copy of one synthetic manifest cohort (40 patients, 8^3 NIfTI images,
-8-d feature bags), written once per session; ``tcga_dir`` writes a tiny TCGA-layout folder.
+8-d feature bags), written once per session; ``tools`` holds the helpers: ``cli`` (run the CLI
+in-process), ``train_cli``, ``assert_one_line_error``, ``edit_manifest``, ``edit_table``,
+``write_tcga`` (a tiny TCGA-layout folder) and ``write_folds``.
 """
 
 from __future__ import annotations

@@ -68,5 +68,7 @@ def test_linear_members_carry_the_known_signal(learned):
     # the fitted clinical member ranks patients like the true clinical risk does
     cohort = multimodal.Cohort.load(result.run_dir.parent / "cohort.yaml")
     risk = multimodal.load_run(result.run_dir).predict_risk(cohort)
-    corr = risk.corr(truth.loc[risk.index, "risk_clinical"] + truth.loc[risk.index, "risk_genomics"])
+    corr = risk.corr(
+        truth.loc[risk.index, "risk_clinical"] + truth.loc[risk.index, "risk_genomics"]
+    )
     assert corr > 0.7, corr
