@@ -475,8 +475,8 @@ class RunFolder:
         if expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
             raise RunFolderError(
                 f"{path} is not the file this fold wrote (its hash differs from the one in "
-                f"model.json): weights copied in from another run are not used. "
-                f"{self._retrain_fold(k)}"
+                f"model.json: the file is corrupt, or was copied in from another run); it is not "
+                f"used. {self._retrain_fold(k)}"
             )
         try:
             return load_file(str(path))

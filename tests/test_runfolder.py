@@ -123,7 +123,9 @@ def test_fold_round_trip_and_finished_folds(run):
     assert run.finished_folds() == [1] and run.is_fold_finished(1)
     weights = run.read_fold_weights(1)
     assert torch.equal(weights["w"], files["state_dict"]["w"]) and weights["w"].is_contiguous()
-    assert run.read_fold_meta(1) == {**files["model_meta"], "schema_version": SCHEMA_VERSION}
+    meta = run.read_fold_meta(1)
+    assert len(meta.pop("weights_sha256")) == 64  # the hash of the weights file it wrote
+    assert meta == {**files["model_meta"], "schema_version": SCHEMA_VERSION}
     assert run.read_fold_preprocess(1) == {
         "clinical": {"kind": "clinical", "state": {"mean": [0.0, 0.0]}}
     }
@@ -312,6 +314,14 @@ def test_corrupt_or_missing_weights_name_the_file(run):
     run.write_fold(0, **fold_files())
     path = run.fold_dir(0) / "weights.safetensors"
     path.write_bytes(b"not a safetensors file")
+    with pytest.raises(
+        RunFolderError, match=r"weights\.safetensors is not the file this fold wrote.*corrupt"
+    ):
+        run.read_fold_weights(0)
+    meta_path = run.fold_dir(0) / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["weights_sha256"]  # as a release before the hash wrote it
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(RunFolderError, match=r"weights\.safetensors cannot be read as safetensors"):
         run.read_fold_weights(0)
     path.unlink()

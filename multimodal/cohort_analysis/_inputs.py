@@ -12,6 +12,7 @@ Three sources give a per-patient table ``patient_id, risk, time, event, [fold, s
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,16 @@ def as_predictions(
             raise DataError("predicting with a trained model needs the cohort of the patients")
         grid = sorted(set(map(float, source.times)) | set(map(float, times or [])))
         frame = source.predict(cohort, grid)
+        refused = frame["status"].eq("refused") if "status" in frame else None
+        if refused is not None and refused.any():
+            # the input checks refused them (non-finite or implausible inputs): no risk to score
+            logging.getLogger(__name__).warning(
+                "%d patient(s) of %r were refused by the input checks and are left out: %s",
+                int(refused.sum()),
+                getattr(cohort, "name", "the cohort"),
+                "; ".join(frame.loc[refused, "input_issues"].astype(str).head(3)),
+            )
+            frame = frame[~refused]
     elif isinstance(source, pd.DataFrame):
         missing = {"patient_id", "risk"} - set(source.columns)
         if missing:

@@ -256,7 +256,7 @@ class TrainedModel:
 
         if cause not in CAUSES:
             raise ValueError(f"cause must be one of {CAUSES}; got {cause!r}")
-        if self.endpoint not in ("competing", "multistate"):
+        if not get_endpoint(self.endpoint).competing_causes:
             raise ValueError(
                 f"this run (endpoint {self.endpoint!r}) has no cumulative incidences; train with "
                 "endpoint competing or multistate"

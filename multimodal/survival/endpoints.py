@@ -125,6 +125,8 @@ class Endpoint:
     grid_columns : (time, event) columns whose event times set the reporting time grid.
     heads : head name in the config -> head built; None: any single-risk head, as named.
     multi_output : True when the endpoint has several outcomes (named risks and curves).
+    competing_causes : True when it separates progression from death without progression
+        (cumulative incidences ``cif_<cause>_<t>``).
     """
 
     name: ClassVar[str]
@@ -133,6 +135,7 @@ class Endpoint:
     grid_columns: ClassVar[tuple[str, str]]
     heads: ClassVar[dict[str, str] | None] = None
     multi_output: ClassVar[bool] = False
+    competing_causes: ClassVar[bool] = False
 
     def head_name(self, head: str) -> str:
         """The head registry name built for ``head`` (the config's ``head.name``)."""
@@ -210,14 +213,11 @@ class _ProgressionEndpoint(Endpoint):
         pfs_t = patients["pfs_time"].to_numpy(np.float64)
         pfs_e = patients["pfs_event"].to_numpy().astype(bool)
         out = {"os_time": os_t, "os_event": os_e, "pfs_time": pfs_t, "pfs_event": pfs_e}
-        if not self._separates_causes():
+        if not self.competing_causes:
             return os_t, os_e, out
         first_t, etype = first_event(os_t, os_e, pfs_t, pfs_e)
         out.update(pfs_time=first_t, pfs_event=etype > 0, event_type=etype)
         return (*self._primary_arrays(os_t, os_e, first_t, etype), out)
-
-    def _separates_causes(self) -> bool:
-        return True
 
     def _primary_arrays(self, os_t, os_e, first_t, etype) -> tuple[np.ndarray, np.ndarray]:
         return os_t, os_e
@@ -316,9 +316,6 @@ class MultitaskEndpoint(_ProgressionEndpoint):
     primary = "os"
     heads: ClassVar[dict[str, str]] = {"cox": "multitask_cox", "multitask_cox": "multitask_cox"}
 
-    def _separates_causes(self) -> bool:
-        return False
-
     def _risks_and_curves(self, head, outputs, t_all):
         risks, curves = {}, {}
         for task in head.tasks:
@@ -332,6 +329,7 @@ class CompetingEndpoint(_ProgressionEndpoint):
 
     name = "competing"
     primary = "progression"
+    competing_causes = True
     grid_columns = ("pfs_time", "pfs_event")
     heads: ClassVar[dict[str, str]] = {
         "cox": "cause_specific_cox",
@@ -372,6 +370,7 @@ class MultistateEndpoint(_ProgressionEndpoint):
 
     name = "multistate"
     primary = "os"
+    competing_causes = True
     heads: ClassVar[dict[str, str]] = {
         "cox": "illness_death_cox",
         "illness_death_cox": "illness_death_cox",

@@ -199,29 +199,51 @@ def run_fold(
     )
     metrics = evaluate_fold(preds, times, cfg.eval.bootstrap, seed, cfg.endpoint)
     metrics.update(fold=k, n_train=len(train_ids), n_val=len(val_ids), best_epoch=best_epoch)
-    history = history.drop(columns=["best_epoch"], errors="ignore").assign(fold=k)
+    outcome = FoldOutcome(
+        k,
+        metrics,
+        preds,
+        history.drop(columns=["best_epoch"], errors="ignore").assign(fold=k),
+        list(times),
+    )
     if dist_utils.is_main():
-        folder.write_fold(
-            k,
-            state_dict=model.state_dict(),
-            model_meta={
-                "run_id": folder.read_meta().get("run_id"),
-                **_fold_meta(k, model, preds, cuts, modalities, linear),
-            },
-            preprocess={
-                m: {"kind": cohort.sources[m].kind, "encoder": enc_cfgs[m].name, "state": p.state()}
-                for m, p in pipes.items()
-            },
-            predictions=preds,
-            history=history,
-            result={
-                "metrics": metrics,
-                "eval_times": list(times),
-                "config_fingerprint": fingerprint,
-            },
-        )
+        meta = {
+            "run_id": folder.read_meta().get("run_id"),
+            **_fold_meta(k, model, preds, cuts, modalities, linear),
+        }
+        _save_fold(folder, outcome, model, meta, pipes, cohort, enc_cfgs, fingerprint)
     log.info("fold %d: validation C-index %.4f (best epoch %d)", k, metrics["c_index"], best_epoch)
-    return FoldOutcome(k, metrics, preds, history, list(times))
+    return outcome
+
+
+def _save_fold(
+    folder: RunFolder,
+    outcome: FoldOutcome,
+    model: MultimodalSurvivalModel,
+    meta: dict[str, Any],
+    pipes: dict[str, ModalityPipeline],
+    cohort: Any,
+    enc_cfgs: dict[str, Any],
+    fingerprint: str,
+) -> None:
+    """Write the finished fold: weights, ``model.json``, preprocessing, predictions, history and
+    ``fold.json`` (last: the fold then counts as finished)."""
+    folder.write_fold(
+        outcome.index,
+        state_dict=model.state_dict(),
+        model_meta=meta,
+        preprocess={
+            m: {"kind": cohort.sources[m].kind, "encoder": enc_cfgs[m].name, "state": p.state()}
+            for m, p in pipes.items()
+        },
+        predictions=outcome.predictions,
+        history=outcome.history,
+        result={
+            "metrics": outcome.metrics,
+            "eval_times": outcome.eval_times,
+            "config_fingerprint": fingerprint,
+        },
+    )
 
 
 def _fold_meta(
