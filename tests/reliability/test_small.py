@@ -305,7 +305,7 @@ def test_cut_report_is_bounded_and_warned_once_naming_the_patient(caplog, chunki
     pipeline = PIPELINES.get("text")(ctx, "text_mlp")
     normal = "Grade 3 carcinoma. Margins negative; nodes 0/12.\nADDENDUM: none"
     src = _Texts({"P-normal": normal, "P-huge": _no_punctuation(1_000_000), "P-2": "grade 1."})
-    with caplog.at_level(logging.WARNING, logger="multimodal.training.preprocess"):
+    with caplog.at_level(logging.WARNING, logger="multimodal.training.pipelines_text"):
         pipeline.fit(src, ["P-normal", "P-huge", "P-2"])
         pipeline.transform(src, ["P-normal", "P-huge", "P-2"])
         pipeline.transform(src, ["P-huge"])
