@@ -290,6 +290,7 @@ def _trainer_config(s: Settings, split_dir: Path, device: str) -> dict[str, Any]
             "patience": s.trainer_epochs + 1,
             "refit": False,
             "event_balanced": False,
+            "threads": torch.get_num_threads(),  # the bench's --threads, as the plain loop gets
             "grad_clip": None,
             "precision": "32",
             "device": device,
@@ -626,6 +627,7 @@ def _scale_config(s: Settings, device: str) -> dict[str, Any]:
             "batch_size": s.scale_batch,
             "patience": s.scale_epochs + 1,
             "refit": False,
+            "threads": torch.get_num_threads(),
             "device": device,
             "progress": False,
             "resume": False,
@@ -770,8 +772,8 @@ def bench_metrics(s: Settings, device: str, workdir: Path) -> dict[str, Any]:
             "Seconds per call of `multimodal.survival.metrics` on n test patients, with n other "
             "patients as the training set for the censoring weights (IPCW), an exponential "
             f"model's risks and S(t), {s.metric_times} evaluation times between the 10th and 80th "
-            "percentile of the event times. Harrell's C is our O(n log² n) implementation; Uno's "
-            "C, td-AUC and the integrated Brier score call scikit-survival. The last row is the "
+            "percentile of the event times. Harrell's C is our O(n log² n) implementation, Uno's "
+            "C our O(n log n) one; td-AUC and the integrated Brier score call scikit-survival. The last row is the "
             "exponent b of seconds ~ n^b between the smallest and the largest size (1 = linear)."
         ),
         "rows": rows,

@@ -206,7 +206,21 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(5.0, gt=0)
     resume: bool = True
     """Continue from checkpoints found in the run folder."""
+    checkpoint_every: int = Field(1, ge=1)
+    """Save the training state every this many epochs (and at a fit's last epoch); an interrupted
+    fold resumes exactly from the last saved epoch, repeating the epochs after it."""
+    threads: int | Literal["auto"] = "auto"
+    """Intra-op threads while training (:mod:`multimodal.training.threads`). ``auto``:
+    ``OMP_NUM_THREADS`` when set, else the CPUs of this process's affinity mask; one thread for a
+    model under 1e6 parameters trained on the CPU. An integer is used as given."""
     progress: bool = True
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError("must be a positive integer (e.g. 1) or 'auto'")
 
 
 class EvalConfig(_Strict):

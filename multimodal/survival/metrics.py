@@ -6,10 +6,12 @@ S(t | x) of shape (n, len(times)).
 - :func:`harrell_c` is our own O(n log^2 n) vectorised implementation (100k patients in about a
   second): sksurv's ``concordance_index_censored`` loops over event times in O(n^2) and lifelines'
   ``concordance_index`` is a Python loop. It gives exactly sksurv's definition (checked in the tests).
-- :func:`uno_c`, :func:`td_auc`, :func:`brier_score`, :func:`integrated_brier_score` call
-  scikit-survival (``concordance_index_ipcw``, ``cumulative_dynamic_auc``, ``brier_score``,
-  ``integrated_brier_score``), which computes them well; we add input checks, our conventions and
-  a clear policy for evaluation times outside the follow-up range.
+- :func:`uno_c` is our own O(n log n) implementation of sksurv's ``concordance_index_ipcw``
+  (which loops over events in O(n^2): 16 s at 100k patients); checked against it in the tests.
+- :func:`td_auc`, :func:`brier_score`, :func:`integrated_brier_score` call scikit-survival
+  (``cumulative_dynamic_auc``, ``brier_score``, ``integrated_brier_score``), which computes them
+  well; we add input checks, our conventions and a clear policy for evaluation times outside the
+  follow-up range.
 - :func:`bootstrap_ci` and :func:`compare_c_index` are percentile / paired bootstraps.
 """
 
@@ -222,37 +224,142 @@ def check_eval_times(
 def uno_c(train_time, train_event, time, event, risk, tau: float | None = None) -> float:
     """Uno's IPCW concordance (sksurv ``concordance_index_ipcw``), truncated at ``tau``.
 
-    The censoring distribution is the Kaplan-Meier of the *training* censoring times. ``tau=None``
-    uses the largest training time: test patients beyond it are truncated there (sksurv cannot
-    weight them).
+    The censoring distribution G is the Kaplan-Meier of the *training* censoring times. ``tau=None``
+    uses the largest training time: test patients beyond it are truncated there (G cannot be
+    estimated past it), i.e. censored at ``tau``.
+
+    A pair (i, j) is comparable when i has an event before ``tau`` and ``t_i < t_j``, or
+    ``t_i == t_j`` and j is censored; it has weight ``1 / G(t_i)^2`` and is concordant when
+    ``risk_i > risk_j`` (exact ties in risk count 1/2). This is sksurv's ``concordance_index_ipcw``
+    with ``tied_tol=0`` (checked to 1e-10 in the tests), computed here in O(n log n): sksurv
+    compares every event with all later patients in a Python loop, O(n^2) (16 s at 100k patients).
+
+    Parameters
+    ----------
+    train_time, train_event : arrays (m,), the data of the censoring distribution
+    time, event : arrays (n,), the test patients
+    risk : array (n,), higher = worse
+    tau : truncation time; None = the largest training time
 
     Returns
     -------
-    float
-    """
-    from sksurv.metrics import concordance_index_ipcw
+    float in [0, 1]
 
+    Raises
+    ------
+    DataError
+        No test event before ``tau``, no comparable pair, no training event, or a censoring
+        survival of 0 at a test event time.
+    """
     tr_t, tr_e = _check(train_time, train_event)
     t, e, r = _check(time, event, risk)
     cap = float(tr_t.max())
     tau = cap if tau is None else min(float(tau), cap)
-    # sksurv needs every test event time before tau to have a non-zero censoring survival:
-    # patients at or after tau are not "events" before tau, so truncate them there.
+    # patients at or after tau are not "events" before tau: censor them at tau
     t_cut = np.where(t < tau, t, tau)
     e_cut = e & (t < tau)
     if not e_cut.any():
         raise DataError(f"Uno's C: no test events before tau={tau:.4g}")
-    try:
-        return float(
-            concordance_index_ipcw(
-                _structured(tr_t, tr_e), _structured(t_cut, e_cut), r, tau=tau, tied_tol=0.0
-            )[0]
-        )
-    except ValueError as err:
+    if not tr_e.any():
         raise DataError(
-            f"Uno's C failed ({err}); lower tau below the time where the training censoring "
-            "survival reaches 0"
-        ) from err
+            "Uno's C failed (all training samples are censored); the censoring weights need "
+            "training data with at least one event"
+        )
+    g_cens = _censoring_survival(tr_t, tr_e, t_cut[e_cut])
+    if (g_cens == 0.0).any():
+        raise DataError(
+            "Uno's C failed (censoring survival function is zero at one or more time points); "
+            "lower tau below the time where the training censoring survival reaches 0"
+        )
+    weight = np.zeros(t.size)
+    weight[e_cut] = np.square(1.0 / g_cens)
+    conc, tied, comparable = _ipcw_pair_counts(t_cut, e_cut, r)
+    den = float(weight @ comparable)
+    if den == 0.0:
+        raise DataError(
+            f"Uno's C is undefined: no comparable pairs (needs an event before tau={tau:.4g} "
+            "and before another test patient's time)"
+        )
+    return float(weight @ (conc + 0.5 * tied)) / den
+
+
+def _censoring_survival(train_time: np.ndarray, train_event: np.ndarray, at: np.ndarray):
+    """G(at): the Kaplan-Meier of the training censoring times, as sksurv's
+    ``CensoringDistributionEstimator`` (events before censorings at tied times; G right-continuous,
+    G(t) = 1 before the first time; times within float eps of a training time match it)."""
+    if train_event.all():
+        return np.ones(at.size)
+    uniq, inverse = np.unique(train_time, return_inverse=True)
+    n_total = np.bincount(inverse, minlength=uniq.size)
+    n_events = np.bincount(inverse, weights=train_event, minlength=uniq.size).astype(np.int64)
+    n_cens = n_total - n_events
+    at_risk = train_time.size - np.r_[0, np.cumsum(n_total)[:-1]] - n_events
+    ratio = np.divide(n_cens, at_risk, out=np.zeros(uniq.size), where=n_cens != 0)
+    knots = np.r_[-np.inf, uniq]
+    prob = np.r_[1.0, np.cumprod(1.0 - ratio)]
+    idx = np.minimum(np.searchsorted(knots, at), knots.size - 1)
+    exact = np.absolute(knots[idx] - at) < np.finfo(float).eps
+    return prob[np.where(exact, idx, idx - 1)]
+
+
+def _ipcw_pair_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray):
+    """Per patient i with an event: (#j comparable with risk_j < risk_i, #j comparable with
+    risk_j == risk_i, #j comparable), where j is comparable when t_j > t_i or (t_j == t_i and j is
+    censored). Zero for censored i.
+
+    O(n log n): a wavelet tree over the dense risk ranks. At bit b (high to low), the patients are
+    ordered by (risk rank >> (b + 1), time); a patient with bit b = 1 precedes in risk every patient
+    of its group with bit b = 0, which are counted by time with prefix sums in O(n); a stable
+    partition on bit b then gives the order of the next bit, also in O(n).
+    """
+    n = time.size
+    g = np.unique(time, return_inverse=True)[1].astype(np.int64).reshape(-1)  # dense time rank
+    k = np.unique(risk, return_inverse=True)[1].astype(np.int64).reshape(-1)  # dense risk rank
+    cens = ~event
+    conc = np.zeros(n, dtype=np.int64)
+    order = np.argsort(g, kind="stable")
+    for b in range(int(k.max()).bit_length() - 1, -1, -1):
+        group = k[order] >> (b + 1)
+        zero = ((k[order] >> b) & 1) == 0
+        later, same_cens, start, end, cum0 = _later_in_group(group, g[order], zero, cens[order])
+        one = ~zero & event[order]
+        conc[order[one]] += later[one] + same_cens[one]
+        # stable partition of each group: bit 0 first, then bit 1, each still in time order
+        pos = np.arange(n)
+        zeros_before = cum0[pos] - cum0[start]
+        n_zero = cum0[end] - cum0[start]
+        new_pos = np.where(zero, start + zeros_before, start + n_zero + pos - start - zeros_before)
+        order[new_pos] = order.copy()
+    # order is now by (risk rank, time): ties in risk, and all comparable patients
+    everyone = np.ones(n, dtype=bool)
+    later, same_cens = _later_in_group(k[order], g[order], everyone, cens[order])[:2]
+    tied = np.zeros(n, dtype=np.int64)
+    tied[order] = later + same_cens
+    n_groups = int(g.max()) + 1
+    size = np.bincount(g, minlength=n_groups)
+    comparable = (n - np.cumsum(size) + np.bincount(g[cens], minlength=n_groups))[g]
+    ev = event.astype(np.int64)
+    return conc * ev, tied * ev, comparable * ev
+
+
+def _later_in_group(group, g, mark, cens):
+    """For each position of an array ordered by (group, g): how many marked entries of its group
+    have a larger g, and how many marked censored ones have the same g; plus each position's group
+    start and end and the prefix counts of marked entries (length n + 1)."""
+    n = g.size
+    new_group = np.r_[True, group[1:] != group[:-1]]
+    new_run = new_group | np.r_[True, g[1:] != g[:-1]]
+    group_start = np.flatnonzero(new_group)
+    run_start = np.flatnonzero(new_run)
+    gid = np.cumsum(new_group) - 1
+    rid = np.cumsum(new_run) - 1
+    start = group_start[gid]
+    end = np.r_[group_start[1:], n][gid]
+    r_start = run_start[rid]
+    r_end = np.r_[run_start[1:], n][rid]
+    cum = np.r_[0, np.cumsum(mark)]
+    cum_c = np.r_[0, np.cumsum(mark & cens)]
+    return cum[end] - cum[r_end], cum_c[r_end] - cum_c[r_start], start, end, cum
 
 
 def td_auc(train_time, train_event, time, event, risk, times, outside: Outside = "raise"):

@@ -1,10 +1,13 @@
-"""The training loop of one model: epochs, early stopping, and a checkpoint per epoch.
+"""The training loop of one model: epochs, early stopping, and checkpoints.
 
 :func:`fit` trains with an event-balanced sampler; ``train.accumulate`` micro-batches form one Cox
 risk set (gathered across DDP ranks). With a hold-out it keeps the state with the best smoothed
 hold-out C-index; the untrained model -- the fitted linear members with the deep residual at zero
--- is a candidate too, as epoch 0. Every epoch is checkpointed (:mod:`multimodal.training.resume`),
-so an interrupted fold resumes exactly.
+-- is a candidate too, as epoch 0. The training state is checkpointed
+(:mod:`multimodal.training.resume`) every ``train.checkpoint_every`` epochs and at the fit's last
+epoch, so an interrupted fold resumes exactly from the last saved epoch. The loop runs under
+``train.threads`` (:mod:`multimodal.training.threads`: ``auto`` gives a small CPU model one
+thread).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from multimodal.survival.losses import track_loss_stats
 from multimodal.training import distributed as dist_utils
 from multimodal.training.resume import TrainingState, check_resumable, config_fingerprint
 from multimodal.training.samplers import EventBalancedBatchSampler, RandomBatchSampler
+from multimodal.training.threads import training_threads
 
 __all__ = ["EpochInfo", "fit", "snapshot", "targets"]
 
@@ -65,7 +69,12 @@ def fit(
     epochs: int | None = None,
     keep_start: bool = False,
 ) -> pd.DataFrame:
-    """Train ``model`` with a checkpoint per epoch (resumable); returns the history.
+    """Train ``model`` with checkpoints (resumable); returns the history.
+
+    The training state is saved every ``train.checkpoint_every`` epochs and at the last epoch
+    (the last of ``epochs`` or the one after which early stopping stops); a resumed fit repeats
+    the epochs after the last save and gives exactly the uninterrupted result. The loop runs
+    under :func:`multimodal.training.threads.training_threads` for this model's size.
 
     With ``es_data``: early stopping on the hold-out C-index averaged over the last
     ``train.es_smoothing`` epochs; the best state is kept. Without it: exactly ``epochs`` epochs,
@@ -73,6 +82,14 @@ def fit(
     residual at zero) is a candidate too, as epoch 0: training must beat it on the hold-out by
     more than ``train.es_min_delta`` to replace it.
     """
+    n_parameters = sum(p.numel() for p in model.parameters())
+    with training_threads(cfg.train.threads, n_parameters, on_cpu=device.type == "cpu"):
+        return _fit(
+            cfg, model, fit_data, es_data, device, ckpt_path, fold, callbacks, epochs, keep_start
+        )
+
+
+def _fit(cfg, model, fit_data, es_data, device, ckpt_path, fold, callbacks, epochs, keep_start):
     tc = cfg.train
     n_epochs = tc.epochs if epochs is None else epochs
     opt = torch.optim.AdamW(
@@ -125,7 +142,8 @@ def fit(
                 "best_epoch": best["epoch"],
             }
         )
-        if dist_utils.is_main():
+        last = epoch + 1 == n_epochs or (es_data is not None and best["bad"] >= tc.patience)
+        if dist_utils.is_main() and ((epoch + 1) % tc.checkpoint_every == 0 or last):
             TrainingState.capture(model, opt, rng, history, best, epoch + 1, fingerprint).save(
                 ckpt_path
             )

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 _NOT_FINGERPRINTED = (
     ("train", "resume"),
     ("train", "progress"),
+    ("train", "checkpoint_every"),
+    # threads change only the last bits of floating-point sums: a run may resume on another
+    # machine
+    ("train", "threads"),
     ("data", "fold_indices"),
     ("data", "cohort"),
     ("data", "cache_dir"),

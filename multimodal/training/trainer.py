@@ -36,6 +36,7 @@ from multimodal.training.loop import EpochInfo
 from multimodal.training.preprocess import PreprocessContext
 from multimodal.training.provenance import data_fingerprint, git_sha
 from multimodal.training.resume import config_fingerprint
+from multimodal.training.threads import training_threads
 
 __all__ = ["EpochInfo", "TrainResult", "cohort_folds", "select_device", "train", "trainable_cohort"]
 
@@ -251,6 +252,11 @@ def train(
     -------
     TrainResult
         ``metrics["c_index"]`` is the mean validation C-index over the folds.
+
+    Notes
+    -----
+    Training runs with ``train.threads`` intra-op threads (:mod:`multimodal.training.threads`);
+    the previous count is restored when it returns.
     """
     cfg = load_config(config, overrides)
     check_registry_names(cfg)  # before any cohort loading or file writing
@@ -285,10 +291,12 @@ def train(
         device,
         f", {dist_utils.world_size()} ranks" if distributed else "",
     )
-    outcomes = [
-        run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx, times, device, folder, callbacks)
-        for fold in folds
-    ]
+    # train.threads for the whole run (restored afterwards); each fit caps it for its model's size
+    with training_threads(cfg.train.threads):
+        outcomes = [
+            run_fold(cfg, cohort, fold, modalities, enc_cfgs, ctx, times, device, folder, callbacks)
+            for fold in folds
+        ]
     return _finish(folder, cfg, outcomes, modalities)
 
 
