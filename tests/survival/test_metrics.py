@@ -7,6 +7,7 @@ import time as _time
 import numpy as np
 import pandas as pd
 import pytest
+from _reference_data import reference_datasets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,38 +24,7 @@ from multimodal.survival.metrics import (
     uno_c,
 )
 
-
-def _datasets():
-    """Real package datasets with a risk score from a quick Cox fit (sksurv, ridge)."""
-    from lifelines.datasets import load_rossi
-    from sksurv.datasets import load_gbsg2, load_veterans_lung_cancer, load_whas500
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-    from sksurv.preprocessing import OneHotEncoder
-    from sksurv.util import Surv
-
-    out = {}
-    for name, loader in [
-        ("whas500", load_whas500),
-        ("gbsg2", load_gbsg2),
-        ("veterans", load_veterans_lung_cancer),
-    ]:
-        x, y = loader()
-        x = OneHotEncoder().fit_transform(x).astype(float)
-        ev, tm = y.dtype.names
-        risk = CoxPHSurvivalAnalysis(alpha=0.1).fit(x, y).predict(x)
-        out[name] = (y[tm].astype(float), y[ev].astype(bool), risk)
-    r = load_rossi()
-    y = Surv.from_arrays(r.arrest.astype(bool), r.week.astype(float))
-    x = r.drop(columns=["week", "arrest"]).to_numpy(float)
-    out["rossi"] = (
-        r.week.to_numpy(float),
-        r.arrest.to_numpy(bool),
-        CoxPHSurvivalAnalysis().fit(x, y).predict(x),
-    )
-    return out
-
-
-DATA = _datasets()
+DATA = reference_datasets()
 
 
 def synthetic(n, seed, ties=False, censor=0.5):

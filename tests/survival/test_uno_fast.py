@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _reference_data import reference_datasets
 
 from multimodal.exceptions import DataError
 from multimodal.survival.metrics import uno_c
@@ -47,31 +48,7 @@ def cohort(n, seed, time_ties=False, risk_ties=False, censor=0.5):
 @pytest.fixture(scope="module")
 def reference_data():
     """The package datasets of tests/survival/test_metrics.py, risk from a ridge Cox fit."""
-    from lifelines.datasets import load_rossi
-    from sksurv.datasets import load_gbsg2, load_veterans_lung_cancer, load_whas500
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-    from sksurv.preprocessing import OneHotEncoder
-
-    out = {}
-    for name, loader in [
-        ("whas500", load_whas500),
-        ("gbsg2", load_gbsg2),
-        ("veterans", load_veterans_lung_cancer),
-    ]:
-        x, y = loader()
-        x = OneHotEncoder().fit_transform(x).astype(float)
-        ev, tm = y.dtype.names
-        risk = CoxPHSurvivalAnalysis(alpha=0.1).fit(x, y).predict(x)
-        out[name] = (y[tm].astype(float), y[ev].astype(bool), risk)
-    r = load_rossi()
-    x = r.drop(columns=["week", "arrest"]).to_numpy(float)
-    y = np.array(
-        list(zip(r.arrest.astype(bool), r.week.astype(float), strict=True)),
-        dtype=[("e", bool), ("t", float)],
-    )
-    risk = CoxPHSurvivalAnalysis().fit(x, y).predict(x)
-    out["rossi"] = (r.week.to_numpy(float), r.arrest.to_numpy(bool), risk)
-    return out
+    return reference_datasets()
 
 
 @pytest.mark.parametrize("time_ties", [False, True])
