@@ -73,10 +73,6 @@ class LinearMember(nn.Module):
         nn.init.zeros_(self.linear.weight)
 
     @property
-    def n_outputs(self) -> int:
-        return int(self.linear.out_features)
-
-    @property
     def weight(self) -> torch.Tensor:
         """(n_outputs, p) coefficients."""
         return self.linear.weight

@@ -164,11 +164,6 @@ class MultimodalSurvivalModel(nn.Module):
                 state_dict[new] = state_dict.pop(key)
 
     # ------------------------------------------------------------------ parts
-    @property
-    def linear_members(self) -> dict[str, LinearMember]:
-        """Modality -> its linear member (the clinical one first)."""
-        return dict(self.members.items())
-
     def embed(self, inputs: dict[str, Any], modalities: list[str] | None = None) -> dict[str, Any]:
         """Encoder outputs: modality -> (B, D) tensor or TokenSet."""
         return {m: self.encoders[m](inputs[m]) for m in modalities or self.modalities}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from multimodal.exceptions import ConfigError
+from multimodal.runfolder import json_default
 
 __all__ = ["TrainingState", "check_resumable", "config_fingerprint"]
 
@@ -122,7 +123,7 @@ class TrainingState:
         for i, t in enumerate(self.cuda_rng or []):
             tensors[f"rng.cuda.{i}"] = t
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        data = save(tensors, metadata={"training_state": json.dumps(meta, default=_json_number)})
+        data = save(tensors, metadata={"training_state": json.dumps(meta, default=json_default)})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
@@ -199,14 +200,6 @@ class TrainingState:
         if torch.cuda.is_available() and self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
         return self.history, self.best, self.epoch
-
-
-def _json_number(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:

@@ -178,11 +178,12 @@ def _resolved_config(cfg: Config, cohort: Any, modalities: list[str], folds: lis
     return resolved
 
 
-def _resume_problems(folder: RunFolder, cfg: Config, meta: dict[str, Any]) -> list[str]:
-    """Why the run in ``folder`` must not be continued under ``cfg`` and this cohort (empty:
-    it may). The resume key is the config fingerprint, the data fingerprint and the cohort path."""
-    raw = folder.read_config_raw()
-    old_meta = raw.pop("_meta", None) or {}
+def _resume_problems(
+    raw: dict[str, Any], old_meta: dict[str, Any], cfg: Config, meta: dict[str, Any]
+) -> list[str]:
+    """Why the run whose ``config.yaml`` holds ``raw`` (without ``_meta``) and ``old_meta`` must
+    not be continued under ``cfg`` and this cohort (empty: it may). The resume key is the config
+    fingerprint, the data fingerprint and the cohort path."""
     problems = []
     try:
         same_config = config_fingerprint(Config.model_validate(raw)) == config_fingerprint(cfg)
@@ -212,14 +213,15 @@ def _prepare_run_folder(folder: RunFolder, cfg: Config, resolved: dict, force: b
         if force or not cfg.train.resume:
             folder.clear_results()
         else:
-            problems = _resume_problems(folder, cfg, meta)
+            raw = folder.read_config_raw()
+            old = raw.pop("_meta", None) or {}
+            problems = _resume_problems(raw, old, cfg, meta)
             if problems:
                 raise ConfigError(
                     f"{folder.path} holds a run that cannot be continued: {'; '.join(problems)}. "
                     "Nothing was changed. Use a new --out folder, or --force to delete that "
                     "run's results and start over."
                 )
-            old = folder.read_meta()
             meta["run_id"] = old.get("run_id") or meta["run_id"]
             meta["created"] = old.get("created", meta["created"])
             meta["folds"] = sorted(set(old.get("folds") or []) | set(meta["folds"]))
