@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multimodal import console
 from multimodal.exceptions import DataError
 from multimodal.shipped import shipped_dir
 
@@ -117,8 +118,15 @@ def run_demo(
     """Run the demo end to end; returns the comparison (also written to ``OUT/summary.json``).
 
     ``config`` defaults to :func:`default_demo_config`. It is loaded and its encoder, fusion and
-    head names checked (with ``overrides``) before anything is synthesised or written.
+    head names checked (with ``overrides``) before anything is synthesised or written. The demo is
+    one run for :func:`multimodal.console.warn_once`: each warning is logged once, not once per
+    model trained.
     """
+    with console.run_scope():
+        return _run_demo(out, n_patients, config, compare, overrides, image_size, seed)
+
+
+def _run_demo(out, n_patients, config, compare, overrides, image_size, seed) -> DemoSummary:
     from multimodal.config import load_config
     from multimodal.data.cohort import Cohort
     from multimodal.data.synth import generate_cohort

@@ -4,13 +4,22 @@ The app is served on 127.0.0.1 unless another host is asked for, headless (no br
 opened), without usage statistics and with Streamlit's own logging at warning level. The run
 folder, the cohort and the optional password reach the app through environment variables (a
 password never appears on a command line, where other users of the machine could read it).
+
+:func:`serve` runs the server as a child process and stops it with the launcher: SIGTERM, SIGINT
+and SIGHUP sent to the launcher are passed on to the server, which gets :data:`STOP_GRACE` seconds
+to exit before it is killed; the launcher's exit status is the server's. On Linux the server is
+also told to stop when the launcher dies without a chance to pass anything on (SIGKILL).
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from multimodal.exceptions import MultimodalError
@@ -22,7 +31,9 @@ __all__ = [
     "app_path",
     "check_password",
     "dashboard_env",
+    "exit_status",
     "read_password_file",
+    "serve",
     "streamlit_command",
 ]
 
@@ -30,6 +41,12 @@ ENV_RUN = "MULTIMODAL_DASHBOARD_RUN"
 ENV_COHORT = "MULTIMODAL_DASHBOARD_COHORT"
 ENV_PASSWORD = "MULTIMODAL_DASHBOARD_PASSWORD"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Signals passed on to the server.
+FORWARDED = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
+#: Seconds the server has to exit after a forwarded signal before it is killed.
+STOP_GRACE = 10.0
 
 
 def app_path() -> Path:
@@ -102,3 +119,68 @@ def read_password_file(path: str | Path) -> str:
 def check_password(given: str, expected: str) -> bool:
     """Constant-time comparison (``hmac.compare_digest``) of a typed password."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _stop_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when the launcher dies (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell reports it: its exit code, or 128 + the signal that ended it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def serve(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, grace: float = STOP_GRACE
+) -> int:
+    """Run ``argv`` (the server) until it exits; returns its exit status (:func:`exit_status`).
+
+    SIGTERM, SIGINT and SIGHUP received meanwhile are forwarded to the server; it is killed when it
+    has not exited ``grace`` seconds after the first one, or at once on a second one. The server
+    runs in its own process group, so a Ctrl-C at the terminal reaches it once, through us.
+    """
+    received: list[int] = []
+    child: list[subprocess.Popen] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        if child and child[0].poll() is None:
+            if len(received) > 1:
+                child[0].kill()
+            else:
+                child[0].send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        child.append(
+            subprocess.Popen(
+                list(argv),
+                env=None if env is None else dict(env),
+                process_group=0,
+                preexec_fn=_stop_with_parent if sys.platform.startswith("linux") else None,
+            )
+        )
+        proc = child[0]
+        if received and proc.poll() is None:  # a signal came while the server was starting
+            proc.send_signal(received[0])
+        deadline = None
+        while True:
+            if received and deadline is None:
+                deadline = time.monotonic() + grace
+            try:
+                return exit_status(proc.wait(timeout=0.2))
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() > deadline:
+                    proc.kill()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if child and child[0].poll() is None:  # an error of ours: never leave the server behind
+            child[0].kill()
+            child[0].wait()

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from multimodal import console
 from multimodal.data.files import FileProblem, image_info, spatial_axes
 from multimodal.encoders.base import (
     ENCODERS,
@@ -609,9 +610,15 @@ def precompute_image_embeddings(
     keys = [cache.key(whash, p, settings) for p in paths]
     out: list[np.ndarray | None] = [cache.get(k) for k in keys]
     todo = [i for i, v in enumerate(out) if v is None]
-    log.info("image embeddings: %d cached, %d to compute", len(paths) - len(todo), len(todo))
+    log.log(  # all cached: nothing worth a line
+        logging.INFO if todo else logging.DEBUG,
+        "image embeddings: %d cached, %d to compute",
+        len(paths) - len(todo),
+        len(todo),
+    )
     was_training = encoder.training
     encoder.eval().to(device)
+    bar = console.progress(len(todo), "image embeddings", unit="image", enabled=bool(todo))
     try:
         for start in range(0, len(todo), batch_size):
             idx = todo[start : start + batch_size]
@@ -623,7 +630,9 @@ def precompute_image_embeddings(
             for i, e in zip(idx, emb, strict=True):
                 cache.put(keys[i], e)
                 out[i] = e
+            bar.update(len(idx))
     finally:
+        bar.close()
         encoder.train(was_training)
     if not out:
         return np.zeros((0, int(getattr(encoder, "out_dim", 0))), dtype=np.float32)

@@ -20,7 +20,8 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from multimodal import console
 from multimodal.encoders.bags import AttentionMILEncoder
 from multimodal.encoders.base import (
     ENCODERS,
@@ -79,12 +81,29 @@ def _load(what: Literal["tokenizer", "model"], path: str) -> Any:
     try:
         if what == "tokenizer":
             return AutoTokenizer.from_pretrained(path)
-        return AutoModel.from_pretrained(path)
+        with _weights_bar_off_tty():
+            return AutoModel.from_pretrained(path)
     except Exception as e:
         raise ConfigError(
             f"cannot load text {what} {path!r}: {e}. Pass a local folder with config.json, "
             "tokenizer files and weights (the default all-MiniLM-L6-v2 needs no network)"
         ) from e
+
+
+@contextmanager
+def _weights_bar_off_tty() -> Iterator[None]:
+    """transformers' "Loading weights" bar only on a terminal (:func:`multimodal.console.is_tty`);
+    elsewhere its carriage-return frames would fill a log file."""
+    from transformers.utils import logging as hf_logging
+
+    hide = not console.is_tty() and hf_logging.is_progress_bar_enabled()
+    if hide:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            hf_logging.enable_progress_bar()
 
 
 def _clean(text: Any) -> str:
@@ -247,10 +266,12 @@ class TextEmbedder:
                 "text embeddings: %d cached, %d to compute", len(texts) - len(todo), len(unique)
             )
             order = list(unique.values())
-            for start in range(0, len(order), self.batch_size):
-                part = order[start : start + self.batch_size]
-                for i, v in zip(part, self._compute([cleaned[i] for i in part]), strict=True):
-                    self._store(keys[i], v)
+            with console.progress(len(order), "text embeddings", unit="text") as bar:
+                for start in range(0, len(order), self.batch_size):
+                    part = order[start : start + self.batch_size]
+                    for i, v in zip(part, self._compute([cleaned[i] for i in part]), strict=True):
+                        self._store(keys[i], v)
+                    bar.update(len(part))
         return [v if v is not None else self._memory[k] for v, k in zip(out, keys, strict=True)]
 
     def embed(self, texts: Sequence[Any]) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from multimodal import console
 from multimodal.models.inference import autocast, head_outputs
 from multimodal.survival.losses import track_loss_stats
 from multimodal.training import distributed as dist_utils
@@ -119,7 +120,7 @@ def _fit(cfg, model, fit_data, es_data, device, ckpt_path, fold, callbacks, epoc
         )
     else:
         sampler = RandomBatchSampler(len(fit_data), tc.batch_size, rng)
-    bar = _progress(tc, fold, start, n_epochs)
+    bar = _progress(tc, fold, start, n_epochs, refit=es_data is None)
     for epoch in range(start, n_epochs):
         if es_data is not None and best["bad"] >= tc.patience:
             break
@@ -147,13 +148,11 @@ def _fit(cfg, model, fit_data, es_data, device, ckpt_path, fold, callbacks, epoc
             TrainingState.capture(model, opt, rng, history, best, epoch + 1, fingerprint).save(
                 ckpt_path
             )
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", c_index=f"{score:.4f}", best=f"{best['score']:.4f}")
+        bar.set_postfix(_figures(loss, score, best["score"]))
+        bar.update(1)
         for cb in callbacks or []:
             cb(EpochInfo(fold, epoch + 1, loss, score, best["score"]))
-    if bar is not None:
-        bar.close()
+    bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return pd.DataFrame(history)
@@ -182,12 +181,22 @@ def _early_stopping_score(cfg, model, es_data, device, history) -> tuple[float, 
     return score, float(np.nanmean([*recent, score]))
 
 
-def _progress(tc: Any, fold: int, start: int, total: int):
-    if not tc.progress or not dist_utils.is_main():
-        return None
-    from tqdm.auto import tqdm
+def _progress(tc: Any, fold: int, start: int, total: int, refit: bool = False) -> Any:
+    """The epochs' progress display (:func:`multimodal.console.progress`; rank 0 only)."""
+    return console.progress(
+        total,
+        f"fold {fold} refit" if refit else f"fold {fold}",
+        unit="epoch",
+        initial=start,
+        enabled=bool(tc.progress) and dist_utils.is_main(),
+    )
 
-    return tqdm(total=total, initial=start, desc=f"fold {fold}", leave=True)
+
+def _figures(loss: float, score: float, best: float) -> dict[str, str]:
+    """The figures shown beside the epoch count; those that do not exist (no hold-out in a refit,
+    no best score yet) are left out rather than shown as nan or -inf."""
+    figures = {"loss": loss, "hold-out C": score, "best": best}
+    return {k: f"{v:.4f}" for k, v in figures.items() if math.isfinite(v)}
 
 
 def _augment(batch: Any, model: Any) -> None:
