@@ -1,0 +1,65 @@
+"""A tiny trained run (and its cohort, laid out as the demo does) shared by the report tests:
+90 synthetic patients with clinical covariates, genomics, report text and 8^3 CT volumes, two
+folds, two epochs. The clinical linear member carries the signal the checks rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY = {
+    "data": {"folds": 2, "image_size": 8, "genomics_max_features": 30},
+    "encoders": {
+        "clinical": {"name": "clinical_mlp", "out_dim": 4},
+        "genomics": {"name": "snn", "out_dim": 4},
+        "report": {"name": "text_mlp", "out_dim": 4},
+        "ct": {"name": "small_cnn", "out_dim": 4},
+    },
+    "fusion": {"name": "attention_gated", "dim": 4},
+    "train": {"epochs": 2, "batch_size": 64, "patience": 5, "progress": False, "refit": False},
+    "eval": {"n_times": 4, "bootstrap": 0},
+}
+
+
+@pytest.fixture(scope="session")
+def small_sizes() -> dict[str, tuple[float, ...]]:
+    """Few sizes per perturbation kind: the checks need one of each, not the default ladder."""
+    return {"noise": (0.1,), "sentences": (1,), "image_noise": (0.1,), "image_shift": (0.1,)}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """``<tmp>/cohort`` (90 synthetic patients, 8^3 CT) and ``<tmp>/run`` trained on it."""
+    import multimodal
+    from multimodal.data.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("report")
+    generate_cohort(
+        root / "cohort", n_patients=90, seed=3, missing_rate=0.2, image_size=8, n_genes=40
+    )
+    cohort = multimodal.Cohort.load(root / "cohort" / "cohort.yaml")
+    multimodal.train(TINY, cohort=cohort, out=root / "run")
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tiny_run):
+    import multimodal
+
+    return multimodal.Cohort.load(tiny_run.parent / "cohort" / "cohort.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run):
+    from multimodal.models.run import load_run
+
+    return load_run(tiny_run)
+
+
+@pytest.fixture(scope="session")
+def report_html(tiny_run) -> Path:
+    """The report of the tiny run at its default place, RUN_DIR/report.html."""
+    from multimodal.reporting import build_report
+
+    return build_report(tiny_run, n_boot=20)

@@ -1,0 +1,175 @@
+"""``multimodal report``: the page builds on a tiny run, needs nothing from the network, and
+every TRIPOD+AI item it claims has a filled section."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from multimodal.cli import app
+from multimodal.reporting import REPORT_FILE, TRIPOD_ITEMS, build_report
+
+
+class _Page(HTMLParser):
+    """Sections (``data-tripod`` value -> their text), every src/href, every <script>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: list[dict] = []
+        self.links: list[str] = []
+        self.scripts: list[dict] = []
+        self._open: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.links += [v for k, v in attrs if k in ("src", "href") and v]
+        if tag == "script":
+            self.scripts.append(a)
+        if tag == "section":
+            s = {"id": a.get("id"), "tripod": a.get("data-tripod"), "text": "", "images": 0}
+            self.sections.append(s)
+            self._open.append(s)
+        if tag == "img" and self._open:
+            self._open[-1]["images"] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "section" and self._open:
+            self._open.pop()
+
+    def handle_data(self, data):
+        for s in self._open:
+            s["text"] += data
+
+
+def parse(path) -> _Page:
+    p = _Page()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def test_report_is_written_into_the_run_folder(report_html, tiny_run):
+    assert report_html == tiny_run / REPORT_FILE
+    assert report_html.stat().st_size > 50_000
+
+
+def test_report_is_self_contained(report_html):
+    page = parse(report_html)
+    assert page.links, "the parser saw no src/href at all"
+    outside = [u for u in page.links if re.match(r"^(https?:)?//", u.strip(), re.I)]
+    assert not outside, f"links leaving the page: {outside}"
+    assert all(u.startswith(("data:", "#")) for u in page.links), page.links
+    # no script that runs: only the JSON data block
+    assert all(s.get("type") == "application/json" and "src" not in s for s in page.scripts)
+    text = report_html.read_text()
+    assert '<link rel="stylesheet"' not in text and "@import" not in text
+
+
+def test_every_claimed_tripod_item_has_a_filled_section(report_html):
+    page = parse(report_html)
+    assert all(s["tripod"] is not None for s in page.sections), "a section lacks data-tripod"
+    missing = []
+    for item in TRIPOD_ITEMS:
+        filled = [
+            s
+            for s in page.sections
+            if item.item in (s["tripod"] or "").split() and len(s["text"].strip()) > 80
+        ]
+        if not filled:
+            missing.append(f"{item.item} ({item.title})")
+    assert not missing, f"claimed TRIPOD+AI items without a filled section: {missing}"
+
+
+def test_the_claimed_items_are_embedded_as_data(report_html):
+    text = report_html.read_text()
+    block = re.search(
+        r'<script type="application/json" id="tripod-items">(.*?)</script>', text, re.S
+    )
+    claimed = json.loads(block.group(1))
+    assert [c["item"] for c in claimed] == [t.item for t in TRIPOD_ITEMS]
+    ids = {s["id"] for s in parse(report_html).sections}
+    assert {k for t in TRIPOD_ITEMS for k in t.sections} <= ids
+
+
+def test_sections_hold_the_numbers_they_promise(report_html, tiny_run):
+    page = parse(report_html)
+    by_id = {s["id"]: s for s in page.sections}
+    assert by_id["calibration"]["images"] == 1 and by_id["risk-groups"]["images"] == 1
+    assert by_id["robustness"]["images"] == 1
+    assert "numbers at risk" in by_id["risk-groups"]["text"].lower()
+    disc = by_id["discrimination"]["text"]
+    for metric in ("Harrell's C", "Uno's C", "time-dependent AUC"):
+        assert metric in disc
+    meta = yaml.safe_load((tiny_run / "config.yaml").read_text())["_meta"]
+    prov = by_id["provenance"]["text"]
+    assert meta["run_id"] in prov and meta["package_version"] in prov
+    assert (meta.get("git_sha") or "not recorded") in prov
+    assert "predicted by the fold model that did not train" in by_id["calibration"]["text"]
+    assert "hidden for everyone" in by_id["robustness"]["text"]
+    assert "Internal validation only" in by_id["limits"]["text"]
+    assert "could not be computed" not in report_html.read_text()
+
+
+def test_report_without_its_cohort_still_covers_every_item(tiny_run, tmp_path):
+    copy = tmp_path / "moved" / "run"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("checkpoints", REPORT_FILE))
+    raw = yaml.safe_load((copy / "config.yaml").read_text())
+    raw["_meta"]["cohort_path"] = str(tmp_path / "nowhere")
+    (copy / "config.yaml").write_text(yaml.safe_dump(raw))
+    out = build_report(copy, out=tmp_path / "r.html", n_boot=0)
+    text = out.read_text()
+    assert "cohort was not found" in text
+    calibration = next(s for s in parse(out).sections if s["id"] == "calibration")["text"]
+    assert "interpolated linearly between the run's evaluation times" in calibration
+    page = parse(out)
+    for item in TRIPOD_ITEMS:
+        assert any(
+            item.item in (s["tripod"] or "").split() and s["text"].strip() for s in page.sections
+        )
+
+
+def test_cli_report(tiny_run, tmp_path):
+    out = tmp_path / "card.html"
+    res = CliRunner().invoke(
+        app, ["report", str(tiny_run), "--out", str(out), "--no-robustness", "--n-boot", "0"]
+    )
+    assert res.exit_code == 0, res.output
+    assert f"wrote {out}" in res.output
+    assert "skipped (--no-robustness)" in out.read_text()
+
+
+def test_cli_report_on_a_folder_that_is_not_a_run(tmp_path):
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "not a run folder" in res.output
+
+
+@pytest.mark.parametrize("bad", ["<b>x</b>", "a & b"])
+def test_page_text_is_escaped(bad):
+    import pandas as pd
+
+    from multimodal.reporting.page import Section, page, table
+
+    html_text = page(bad, [Section("summary", bad, table(pd.DataFrame({"v": [bad]})))])
+    assert bad not in html_text.split("</head>", 1)[1]
+
+
+def test_cli_report_with_a_cohort_that_does_not_exist(tiny_run, tmp_path):
+    res = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(tiny_run),
+            "--cohort",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "r.html"),
+        ],
+    )
+    assert res.exit_code == 2
+    assert "not found" in res.output
