@@ -15,8 +15,9 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from views import cohort_view, compare_view, new_patient_view, patient_view
-from views.common import Ctx, open_run, settings
+from views.common import Ctx, open_run, report_sidebar, settings, warm_up
 
+from multimodal.dashboard.cohort_stats import C_INDEX_NOTE, c_index_summary
 from multimodal.dashboard.launch import ENV_PASSWORD, check_password
 from multimodal.exceptions import MultimodalError
 
@@ -60,16 +61,31 @@ def main() -> None:
     with st.sidebar:
         st.title("multimodal")
         st.markdown(f"**Run** `{run.name}`  \n{', '.join(run.modalities)}")
-        c = run.metrics.get("c_index")
-        if c is not None:
-            st.markdown(f"validation C-index **{c:.3f}**")
+        c = c_index_summary(run)
+        if c["n_folds"]:
+            ci = (
+                ""
+                if c["ci_low"] != c["ci_low"]
+                else f" (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f})"
+            )
+            st.markdown(
+                f"validation C-index **{c['estimate']:.3f}**{ci}  \nmean of {c['n_folds']} folds",
+                help=C_INDEX_NOTE,
+            )
+            st.caption(
+                "Harrell's C of each fold's validation patients, averaged over the folds (not "
+                "pooled across fold models); the same number heads the Cohort view's table."
+            )
         view = st.radio("View", list(VIEWS), key="view")
         for note in run.notes:
             st.info(note)
+        report_sidebar(run)
+    ctx = Ctx(run_dir, cohort, run)
     try:
-        VIEWS[view](Ctx(run_dir, cohort, run))
+        VIEWS[view](ctx)
     except MultimodalError as exc:
         st.error(str(exc))
+    warm_up(ctx)  # after the page is drawn: the fold models for the next pages
 
 
 main()

@@ -86,15 +86,16 @@ def main() -> None:
             )
             page = browser.new_page(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
             page.goto(url, wait_until="domcontentloaded")
-            settle(page, "Calibration at t")
+            settle(page, "Calibration at")
             shoot(page, args.out / "dashboard_cohort.png")
 
             page.goto(f"{url}/?patient={args.patient}", wait_until="domcontentloaded")
             page.get_by_test_id("stSidebar").get_by_text("Patient", exact=True).click()
             settle(page, "What drove the prediction")
             settle(page, "Modality contributions")
-            page.get_by_text("occlusion saliency", exact=True).click()
-            settle(page, "with occlusion saliency")
+            if not page.get_by_text("Occlusion saliency for").count():  # the model reads voxels
+                page.get_by_text("occlusion saliency", exact=True).click()
+                settle(page, "with occlusion saliency")
             shoot(page, args.out / "dashboard_patient.png")
 
             page.get_by_test_id("stSidebar").get_by_text("Compare", exact=True).click()
@@ -103,13 +104,15 @@ def main() -> None:
 
             page.get_by_test_id("stSidebar").get_by_text("New patient", exact=True).click()
             settle(page, "Clinical covariates")
-            page.get_by_label("age", exact=True).fill("97")
-            page.get_by_label("Report text", exact=True).fill(
+            page.get_by_label("age (years)", exact=True).fill("97")
+            page.get_by_label(
+                "Report text (empty = no report: the report is not used)", exact=True
+            ).fill(
                 "DIAGNOSIS: Nottingham grade 3. Margins involved by carcinoma. "
                 "Lymphovascular invasion: present. Four of 12 lymph nodes contain metastatic carcinoma."
             )
             page.get_by_role("button", name="Predict").click()
-            settle(page, "median (months)")
+            settle(page, "Rests on:")
             shoot(page, args.out / "dashboard_new_patient.png")
             browser.close()
     finally:

@@ -8,8 +8,18 @@ import streamlit as st
 
 from multimodal.dashboard import cohort_stats
 from multimodal.dashboard.figures import Curve, calibration_figure, calibration_png, curves_figure
+from multimodal.dashboard.vocabulary import time_axis
 
-from .common import Ctx, csv_download, curve_downloads, get_attributes, get_groups, get_metric_table
+from .common import (
+    Ctx,
+    at_risk_caption,
+    csv_download,
+    curve_downloads,
+    fmt_time,
+    get_attributes,
+    get_groups,
+    get_metric_table,
+)
 
 FILTERS = ("site", "sex", "stage", "age_band")
 
@@ -34,6 +44,7 @@ def _filters(attrs: pd.DataFrame, modalities: list[str]) -> pd.Index:
 
 def render(ctx: Ctx) -> None:
     run = ctx.run
+    unit = ctx.unit
     st.header("Cohort")
     cohort_path = ctx.cohort_path
     attrs = get_attributes(run, ctx.run_dir, cohort_path)
@@ -41,16 +52,25 @@ def render(ctx: Ctx) -> None:
     ids = _filters(attrs, modalities) if cohort_path else attrs.index
     sub = attrs.loc[ids]
     summary = cohort_stats.cohort_summary(sub, modalities)
+    filtered = len(ids) < len(attrs)
 
-    cols = st.columns(3 + len(modalities))
+    cols = st.columns(3)
     cols[0].metric("patients", f"{summary['patients']:,}")
     cols[1].metric("events", f"{summary['events']:,}")
-    cols[2].metric(f"median follow-up ({ctx.unit})", f"{summary['median_follow_up']:.1f}")
-    for i, m in enumerate(modalities):
-        cov = summary.get(f"coverage_{m}")
-        cols[3 + i].metric(
-            m, "n/a" if cov is None else f"{100 * cov:.0f}%", help=f"share of patients with {m}"
-        )
+    cols[2].metric(
+        "median follow-up",
+        fmt_time(summary["median_follow_up"], unit),
+        help="reverse Kaplan-Meier: the median time to censoring, events treated as censored",
+    )
+    if modalities:
+        cov = st.columns(len(modalities))
+        for i, m in enumerate(modalities):
+            share = summary.get(f"coverage_{m}")
+            cov[i].metric(
+                f"{m} coverage",
+                "n/a" if share is None else f"{100 * share:.0f}%",
+                help=f"share of patients with {m}",
+            )
     if len(sub) < 2 or not sub["event"].any():
         st.warning("Fewer than two patients or no events match the filters; widen them.")
         return
@@ -65,7 +85,13 @@ def render(ctx: Ctx) -> None:
     n_groups = right.selectbox("risk groups", [2, 3, 4], index=1, key="n_groups")
     groups = get_groups(run, ctx.run_dir, n_groups, ep)
     gs = cohort_stats.survival_by_group(run, groups, ids, ep)
+    _km_section(ctx, gs, ep)
+    _metrics_section(ctx, ep, ids if filtered else None)
+    _calibration_section(ctx, sub, ep, ids)
 
+
+def _km_section(ctx: Ctx, gs, ep: str) -> None:
+    run, unit = ctx.run, ctx.unit
     st.subheader(f"Kaplan-Meier by predicted risk group ({run.endpoint(ep).label})")
     curves = [
         Curve(
@@ -85,7 +111,9 @@ def render(ctx: Ctx) -> None:
     )
     title = f"log-rank p = {p}"
     st.plotly_chart(
-        curves_figure(curves, title, f"time ({ctx.unit})"), width="stretch", key="km_groups"
+        curves_figure(curves, title, time_axis(unit), at_risk=gs.at_risk),
+        width="stretch",
+        key="km_groups",
     )
     basis = (
         "Cut-points: quantiles of each fold's training risks, applied to its validation patients."
@@ -93,49 +121,73 @@ def render(ctx: Ctx) -> None:
         else "The run saved no training predictions: cut-points are quantiles of the validation risks."
     )
     st.caption(
-        f"{basis} Curves use out-of-fold predictions. Log-rank p = {p} (chi² = {gs.statistic:.2f})."
+        f"{basis} Curves use out-of-fold predictions; bands are 95% confidence intervals. "
+        f"Log-rank p = {p} (chi² = {gs.statistic:.2f})."
     )
-    st.dataframe(gs.counts, width="content")
-    curve_downloads(curves, gs.curves, title, ctx.unit, "km_by_risk_group", "km")
+    at_risk_caption(gs.at_risk, unit)
+    median_col = f"median survival ({unit})"
+    # values formatted here: a pandas Styler would import jinja2 (about 1 s on a cold start)
+    counts = gs.counts.assign(**{median_col: [fmt_time(t, unit) for t in gs.counts[median_col]]})
+    st.dataframe(counts, width="content")
+    table = gs.curves.rename(columns={"time": f"time ({unit})"})
+    curve_downloads(curves, table, title, unit, "km_by_risk_group", "km", at_risk=gs.at_risk)
 
+
+def _metrics_section(ctx: Ctx, ep: str, ids: pd.Index | None) -> None:
+    run = ctx.run
     st.subheader("Discrimination and prediction error")
-    table = get_metric_table(run, ctx.run_dir, ep, tuple(ids) if len(ids) < len(attrs) else None)
+    table = get_metric_table(run, ctx.run_dir, ep, tuple(ids) if ids is not None else None)
+    number = st.column_config.NumberColumn(format="%.3f")
     st.dataframe(
-        table.style.format({"estimate": "{:.3f}", "ci_low": "{:.3f}", "ci_high": "{:.3f}"}),
+        table,
         width="stretch",
         hide_index=True,
+        column_config={"estimate": number, "95% CI low": number, "95% CI high": number},
     )
-    if len(ids) < len(attrs):
+    st.caption(cohort_stats.C_INDEX_NOTE)
+    if ids is not None:
         st.caption(
-            "The pooled C-index is over the filtered patients; the per-fold rows are the whole run's."
+            "With filters, the C-index is recomputed for each fold over its filtered validation "
+            "patients; Uno's C, IBS and td-AUC stay those of the whole run."
         )
 
+
+def _calibration_section(ctx: Ctx, sub: pd.DataFrame, ep: str, ids: pd.Index) -> None:
+    run, unit = ctx.run, ctx.unit
     st.subheader("Calibration")
-    times = [t for t in run.eval_times if t < sub["time"].max()]
-    if not times:
-        st.info("No eval time lies inside the follow-up of these patients.")
+    horizons = cohort_stats.calibration_horizons(run, float(sub["time"].max()))
+    if not horizons:
+        st.info(
+            "No round horizon (1, 3, 5 years) lies inside both the follow-up of these patients "
+            "and the run's evaluation times."
+        )
         return
-    default = int(np.argmin([abs(t - 12.0) for t in times]))
-    horizon = st.selectbox(
-        "horizon", times, index=default, format_func=lambda t: f"{t:.1f} {ctx.unit}", key="horizon"
+    labels = list(horizons)
+    label = st.selectbox(
+        "horizon",
+        labels,
+        format_func=lambda k: f"{k} ({horizons[k]:g} {unit})",
+        key="horizon",
     )
+    horizon = horizons[label]
     try:
         cal = cohort_stats.calibration(run, horizon, endpoint=ep, ids=ids)
-    except ValueError as exc:
+    except (KeyError, ValueError) as exc:
         st.info(f"Calibration not available: {exc}")
         return
-    st.plotly_chart(
-        calibration_figure(cal.table, horizon, ctx.unit), width="stretch", key="calibration"
-    )
+    shown = f"{label} ({horizon:g} {unit})"
+    st.plotly_chart(calibration_figure(cal.table, shown), width="stretch", key="calibration")
     st.caption(
-        f"Groups of predicted S({horizon:g}); observed = Kaplan-Meier of each group. ICI = {cal.ici:.3f}, "
-        f"E50 = {cal.e50:.3f}, E90 = {cal.e90:.3f}."
+        f"Patients in groups of predicted survival probability at {shown}; observed = Kaplan-Meier "
+        f"of each group. The predicted value at {horizon:g} {unit} is interpolated between the "
+        "run's evaluation times. Calibration errors in probability: "
+        f"ICI = {cal.ici:.3f}, E50 = {cal.e50:.3f}, E90 = {cal.e90:.3f} (0 = perfect)."
     )
     c1, c2 = st.columns(2)
     with c1:
         st.download_button(
             "Download PNG",
-            data=lambda: calibration_png(cal.table, horizon, ctx.unit),
+            data=lambda: calibration_png(cal.table, shown),
             file_name="calibration.png",
             mime="image/png",
             key="dl_cal_png",

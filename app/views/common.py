@@ -2,22 +2,33 @@
 
 Everything heavy is cached: the run's artefacts, the cohort and the model once per process
 (``st.cache_resource``, read-only objects), per-patient predictions and evidence per patient
-(``st.cache_data``). Nothing here logs patient ids or text.
+(``st.cache_data``). The model (torch, the encoders' libraries) is loaded only when a page needs
+a prediction the run folder does not hold. Nothing here logs patient ids or text.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from multimodal.dashboard import cohort_stats, evidence, ood, patient
+from multimodal.dashboard import cohort_stats, evidence, ood, patient, vocabulary
 from multimodal.dashboard.figures import Curve, curves_png
 from multimodal.dashboard.launch import ENV_COHORT, ENV_RUN
 from multimodal.dashboard.run_data import RunData, load_run_data
+from multimodal.dashboard.vocabulary import (
+    event_probability_label,
+    fmt_hr,
+    fmt_pct,
+    time_axis,
+)
 from multimodal.runfolder import RunFolder
 
 
@@ -73,11 +84,73 @@ def get_cohort(path: str):
     return Cohort.load(path)
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
-def get_model(run_dir: str):
+def _load_and_warm(run_dir: str, cohort: Any, patient_id: str | None):
+    """The run's fold models, after one prediction for ``patient_id`` of ``cohort`` (when
+    given): that first prediction imports the encoders' libraries (monai for image networks,
+    about as long as torch itself) and fills the preprocessing caches, so the patient page
+    does not wait for them. Runs in the warm-up thread; a failed warm-up prediction is ignored
+    (the page then meets the same error itself)."""
     from multimodal.models.run import load_run
 
-    return load_run(run_dir)
+    model = load_run(run_dir)
+    if cohort is not None and patient_id is not None:
+        try:
+            patient.fold_predictions(model, cohort.subset([patient_id]), [0.0, 1.0])
+        except Exception:  # only a warm-up: the page meets and reports real errors itself
+            pass
+    return model
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _model_loader(run_dir: str) -> dict:
+    """One loader per run folder: ``{"future": Future | None}`` (set by :func:`warm_up` or the
+    first :func:`get_model`)."""
+    return {"future": None, "lock": threading.Lock()}
+
+
+def warm_up(ctx: Ctx) -> None:
+    """Start loading the fold models in a background thread once the page is drawn, so that the
+    patient, compare and new-patient pages find them loaded. Cheap when already started; does
+    nothing for a run without a model folder."""
+    if not RunFolder(ctx.run_dir).model_dir.is_dir():
+        return
+    loader = _model_loader(ctx.run_dir)
+    with loader["lock"]:
+        if loader["future"] is not None:
+            return
+        cohort = ctx.cohort()
+        pid = None
+        if cohort is not None:
+            known = set(map(str, cohort.patients.index))
+            pid = next((i for i in ctx.run.oof().index if i in known), None)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="mm-dashboard-warmup")
+        loader["future"] = pool.submit(_load_and_warm, ctx.run_dir, cohort, pid)
+        pool.shutdown(wait=False)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def get_model(run_dir: str):
+    """The run's fold models (``multimodal.load_run``): from the warm-up thread when it started,
+    else loaded now (and then no warm-up runs)."""
+    loader = _model_loader(run_dir)
+    with loader["lock"]:
+        future, owner = loader["future"], loader["future"] is None
+        if owner:
+            future = loader["future"] = Future()
+    if owner:
+        from multimodal.models.run import load_run
+
+        try:
+            future.set_result(load_run(run_dir))
+        except BaseException as exc:
+            future.set_exception(exc)
+    try:
+        return future.result()
+    except BaseException:
+        with loader["lock"]:  # the next page tries again (and shows the error)
+            if loader["future"] is future:
+                loader["future"] = None
+        raise
 
 
 @st.cache_resource(max_entries=4)
@@ -93,7 +166,7 @@ def get_groups(_run: RunData, run_key: str, n_groups: int, endpoint: str) -> pd.
 @st.cache_data(max_entries=16, show_spinner=False)
 def get_metric_table(_run: RunData, run_key: str, endpoint: str, ids: tuple | None) -> pd.DataFrame:
     idx = pd.Index(ids) if ids is not None else None
-    return cohort_stats.metric_table(_run, n_boot=100, endpoint=endpoint, ids=idx)
+    return cohort_stats.metric_table(_run, endpoint=endpoint, ids=idx)
 
 
 @st.cache_resource(max_entries=4)
@@ -120,9 +193,13 @@ def explanation_tables(run_dir: str):
 def predict_patients(
     run_dir: str, cohort_path: str, ids: tuple[str, ...], max_time: float, unit: str
 ):
+    """The fold models' curves of cohort patients on a fine grid up to ``max_time``."""
+    run = open_run(run_dir, None)
     grid = patient.curve_grid(max_time, extra=list(patient.horizons_for(unit).values()))
     cohort = get_cohort(cohort_path).subset(list(ids))
-    return patient.fold_predictions(get_model(run_dir), cohort, grid)
+    return patient.fold_predictions(
+        get_model(run_dir), cohort, grid, run.reference_risks(), run.pooled_reference()
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner="Working out what drove the prediction…")
@@ -156,18 +233,32 @@ def patient_saliency(run_dir: str, cohort_path: str, pid: str, modality: str):
     return evidence.image_saliency(get_model(run_dir), cohort, pid, modality)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def patient_points(run_dir: str, cohort_path: str, pid: str, full: bool, survival: float):
+    """The patient's evidence in percentage points of event probability (see
+    :func:`multimodal.dashboard.evidence.in_points`)."""
+    return evidence.in_points(patient_evidence(run_dir, cohort_path, pid, full), survival)
+
+
 def has_explain(model: Any) -> bool:
     """Whether the explain step (:mod:`multimodal.explain`) is available for this model."""
     return callable(getattr(model, "explain", None))
 
 
 def png_download(
-    label: str, curves: list[Curve], title: str, xlabel: str, ylabel: str, file_name: str, key: str
+    label: str,
+    curves: list[Curve],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    file_name: str,
+    key: str,
+    at_risk: pd.DataFrame | None = None,
 ):
     """A PNG download button; the PNG is drawn only when clicked."""
     st.download_button(
         label,
-        data=lambda: curves_png(curves, title, xlabel, ylabel),
+        data=lambda: curves_png(curves, title, xlabel, ylabel, at_risk=at_risk),
         file_name=file_name,
         mime="image/png",
         key=key,
@@ -185,29 +276,105 @@ def csv_download(label: str, frame: pd.DataFrame, file_name: str, key: str, inde
 
 
 def curve_downloads(
-    curves: list[Curve], table: pd.DataFrame, title: str, unit: str, stem: str, key: str
+    curves: list[Curve],
+    table: pd.DataFrame,
+    title: str,
+    unit: str,
+    stem: str,
+    key: str,
+    at_risk: pd.DataFrame | None = None,
 ) -> None:
     """PNG and CSV download buttons side by side for survival curves: ``<stem>.png`` (the PNG is
-    drawn only when clicked) and ``<stem>.csv`` (``table``); widget keys ``dl_<key>_png|csv``."""
+    drawn only when clicked, with the numbers at risk when given) and ``<stem>.csv``
+    (``table``); widget keys ``dl_<key>_png|csv``."""
     c1, c2 = st.columns(2)
     with c1:
         png_download(
             "Download PNG",
             curves,
             title,
-            f"time ({unit})",
+            time_axis(unit),
             "survival probability",
             f"{stem}.png",
             f"dl_{key}_png",
+            at_risk=at_risk,
         )
     with c2:
         csv_download("Download CSV", table, f"{stem}.csv", f"dl_{key}_csv")
 
 
+def at_risk_caption(at_risk: pd.DataFrame | None, unit: str) -> None:
+    """The line under a Kaplan-Meier plot that says what the numbers at risk are."""
+    if at_risk is not None and len(at_risk):
+        st.caption(
+            f"Number at risk: patients still followed (no event, not censored) at each time "
+            f"({unit}), shown under the plot."
+        )
+
+
+def probability_tiles(
+    cols, pred, pid: str, fold: int | None, horizons: dict[str, float], unit: str, last: float
+) -> None:
+    """One tile per horizon: event probability by t with the fold models' range; ``last`` is
+    the longest follow-up (later horizons are extrapolations, and the tile says so)."""
+    for col, (label, t) in zip(cols, horizons.items()):
+        p, lo, hi = pred.event_probability(pid, t, fold)
+        extra = " Beyond the longest follow-up of the cohort: an extrapolation." if t > last else ""
+        if np.isnan(p):
+            extra = " Not available: beyond the times the run's predictions were saved at."
+        col.metric(
+            event_probability_label(label),
+            fmt_pct(p),
+            None if np.isnan(lo) else f"folds {fmt_pct(lo)}–{fmt_pct(hi)}",
+            help=(
+                f"Probability of the event by {label} ({t:g} {unit}) = 1 − survival probability "
+                f"at {label}. Range: the fold models' values." + extra
+            ),
+            delta_color="off",
+            delta_arrow="off",
+        )
+
+
+def hazard_tile(col, run: RunData, pred, pid: str, fold: int | None) -> None:
+    """The hazard ratio against the cohort's median patient (Cox runs), with the fold range."""
+    if not run.proportional_hazards:
+        return
+    hr, lo, hi = pred.hazard_ratios(pid, fold)
+    col.metric(
+        "hazard ratio vs median patient",
+        fmt_hr(hr),
+        None if np.isnan(lo) else f"folds {fmt_hr(lo)}–{fmt_hr(hi)}",
+        help=(
+            "How many times the hazard of the cohort's median patient (the median predicted risk "
+            "of the model's training patients) this patient has, at every time (Cox model: "
+            "proportional hazards). 1× = the median patient."
+        ),
+        delta_color="off",
+        delta_arrow="off",
+    )
+
+
+def report_sidebar(run: RunData) -> None:
+    """The run report (``multimodal report RUN_DIR``): a download when it exists, else the
+    command that writes it."""
+    path = run.report_path
+    if path.is_file():
+        st.download_button(
+            "Download the run report (HTML)",
+            data=lambda: path.read_bytes(),
+            file_name=f"{run.name}_report.html",
+            mime="text/html",
+            key="dl_report",
+            help="Model card of the run: data, missing inputs, performance, calibration, limits.",
+        )
+    else:
+        st.caption("No run report yet. Write it with:")
+        try:  # the path as the user would type it, from where the dashboard was started
+            shown = run.run_dir.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            shown = run.run_dir
+        st.code(f"multimodal report {shown}", language="bash", wrap_lines=True)
+
+
 def fmt_time(t: float, unit: str) -> str:
-    return "not reached" if t != t else f"{t:.1f} {unit}"
-
-
-def fmt_number(t: float) -> str:
-    """A time for a metric tile (the unit is in the label)."""
-    return "not reached" if t != t else f"{t:.1f}"
+    return vocabulary.fmt_time(t, unit)

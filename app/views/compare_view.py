@@ -1,4 +1,5 @@
-"""Compare view: two or more patients' predicted survival curves side by side."""
+"""Compare view: two or more patients' predicted survival curves side by side, with their event
+probabilities by 1, 3 and 5 years and hazard ratios against the cohort's median patient."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from multimodal.dashboard.figures import Curve, curves_figure
-from multimodal.dashboard.patient import horizons_for
+from multimodal.dashboard.patient import horizons_for, oof_prediction
+from multimodal.dashboard.vocabulary import event_probability_label, fmt_hr, fmt_pct, time_axis
 
-from .common import Ctx, curve_downloads, fmt_time, predict_patients
+from .common import Ctx, csv_download, curve_downloads, fmt_time, predict_patients
 
 
 def render(ctx: Ctx) -> None:
@@ -22,49 +24,56 @@ def render(ctx: Ctx) -> None:
         return
     unit = ctx.unit
     oof = run.oof()
-    rows, curves = [], []
     if ctx.cohort_path:
         pred = predict_patients(
             ctx.run_dir, ctx.cohort_path, tuple(chosen), float(run.max_time), unit
         )
-        for pid in chosen:
-            fold = int(oof.loc[pid, "fold"])
-            c = pred.curve(pid, fold)
-            curves.append(
-                Curve(
-                    pid,
-                    c["time"].to_numpy(),
-                    c["survival"].to_numpy(),
-                    c["lower"].to_numpy(),
-                    c["upper"].to_numpy(),
-                )
+    else:  # the fold models' predictions saved in the run, at its evaluation times
+        pred = oof_prediction(run, list(chosen))
+    rows, curves = [], []
+    for pid in chosen:
+        fold = int(oof.loc[pid, "fold"])
+        c = pred.curve(pid, fold)
+        ok = np.isfinite(c["survival"].to_numpy(float))
+        curves.append(
+            Curve(
+                pid,
+                c["time"].to_numpy()[ok],
+                c["survival"].to_numpy()[ok],
+                c["lower"].to_numpy()[ok],
+                c["upper"].to_numpy()[ok],
             )
-            med = pred.median(pid, fold)[0]
-            row = {
-                "patient": pid,
-                "risk percentile": round(float(oof.loc[pid, "percentile"]), 1),
-                "predicted median": fmt_time(med, unit),
-            }
-            for label, t in horizons_for(unit).items():
-                row[f"S at {label}"] = round(pred.at(pid, t, fold)[0], 3)
-            rows.append(row)
-    else:  # out-of-fold values at the eval times only
-        times = np.asarray([0.0, *run.eval_times])
-        for pid in chosen:
-            vals = np.asarray([1.0, *[oof.loc[pid, f"surv_{t:g}"] for t in run.eval_times]])
-            curves.append(Curve(pid, times, vals))
-            rows.append(
-                {"patient": pid, "risk percentile": round(float(oof.loc[pid, "percentile"]), 1)}
-            )
+        )
+        row = {
+            "patient": pid,
+            "risk percentile (%)": round(float(oof.loc[pid, "percentile"]), 1),
+        }
+        if run.proportional_hazards:
+            row["hazard ratio vs median patient"] = fmt_hr(pred.hazard_ratios(pid, fold)[0])
+        row["median survival"] = fmt_time(pred.median(pid, fold)[0], unit)
+        for label, t in horizons_for(unit).items():
+            row[event_probability_label(label)] = fmt_pct(pred.event_probability(pid, t, fold)[0])
+        rows.append(row)
     st.plotly_chart(
-        curves_figure(curves, "", f"time ({unit})", height=440),
+        curves_figure(curves, "", time_axis(unit), height=440),
         width="stretch",
         key="compare_curves",
     )
-    st.caption("Curves: each patient's out-of-fold model; bands: range of the fold models' curves.")
+    st.caption(
+        "Survival probability. Curves: each patient's out-of-fold model (the fold model that did "
+        "not train on the patient); bands: range of the fold models' curves."
+    )
     table = pd.DataFrame(rows).set_index("patient")
     st.dataframe(table, width="stretch")
+    st.caption(
+        "Event probability by t = 1 − survival probability at t, from the out-of-fold model. "
+        "Hazard ratio: against the median patient of that model's training patients."
+    )
     long = pd.concat(
-        [pd.DataFrame({"patient": c.name, "time": c.x, "survival": c.y}) for c in curves]
+        [
+            pd.DataFrame({"patient": c.name, f"time ({unit})": c.x, "survival probability": c.y})
+            for c in curves
+        ]
     )
     curve_downloads(curves, long, "Predicted survival", unit, "compare", "cmp")
+    csv_download("Download the table (CSV)", table, "compare_table.csv", "dl_cmp_table", index=True)

@@ -1,10 +1,16 @@
-"""New patient view: fill in (or upload) a patient's data and get a prediction."""
+"""New patient view: fill in (or upload) a patient's data and get a prediction.
+
+Values outside the accepted limits are refused with a message and nothing is predicted; empty
+fields are unknown (missing) and the page says how the model handles them; a modality that was
+not given is shown as not used, and the prediction says which modalities it rests on.
+"""
 
 from __future__ import annotations
 
 import tempfile
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from multimodal.dashboard import cohort_stats, ood
@@ -13,30 +19,73 @@ from multimodal.dashboard.new_patient import (
     NEW_PATIENT_ID,
     NewPatient,
     build_cohort,
+    genomics_template,
+    input_limits,
+    missing_handling,
+    modality_status,
     model_inputs,
     read_genomics_row,
+    refusals,
 )
 from multimodal.dashboard.patient import curve_grid, fold_predictions, horizons_for
+from multimodal.dashboard.vocabulary import fmt_pct, time_axis
 from multimodal.exceptions import MultimodalError
 
-from .common import Ctx, csv_download, fmt_number, get_profile
+from .common import (
+    Ctx,
+    csv_download,
+    curve_downloads,
+    fmt_time,
+    get_profile,
+    hazard_tile,
+    probability_tiles,
+)
+
+_RESULT = "new_patient_result"
+
+
+def _unknown(v) -> str:
+    return "unknown (missing)" if v == "" else str(v)
 
 
 def _form(inputs) -> NewPatient | None:
+    limits = input_limits(inputs)
+    if inputs.genes:
+        st.download_button(
+            f"Download the genomics template (CSV, {len(inputs.genes)} genes)",
+            data=genomics_template(inputs),
+            file_name="genomics_template.csv",
+            mime="text/csv",
+            key="dl_genomics_template",
+            help="patient_id and one column per gene the model uses; fill in one row. Genes left "
+            "empty are imputed with their training median.",
+        )
     with st.form("new_patient"):
-        st.markdown("**Clinical covariates** (leave empty when unknown)")
+        st.markdown("**Clinical covariates** (leave a field empty when the value is unknown)")
         clinical = {}
         cols = st.columns(max(1, len(inputs.numeric) + len(inputs.categorical)))
         i = 0
-        for c, mean in inputs.numeric.items():
-            clinical[c] = cols[i].number_input(c, value=float(round(mean)), key=f"np_{c}")
+        for c in inputs.numeric:
+            lim = limits[c]
+            unit = f" ({lim.unit})" if lim.unit else ""
+            clinical[c] = cols[i].number_input(
+                f"{c}{unit}" if unit else c,
+                value=None,
+                placeholder="unknown",
+                key=f"np_{c}",
+                help=lim.describe().capitalize() + ". Empty = unknown.",
+            )
             i += 1
         for c, levels in inputs.categorical.items():
-            clinical[c] = cols[i].selectbox(c, ["", *levels], key=f"np_{c}")
+            clinical[c] = cols[i].selectbox(c, ["", *levels], format_func=_unknown, key=f"np_{c}")
             i += 1
         report, genomics_file, image_file = "", None, None
         if inputs.of_kind("text"):
-            report = st.text_area("Report text", key="np_report", height=140)
+            report = st.text_area(
+                "Report text (empty = no report: the report is not used)",
+                key="np_report",
+                height=140,
+            )
             upload = st.file_uploader(
                 "…or upload the report (.txt)", type=["txt"], key="np_report_file"
             )
@@ -44,12 +93,15 @@ def _form(inputs) -> NewPatient | None:
                 report = upload.getvalue().decode("utf-8", errors="replace")
         if inputs.of_kind("genomics"):
             genomics_file = st.file_uploader(
-                "Genomics: CSV with one row, a column per gene", type=["csv"], key="np_genomics"
+                "Genomics: CSV with one row, a column per gene (see the template above)",
+                type=["csv"],
+                key="np_genomics",
             )
         if inputs.of_kind("imaging"):
             image_file = st.file_uploader("Image (NIfTI .nii/.nii.gz, PNG)", key="np_image")
         if not st.form_submit_button("Predict"):
             return None
+    clinical = {c: (None if v is None or v == "" else v) for c, v in clinical.items()}
     patient = NewPatient(clinical=clinical, report=report or None)
     if genomics_file is not None:
         patient.genomics = read_genomics_row(genomics_file.getvalue())
@@ -67,53 +119,151 @@ def render(ctx: Ctx) -> None:
     try:
         patient = _form(inputs)
     except MultimodalError as exc:
+        st.session_state.pop(_RESULT, None)
         st.error(str(exc))
         return
     if patient is not None:
+        st.session_state.pop(_RESULT, None)  # a refused form never shows an older prediction
+        refused = refusals(inputs, patient)
+        if refused:
+            st.error(
+                "Not predicted: some values are outside the accepted limits.\n\n"
+                + "\n".join(f"- {r}" for r in refused)
+            )
+            return
         try:
             with tempfile.TemporaryDirectory(prefix="mm-new-") as tmp:
                 cohort = build_cohort(inputs, patient, tmp)
                 grid = curve_grid(run.max_time, extra=list(horizons_for(ctx.unit).values()))
-                pred = fold_predictions(model, cohort, grid)
+                pred = fold_predictions(
+                    model, cohort, grid, run.reference_risks(), run.pooled_reference()
+                )
         except (MultimodalError, OSError, ValueError) as exc:
             st.error(f"Cannot predict for this patient: {exc}")
+            return
+        if pred.refused(NEW_PATIENT_ID):
+            st.error(
+                "Not predicted: the model's input checks refused these values. "
+                + pred.issues.get(NEW_PATIENT_ID, "")
+            )
             return
         profile = get_profile(ctx.run_dir, ctx.cohort_path)
         flags = ood.check_patient(
             profile, patient.clinical, patient.genomics, patient.present(inputs)
         )
-        st.session_state["new_patient_result"] = (pred, flags)
-    result = st.session_state.get("new_patient_result")
+        st.session_state[_RESULT] = {
+            "pred": pred,
+            "flags": flags,
+            "status": modality_status(inputs, patient),
+            "missing": missing_handling(inputs, patient),
+            "inputs": {c: _unknown("" if v is None else v) for c, v in patient.clinical.items()},
+        }
+    result = st.session_state.get(_RESULT)
     if result is None:
         return
-    pred, flags = result
-    _show(ctx, pred, flags)
+    _show(ctx, result)
 
 
-def _show(ctx: Ctx, pred, flags) -> None:
-    unit, pid = ctx.unit, NEW_PATIENT_ID
-    for f in flags:
+def _show(ctx: Ctx, result: dict) -> None:
+    unit, pid, run = ctx.unit, NEW_PATIENT_ID, ctx.run
+    pred, status = result["pred"], result["status"]
+    st.subheader("Prediction")
+    used = pred.modalities.get(pid) or list(status.loc[status["status"] == "used", "modality"])
+    unused = status[status["status"] != "used"]
+    rest = "".join(f"; {r.modality}: not used ({r.detail})" for r in unused.itertuples())
+    st.markdown(
+        f"**Rests on:** {', '.join(used) if used else 'no modality (baseline risk)'}{rest}."
+    )
+    st.dataframe(status.set_index("modality"), width="stretch")
+    for note in result["missing"]:
+        st.info(note)
+    for f in result["flags"]:
         st.warning(f"Out of distribution — {f.message}")
-    cuts = cohort_stats.pooled_cutpoints(ctx.run, 3)
+    # modalities left out are in the table above; the input checks' other findings are shown
+    issues = [
+        i
+        for i in pred.issues.get(pid, "").split(" | ")
+        if i and "the cohort has no modality" not in i
+    ]
+    for issue in issues:
+        st.warning(f"Input checks: {issue}")
+
+    cuts = cohort_stats.pooled_cutpoints(run, 3)
     risk = pred.risk(pid)
     group = cohort_stats.group_labels(3)[int(np.searchsorted(cuts, risk, side="right"))]
-    train = ctx.run.training_rows()["risk_centered"].to_numpy(float)
+    train = run.training_rows()["risk_centered"].to_numpy(float)
     pct = 100.0 * float((train < risk).mean()) if train.size else float("nan")
-    med = pred.median(pid)[0]
+    med, lo, hi = pred.median(pid)
     horizons = horizons_for(unit)
-    cols = st.columns(3 + len(horizons))
-    cols[0].metric("risk group", group)
-    cols[1].metric("risk percentile", f"{pct:.0f}")
-    cols[2].metric(f"median ({unit})", fmt_number(med))
-    for i, (label, t) in enumerate(horizons.items()):
-        cols[3 + i].metric(f"risk at {label}", f"{100 * (1 - pred.at(pid, t)[0]):.0f}%")
+    top = st.columns(4)
+    top[0].metric("risk group", group, help="tertiles of the fold-centred training risks")
+    hazard_tile(top[1], run, pred, pid, None)
+    top[2].metric(
+        "risk percentile", f"{pct:.0f}%", help="share of training patients with a lower risk"
+    )
+    top[3].metric(
+        "median survival",
+        fmt_time(med, unit),
+        None if np.isnan(lo) else f"folds {fmt_time(lo, unit)}–{fmt_time(hi, unit)}",
+        help="predicted median survival time: where the survival curve crosses 50%",
+        delta_color="off",
+        delta_arrow="off",
+    )
+    probability_tiles(
+        st.columns(len(horizons)), pred, pid, None, horizons, unit, float(run.max_time)
+    )
     c = pred.curve(pid)
     curve = Curve(
-        "new patient",
+        "new patient (mean of the fold models)",
         c["time"].to_numpy(),
         c["survival"].to_numpy(),
         c["lower"].to_numpy(),
         c["upper"].to_numpy(),
     )
-    st.plotly_chart(curves_figure([curve], "", f"time ({unit})"), width="stretch", key="new_curve")
-    csv_download("Download CSV", c, "new_patient_survival.csv", "dl_new_csv")
+    st.plotly_chart(curves_figure([curve], "", time_axis(unit)), width="stretch", key="new_curve")
+    st.caption(
+        "Curve: the mean of the fold models' survival probability; band and tile ranges: the "
+        "range of the fold models (how much the prediction depends on the training patients), "
+        "not a confidence interval."
+    )
+    frame = pd.DataFrame(
+        {
+            f"time ({unit})": c["time"],
+            "survival probability": c["survival"],
+            "event probability": 1 - c["survival"],
+            "survival, fold minimum": c["lower"],
+            "survival, fold maximum": c["upper"],
+        }
+    )
+    curve_downloads([curve], frame, "New patient", unit, "new_patient_survival", "new")
+    csv_download(
+        "Download the prediction summary (CSV)",
+        _summary(result, pred, horizons, unit, group, pct),
+        "new_patient_summary.csv",
+        "dl_new_summary",
+    )
+
+
+def _summary(result, pred, horizons, unit, group, pct) -> pd.DataFrame:
+    """One row per item: the inputs as used, the modalities, the predicted numbers."""
+    pid = NEW_PATIENT_ID
+    rows = [(f"input: {c}", v) for c, v in result["inputs"].items()]
+    rows += [
+        (f"modality: {r.modality}", f"{r.status} ({r.detail})")
+        for r in result["status"].itertuples()
+    ]
+    rows += [("risk group", group), ("risk percentile (%)", f"{pct:.1f}")]
+    hr, lo, hi = pred.hazard_ratios(pid)
+    if np.isfinite(hr):
+        rows.append(("hazard ratio vs median patient", f"{hr:.3f} (folds {lo:.3f}-{hi:.3f})"))
+    med, mlo, mhi = pred.median(pid)
+    rows.append((f"median survival ({unit})", f"{med:.2f} (folds {mlo:.2f}-{mhi:.2f})"))
+    for label, t in horizons.items():
+        p, plo, phi = pred.event_probability(pid, t)
+        rows.append(
+            (
+                f"event probability by {label}",
+                f"{fmt_pct(p, 1)} (folds {fmt_pct(plo, 1)}-{fmt_pct(phi, 1)})",
+            )
+        )
+    return pd.DataFrame(rows, columns=["item", "value"])

@@ -1,10 +1,15 @@
-"""Cohort-level numbers for the dashboard: risk groups, Kaplan-Meier curves, log-rank test,
-metrics with confidence intervals, calibration, filters.
+"""Cohort-level numbers for the dashboard: risk groups, Kaplan-Meier curves with numbers at
+risk, log-rank test, metrics with confidence intervals, calibration at round horizons, filters.
 
 Risk-group cut-points are quantiles of the *training* risks of each fold (never of the patients
 they are applied to); a validation patient is placed with its own fold's cut-points. Kaplan-Meier
 estimates and the log-rank test come from lifelines, the calibration table from
 :func:`multimodal.survival.calibration.calibration_at_horizon`.
+
+One C-index is shown everywhere (:func:`c_index_summary`): Harrell's C of each fold's validation
+patients, averaged over the folds -- the number ``metrics.json`` holds as ``c_index``. Pooling the
+out-of-fold risks of different fold models into one C-index would compare risks of different
+models, whose scales differ.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ import pandas as pd
 from multimodal.dashboard.run_data import RunData
 
 __all__ = [
+    "C_INDEX_NOTE",
     "GroupSurvival",
     "apply_filters",
+    "c_index_summary",
     "calibration",
+    "calibration_horizons",
     "cohort_summary",
     "group_labels",
     "km_curve",
     "metric_table",
+    "numbers_at_risk",
     "patient_attributes",
     "pooled_cutpoints",
     "risk_groups",
@@ -105,6 +114,26 @@ def km_curve(time: np.ndarray, event: np.ndarray, label: str = "KM") -> pd.DataF
     )
 
 
+def numbers_at_risk(groups: dict[str, np.ndarray], ticks: list[float]) -> pd.DataFrame:
+    """Patients still at risk (observed time >= t) at each tick, per group.
+
+    Parameters
+    ----------
+    groups : group label -> observed times of its patients.
+    ticks : times of the table (e.g. :func:`multimodal.dashboard.vocabulary.at_risk_ticks`).
+
+    Returns
+    -------
+    DataFrame indexed by group, one int column per tick (lifelines' ``at_risk`` convention:
+    a patient whose event or censoring is at t still counts at t).
+    """
+    rows = {}
+    for label, times in groups.items():
+        t = np.sort(np.asarray(times, float))
+        rows[str(label)] = [int(t.size - np.searchsorted(t, tick, side="left")) for tick in ticks]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(ticks))
+
+
 @dataclass
 class GroupSurvival:
     """Kaplan-Meier curves per risk group and the log-rank test between groups.
@@ -112,10 +141,12 @@ class GroupSurvival:
     Attributes
     ----------
     curves : DataFrame (group, time, survival, lower, upper, at_risk).
-    counts : DataFrame indexed by group: n, events, median_time (KM median, NaN if not reached).
+    counts : DataFrame indexed by group: patients, events, median survival (KM median, NaN if not
+        reached; in the cohort's time unit).
     p_value : multivariate log-rank p-value (NaN with fewer than two non-empty groups).
     statistic : its chi-square statistic.
     fitted_on_training : whether the cut-points came from training risks.
+    at_risk : numbers at risk per group (rows) at ``at_risk.columns`` (times).
     """
 
     curves: pd.DataFrame
@@ -123,19 +154,28 @@ class GroupSurvival:
     p_value: float
     statistic: float
     fitted_on_training: bool
+    at_risk: pd.DataFrame | None = None
 
 
 def survival_by_group(
-    run: RunData, groups: pd.Series, ids: pd.Index | None = None, endpoint: str | None = None
+    run: RunData,
+    groups: pd.Series,
+    ids: pd.Index | None = None,
+    endpoint: str | None = None,
+    ticks: list[float] | None = None,
 ) -> GroupSurvival:
-    """Kaplan-Meier per risk group (optionally restricted to ``ids``) with the log-rank test."""
+    """Kaplan-Meier per risk group (optionally restricted to ``ids``) with the log-rank test and
+    the numbers at risk at ``ticks`` (default: round times of the cohort's unit)."""
     from lifelines.statistics import multivariate_logrank_test
+
+    from multimodal.dashboard.vocabulary import at_risk_ticks
 
     oof = run.oof(endpoint)
     if ids is not None:
         oof = oof.loc[oof.index.intersection(ids)]
     g = groups.reindex(oof.index)
-    curves, counts = [], []
+    curves, counts, times = [], [], {}
+    median_col = f"median survival ({run.time_unit})"
     for label in g.cat.categories:
         m = (g == label).to_numpy()
         if not m.any():
@@ -143,15 +183,18 @@ def survival_by_group(
         t, e = oof["time"].to_numpy(float)[m], oof["event"].to_numpy(bool)[m]
         c = km_curve(t, e, str(label))
         curves.append(c.assign(group=str(label)))
+        times[str(label)] = t
         below = c.loc[c["survival"] <= 0.5, "time"]
         counts.append(
             {
                 "group": str(label),
-                "n": int(m.sum()),
+                "patients": int(m.sum()),
                 "events": int(e.sum()),
-                "median_time": float(below.iloc[0]) if len(below) else float("nan"),
+                median_col: float(below.iloc[0]) if len(below) else float("nan"),
             }
         )
+    if ticks is None:
+        ticks = at_risk_ticks(float(oof["time"].max()) if len(oof) else 1.0, run.time_unit)
     p, stat = float("nan"), float("nan")
     if len(counts) >= 2:
         res = multivariate_logrank_test(
@@ -164,6 +207,7 @@ def survival_by_group(
         p_value=p,
         statistic=stat,
         fitted_on_training=not run.training_rows(endpoint).empty,
+        at_risk=numbers_at_risk(times, ticks),
     )
 
 
@@ -182,59 +226,118 @@ def _fold_ci(values: list[float]) -> tuple[float, float, float, float]:
     return mean, sd, mean - half, mean + half
 
 
-def metric_table(
-    run: RunData, n_boot: int = 200, endpoint: str | None = None, ids: pd.Index | None = None
-) -> pd.DataFrame:
-    """Validation metrics with 95% confidence intervals.
+#: How the one C-index of the dashboard is computed (shown next to it).
+C_INDEX_NOTE = (
+    "Harrell's C-index of each fold's validation patients, scored by the fold model that did not "
+    "train on them, averaged over the folds (95% t-interval over folds); the run's `c_index`. "
+    "The out-of-fold risks of different fold models are not pooled into one C-index: each model "
+    "has its own risk scale, and ranking patients across models would mix them. 0.5 = chance, "
+    "1 = every comparable pair ranked right."
+)
 
-    Rows: Harrell's C pooled over the out-of-fold predictions (percentile bootstrap CI), then the
-    per-fold mean of each metric in ``metrics.json`` (C-index, Uno's C, IBS, td-AUC; t-interval
-    over folds). With ``ids`` the pooled C-index is over those patients only (the per-fold rows
-    stay those of the whole run). Columns: metric, estimate, ci_low, ci_high, method.
-    """
-    from multimodal.survival.metrics import bootstrap_ci, harrell_c
+_SCALES = {
+    "c_index": "0.5 = chance, 1 = perfect ranking",
+    "uno_c": "0.5 = chance, 1 = perfect ranking",
+    "td_auc": "0.5 = chance, 1 = perfect ranking",
+    "ibs": "squared error of S(t), integrated over time: 0 = perfect, 0.25 = always 50%",
+}
 
-    rows = []
+
+def _fold_c_indices(run: RunData, endpoint: str | None, ids: pd.Index | None) -> list[float]:
+    """Harrell's C of each fold's validation patients (those in ``ids`` when given)."""
+    from multimodal.survival.metrics import harrell_c
+
     oof = run.oof(endpoint)
     if ids is not None:
         oof = oof.loc[oof.index.intersection(ids)]
-    if oof["event"].any() and len(oof) > 1:
-        est, lo, hi = bootstrap_ci(
-            harrell_c,
-            oof["time"].to_numpy(float),
-            oof["event"].to_numpy(bool),
-            oof["risk_centered"].to_numpy(float),
-            n_boot=n_boot,
-        )
+    out = []
+    for _, part in oof.groupby("fold"):
+        t, e = part["time"].to_numpy(float), part["event"].to_numpy(bool)
+        r = part["risk"].to_numpy(float)
+        ok = np.isfinite(r)
+        if ok.sum() < 2 or not e[ok].any():
+            continue
+        try:
+            out.append(float(harrell_c(t[ok], e[ok], r[ok])))
+        except ValueError:  # no comparable pair among these patients
+            continue
+    return out
+
+
+def c_index_summary(
+    run: RunData, endpoint: str | None = None, ids: pd.Index | None = None
+) -> dict[str, float | int | str]:
+    """The dashboard's one C-index (:data:`C_INDEX_NOTE`): ``estimate``, ``ci_low``, ``ci_high``,
+    ``n_folds`` and ``label``.
+
+    For the whole run the fold values are those of ``metrics.json`` (``folds[*].c_index``);
+    with ``ids`` (filters) each fold's C-index is recomputed from ``predictions.csv`` over the
+    fold's validation patients in ``ids``. A run without per-fold metrics gets them recomputed.
+    """
+    ep = run.endpoint(endpoint).name
+    key = "c_index" if ep == run.endpoint().name else f"c_index_{ep}"
+    folds = run.metrics.get("folds") or []
+    values = [f.get(key) for f in folds] if ids is None else []
+    values = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        values = _fold_c_indices(run, endpoint, ids)
+    mean, _, lo, hi = _fold_ci(values)
+    label = f"C-index (mean of {len(values)} folds)"
+    return {"estimate": mean, "ci_low": lo, "ci_high": hi, "n_folds": len(values), "label": label}
+
+
+def metric_table(
+    run: RunData, endpoint: str | None = None, ids: pd.Index | None = None
+) -> pd.DataFrame:
+    """Validation metrics with 95% confidence intervals, one row per metric.
+
+    Rows: the C-index of :func:`c_index_summary` (over ``ids`` when given), then the per-fold
+    mean of Uno's C, IBS and td-AUC from ``metrics.json`` (whole run; t-interval over folds).
+    Columns: metric, estimate, 95% CI low, 95% CI high, scale (how to read the number; they are
+    unitless), method.
+    """
+    c = c_index_summary(run, endpoint, ids)
+    rows = []
+    if c["n_folds"]:
+        method = "Harrell's C per fold, mean over folds; t-interval over folds"
+        if ids is not None:
+            method += " (filtered patients)"
         rows.append(
-            {
-                "metric": "C-index (pooled out-of-fold)",
-                "estimate": est,
-                "ci_low": lo,
-                "ci_high": hi,
-                "method": f"bootstrap, {n_boot} resamples",
-            }
+            (c["label"], c["estimate"], c["ci_low"], c["ci_high"], _SCALES["c_index"], method)
         )
     folds = run.metrics.get("folds") or []
     ep = run.endpoint(endpoint).name
     main = run.endpoint().name
-    names = {"c_index": "C-index", "uno_c": "Uno's C", "ibs": "IBS", "td_auc": "td-AUC"}
+    names = {"uno_c": "Uno's C", "td_auc": "td-AUC", "ibs": "IBS"}
     for key, label in names.items():
         fold_key = key if ep == main else f"{key}_{ep}"
         values = [f.get(fold_key) for f in folds]
         if not any(v is not None for v in values):
             continue
         mean, _, lo, hi = _fold_ci(values)
-        rows.append(
-            {
-                "metric": f"{label} (mean of {len(values)} folds)",
-                "estimate": mean,
-                "ci_low": lo,
-                "ci_high": hi,
-                "method": "t-interval over folds",
-            }
-        )
-    return pd.DataFrame(rows, columns=["metric", "estimate", "ci_low", "ci_high", "method"])
+        method = "mean over folds; t-interval over folds"
+        if ids is not None:
+            method += " (all patients of the run)"
+        rows.append((f"{label} (mean of {len(values)} folds)", mean, lo, hi, _SCALES[key], method))
+    columns = ["metric", "estimate", "95% CI low", "95% CI high", "scale", "method"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def calibration_horizons(run: RunData, max_time: float | None = None) -> dict[str, float]:
+    """Round horizons for the calibration plot: 1, 3 and 5 years (or 6-month steps when the
+    follow-up is shorter than a year), in the cohort's unit, up to the last evaluation time of the
+    run (predicted S(t) is interpolated between evaluation times) and ``max_time``."""
+    from multimodal.dashboard.vocabulary import horizon_label, round_horizons
+
+    last = max(run.eval_times) if run.eval_times else 0.0
+    limit = min(last, max_time) if max_time is not None else last
+    out = {k: t for k, t in round_horizons(run.time_unit, (1, 2, 3, 4, 5)).items() if t <= limit}
+    if out:
+        keep = {k: t for k, t in out.items() if k in ("1 year", "3 years", "5 years")}
+        return keep or out
+    half = round_horizons(run.time_unit, (1,))["1 year"] / 2
+    steps = [half * i for i in (1,) if half * i <= limit]
+    return {horizon_label(t, run.time_unit): t for t in steps}
 
 
 def calibration(
@@ -245,21 +348,29 @@ def calibration(
     ids: pd.Index | None = None,
 ):
     """Predicted vs observed (Kaplan-Meier) S(horizon) in groups of predicted survival, on the
-    out-of-fold predictions (optionally of ``ids`` only); ``horizon`` must be one of the run's
-    eval times."""
+    out-of-fold predictions (optionally of ``ids`` only).
+
+    ``horizon`` may be any time up to the run's last evaluation time: the predicted S(horizon) is
+    interpolated between the evaluation times (:meth:`RunData.survival_at`).
+    """
     from multimodal.survival.calibration import calibration_at_horizon
 
     oof = run.oof(endpoint)
+    last = max(run.endpoint(endpoint).surv, default=0.0)
+    if not 0 < horizon <= last + 1e-9:
+        raise KeyError(
+            f"no predicted S(t) at t={horizon:g}: the run's evaluation times end at {last:g}; "
+            f"choose a horizon up to {last:g}"
+        )
+    surv = run.survival_at(horizon, endpoint)
     if ids is not None:
-        oof = oof.loc[oof.index.intersection(ids)]
-    col = f"surv_{horizon:g}"
-    if col not in oof:
-        raise KeyError(f"no predicted S(t) at t={horizon:g}; choose one of {run.eval_times}")
-    ok = np.isfinite(oof[col].to_numpy(float))
+        keep = oof.index.intersection(ids)
+        oof, surv = oof.loc[keep], surv.loc[keep]
+    ok = np.isfinite(surv.to_numpy(float))
     return calibration_at_horizon(
         oof["time"].to_numpy(float)[ok],
         oof["event"].to_numpy(bool)[ok],
-        oof[col].to_numpy(float)[ok],
+        surv.to_numpy(float)[ok],
         horizon,
         n_groups=min(n_groups, max(2, int(ok.sum()) // 10)),
     )
@@ -321,7 +432,8 @@ def apply_filters(
 
 
 def cohort_summary(attrs: pd.DataFrame, modalities: list[str]) -> dict[str, float]:
-    """Patients, events, median follow-up (reverse Kaplan-Meier) and modality coverage."""
+    """Patients, events, median follow-up (reverse Kaplan-Meier; in the cohort's time unit) and
+    modality coverage (share of patients, 0-1)."""
     from multimodal.survival.curves import kaplan_meier
 
     n = len(attrs)

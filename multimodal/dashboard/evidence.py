@@ -13,7 +13,7 @@ spans and saliency); the page says which of two budgets it shows:
 2. Otherwise the same explanation for the selected patient only with a cheap budget
    (:func:`compute_evidence`, :data:`QUICK_BUDGET`): exact Shapley values of the modalities
    (leave-one-out beyond ``max_shapley_modalities``), integrated gradients with few steps,
-   leave-one-sentence-out, occlusion saliency with disjoint boxes.
+   report sentences against a neutral sentence, occlusion saliency with disjoint boxes.
 """
 
 from __future__ import annotations
@@ -26,18 +26,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multimodal.explain.explanation import saliency_file
+from multimodal.dashboard.vocabulary import points_from_risk
 from multimodal.runfolder import RunFolder
 
 __all__ = [
     "QUICK_BUDGET",
+    "SHADE_MIN_POINTS",
     "Evidence",
     "compute_evidence",
     "evidence_from_explanation",
     "evidence_from_files",
     "image_saliency",
+    "in_points",
     "read_explanation_tables",
+    "saliency_unavailable",
 ]
+
+#: Sentences whose effect is below this many percentage points are left unshaded.
+SHADE_MIN_POINTS = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +84,13 @@ class Evidence:
         if self.source == "explanations":
             return (
                 "Attributions from the explain step (multimodal.explain): Shapley values of the "
-                "modalities, integrated gradients of genes, leave-one-sentence-out for the report, "
+                "modalities, integrated gradients of genes, each report sentence against a neutral one, "
                 "occlusion saliency for images."
             )
         return (
             "Quick explanation computed for this patient (no RUN_DIR/explanations): the explain "
             "step's methods on a small budget -- Shapley values of the modalities, integrated "
-            "gradients of genes with few steps, leave-one-sentence-out for the report, occlusion "
+            "gradients of genes with few steps, report sentences against a neutral one, occlusion "
             "saliency on a coarse grid of blocks."
         )
 
@@ -157,6 +163,8 @@ def evidence_from_files(
         return None
     saliency: dict[str, np.ndarray] = {}
     images: dict[str, np.ndarray] = {}
+    from multimodal.explain.explanation import saliency_file
+
     folder = RunFolder(run_dir).explanations_dir / "saliency"
     modalities = set(contrib.get("modality", [])) | set(features.get("modality", []))
     for m in sorted(map(str, modalities)) if folder.is_dir() else []:
@@ -269,3 +277,54 @@ def image_saliency(model: Any, cohort: Any, patient_id: str, modality: str) -> n
     )
     found = explanation.saliency.get((pid, str(modality)))
     return None if found is None else np.asarray(found[0])
+
+
+# ---------------------------------------------------------------------------------- units
+def in_points(ev: Evidence, survival: float) -> Evidence:
+    """A copy of ``ev`` with a ``points`` column on every table: the attribution in percentage
+    points of the event probability by the horizon at which the patient's predicted survival
+    probability is ``survival`` (:func:`~multimodal.dashboard.vocabulary.points_from_risk`,
+    exact for a Cox model: removing the item's share of the log-hazard changes S(t) to
+    ``S(t) ** exp(-share)``). Modality contributions use their Shapley values (leave-one-out
+    where those are missing)."""
+    out = Evidence(
+        ev.source,
+        ev.contributions.copy(),
+        ev.features.copy(),
+        ev.groups.copy(),
+        ev.spans.copy(),
+        ev.saliency,
+        ev.text,
+        ev.saliency_images,
+    )
+    c = out.contributions
+    if not c.empty:
+        col = "shapley" if "shapley" in c and c["shapley"].notna().all() else "loo_delta"
+        c["points"] = points_from_risk(c[col].to_numpy(float), survival)
+        c["method"] = "Shapley value" if col == "shapley" else "left out"
+    for frame in (out.features, out.groups, out.spans):
+        if not frame.empty and "attribution" in frame:
+            frame["points"] = points_from_risk(frame["attribution"].to_numpy(float), survival)
+    return out
+
+
+def saliency_unavailable(model: Any, modality: str) -> str | None:
+    """Why occlusion saliency cannot be computed for ``modality`` of ``model`` (None when it can).
+
+    Occlusion hides blocks of voxels and measures the change of the prediction; a model that
+    reads precomputed embeddings of the image (the ``image_embedding`` encoder over a frozen
+    backbone) never sees the voxels, so there is nothing to occlude.
+    """
+    if modality not in getattr(model, "modalities", []):
+        return f"the model does not use {modality}."
+    spec = model.folds[0].model.specs.get(modality)
+    if spec is None or getattr(spec, "kind", "") != "imaging":
+        return f"{modality} is not an image modality."
+    if getattr(spec, "in_features", None) is not None:
+        return (
+            f"the model reads {modality} as precomputed embeddings of a frozen image network "
+            "(encoder image_embedding), not the voxels themselves, so hiding parts of the image "
+            "cannot change its prediction. Train with an encoder over the image (e.g. small_cnn) "
+            "for saliency maps."
+        )
+    return None

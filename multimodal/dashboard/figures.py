@@ -52,14 +52,37 @@ def curves_figure(
     ylabel: str = "survival probability",
     vlines: dict[str, float] | None = None,
     height: int = 380,
+    at_risk: pd.DataFrame | None = None,
 ):
-    """Interactive lines with shaded bands; hover shows the values."""
+    """Interactive lines with shaded bands; hover shows the values.
+
+    ``at_risk`` (rows = curve names, columns = times; :func:`cohort_stats.numbers_at_risk`) adds
+    a *Number at risk* table under the plot, on the same time axis, one row per curve in its
+    colour.
+    """
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    if at_risk is not None and len(at_risk):
+        from plotly.subplots import make_subplots
+
+        rows = len(at_risk)
+        share = min(0.45, 0.07 * rows + 0.08)
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            row_heights=[1 - share, share],
+            vertical_spacing=0.1,
+        )
+        height += int(22 * rows + 40)
+    else:
+        fig = go.Figure()
+    main = {"row": 1, "col": 1} if at_risk is not None and len(at_risk) else {}
     shape = "hv" if any(c.step for c in curves) else "linear"
+    colors = {}
     for i, c in enumerate(curves):
         color = PALETTE[i % len(PALETTE)]
+        colors[c.name] = color
         line_shape = "hv" if c.step else "linear"
         if c.lower is not None and c.upper is not None:
             fig.add_trace(
@@ -72,7 +95,8 @@ def curves_figure(
                     hoverinfo="skip",
                     showlegend=False,
                     name=f"{c.name} band",
-                )
+                ),
+                **main,
             )
         fig.add_trace(
             go.Scatter(
@@ -82,36 +106,99 @@ def curves_figure(
                 name=c.name,
                 line={"color": color, "shape": line_shape, "dash": c.dash or "solid"},
                 hovertemplate=f"{c.name}<br>{xlabel} %{{x:.1f}}<br>{ylabel} %{{y:.3f}}<extra></extra>",
-            )
+            ),
+            **main,
         )
     for label, x in (vlines or {}).items():
-        fig.add_vline(x=x, line_dash="dot", line_color="grey", annotation_text=label)
+        fig.add_vline(x=x, line_dash="dot", line_color="grey", annotation_text=label, **main)
+    ranged = "probab" in ylabel or "survival" in ylabel
+    if main:
+        _at_risk_rows(fig, at_risk, colors, xlabel)
+        fig.update_yaxes(title_text=ylabel, range=[0, 1.02] if ranged else None, row=1, col=1)
     fig.update_layout(
         title=title,
-        xaxis_title=xlabel,
+        xaxis_title=None if main else xlabel,
         yaxis_title=ylabel,
-        yaxis_range=[0, 1.02] if "probab" in ylabel or "survival" in ylabel else None,
+        yaxis_range=[0, 1.02] if ranged else None,
         height=height,
-        margin={"l": 40, "r": 20, "t": 50 if title else 20, "b": 40},
-        legend={"orientation": "h", "y": -0.2},
+        margin={"l": 40, "r": 20, "t": 50 if title or main else 20, "b": 40},
+        legend=(
+            {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"}
+            if main
+            else {"orientation": "h", "y": -0.2}
+        ),
         hovermode="x unified" if shape == "linear" else "closest",
     )
     return fig
 
 
+def _at_risk_rows(fig, at_risk: pd.DataFrame, colors: dict[str, str], xlabel: str) -> None:
+    """The numbers-at-risk table as text in the second row of ``fig``."""
+    import plotly.graph_objects as go
+
+    names = [str(n) for n in at_risk.index]
+    ticks = [float(t) for t in at_risk.columns]
+    for j, name in enumerate(names):
+        fig.add_trace(
+            go.Scatter(
+                x=ticks,
+                y=[len(names) - j] * len(ticks),
+                mode="text",
+                text=[str(int(v)) for v in at_risk.loc[at_risk.index[j]].to_numpy()],
+                textfont={"color": colors.get(name, "#333333"), "size": 12},
+                hovertemplate=f"{name}: %{{text}} at risk at %{{x:g}}<extra></extra>",
+                showlegend=False,
+                name=f"{name} at risk",
+            ),
+            row=2,
+            col=1,
+        )
+    fig.update_yaxes(
+        tickvals=list(range(len(names), 0, -1)),
+        ticktext=names,
+        range=[0.4, len(names) + 0.6],
+        showgrid=False,
+        zeroline=False,
+        title_text="Number at risk",
+        title_font={"size": 11},
+        row=2,
+        col=1,
+    )
+    fig.update_xaxes(tickvals=ticks, title_text=xlabel, row=2, col=1)
+    fig.update_xaxes(tickvals=ticks, row=1, col=1)
+
+
 def curves_png(
-    curves: list[Curve], title: str = "", xlabel: str = "time", ylabel: str = "survival probability"
+    curves: list[Curve],
+    title: str = "",
+    xlabel: str = "time",
+    ylabel: str = "survival probability",
+    at_risk: pd.DataFrame | None = None,
 ) -> bytes:
-    """A static PNG of the same curves (matplotlib)."""
+    """A static PNG of the same curves (matplotlib), with the numbers-at-risk table under the
+    plot when ``at_risk`` is given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    table = at_risk is not None and len(at_risk)
+    if table:
+        fig, (ax, tab) = plt.subplots(
+            2,
+            1,
+            figsize=(7, 4.6 + 0.22 * len(at_risk)),
+            dpi=110,
+            sharex=True,
+            gridspec_kw={"height_ratios": [4, 0.35 * len(at_risk) + 0.5]},
+        )
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     try:
+        colors = {}
         for i, c in enumerate(curves):
             color = PALETTE[i % len(PALETTE)]
+            colors[c.name] = color
             kw = {"where": "post"} if c.step else {}
             draw = ax.step if c.step else ax.plot
             draw(c.x, c.y, color=color, label=c.name, linestyle="--" if c.dash else "-", **kw)
@@ -119,12 +206,33 @@ def curves_png(
                 ax.fill_between(
                     c.x, c.lower, c.upper, color=color, alpha=0.15, step="post" if c.step else None
                 )
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.set(title=title, ylabel=ylabel, xlabel="" if table else xlabel)
         if "probab" in ylabel or "survival" in ylabel:
             ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         if curves:
             ax.legend(fontsize=8)
+        if table:
+            names = [str(n) for n in at_risk.index]
+            for j, name in enumerate(names):
+                y = len(names) - j
+                for t, v in zip(at_risk.columns, at_risk.iloc[j].to_numpy()):
+                    tab.text(
+                        float(t),
+                        y,
+                        str(int(v)),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color=colors.get(name, "#333333"),
+                    )
+            tab.set_yticks(range(len(names), 0, -1), names, fontsize=8)
+            tab.set_ylim(0.4, len(names) + 0.6)
+            tab.set_xticks([float(t) for t in at_risk.columns])
+            tab.set(xlabel=xlabel, title="Number at risk")
+            tab.title.set_fontsize(9)
+            for side in ("top", "right", "left"):
+                tab.spines[side].set_visible(False)
         buf = io.BytesIO()
         fig.tight_layout()
         fig.savefig(buf, format="png")
@@ -133,8 +241,11 @@ def curves_png(
         plt.close(fig)
 
 
-def calibration_figure(table: pd.DataFrame, horizon: float, unit: str = ""):
-    """Predicted vs observed S(horizon) per group, with the identity line."""
+def calibration_figure(table: pd.DataFrame, horizon_label: str):
+    """Predicted vs observed survival probability at a horizon per group, with the identity line.
+
+    ``horizon_label``: the horizon in words with its unit (``"1 year (12 months)"``).
+    """
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -151,50 +262,71 @@ def calibration_figure(table: pd.DataFrame, horizon: float, unit: str = ""):
             name="groups",
             marker={"size": 9},
             customdata=table[["n"]].to_numpy(),
-            hovertemplate="predicted %{x:.3f}<br>observed (KM) %{y:.3f}<br>n %{customdata[0]}<extra></extra>",
+            hovertemplate="predicted %{x:.1%}<br>observed (Kaplan-Meier) %{y:.1%}<br>%{customdata[0]} patients<extra></extra>",
         )
     )
     fig.update_layout(
-        title=f"Calibration at t = {horizon:g} {unit}".strip(),
-        xaxis_title="predicted survival",
-        yaxis_title="observed survival (Kaplan-Meier)",
+        title=f"Calibration at {horizon_label}",
+        xaxis_title=f"predicted survival probability at {horizon_label}",
+        yaxis_title="observed survival probability (Kaplan-Meier)",
         xaxis_range=[0, 1],
         yaxis_range=[0, 1],
+        xaxis_tickformat=".0%",
+        yaxis_tickformat=".0%",
         height=380,
         margin={"l": 40, "r": 20, "t": 50, "b": 40},
     )
     return fig
 
 
-def calibration_png(table: pd.DataFrame, horizon: float, unit: str = "") -> bytes:
+def calibration_png(table: pd.DataFrame, horizon_label: str) -> bytes:
     curve = Curve("groups", table["predicted"].to_numpy(float), table["observed"].to_numpy(float))
     ideal = Curve("ideal", np.array([0.0, 1.0]), np.array([0.0, 1.0]), dash="dot")
     return curves_png(
         [curve, ideal],
-        f"Calibration at t = {horizon:g} {unit}".strip(),
-        "predicted survival",
-        "observed survival (KM)",
+        f"Calibration at {horizon_label}",
+        f"predicted survival probability at {horizon_label}",
+        "observed survival probability (KM)",
     )
 
 
 def histogram_figure(
-    values: np.ndarray, marker: float | None = None, xlabel: str = "risk", nbins: int = 40
+    values: np.ndarray,
+    marker: float | None = None,
+    xlabel: str = "risk",
+    nbins: int = 40,
+    log: bool = False,
 ):
-    """Distribution of ``values`` with the patient marked."""
+    """Distribution of ``values`` with the patient marked. ``log``: positive values (hazard
+    ratios) binned on a log scale, the axis labelled in the values themselves (0.5×, 1×, 2×)."""
     import plotly.graph_objects as go
 
     values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
-    lo, hi = np.quantile(values, [0.01, 0.99]) if values.size else (0.0, 1.0)
-    if marker is not None:  # a few extreme risks would squeeze the bulk of the cohort into one bar
-        lo, hi = min(lo, marker), max(hi, marker)
+    values = values[np.isfinite(values) & (values > 0)] if log else values[np.isfinite(values)]
+    shown = np.log10(values) if log else values
+    mark = None
+    if marker is not None and np.isfinite(marker) and (marker > 0 or not log):
+        mark = float(np.log10(marker)) if log else float(marker)
+    lo, hi = np.quantile(shown, [0.01, 0.99]) if shown.size else (0.0, 1.0)
+    if mark is not None:  # a few extreme risks would squeeze the bulk of the cohort into one bar
+        lo, hi = min(lo, mark), max(hi, mark)
     pad = 0.05 * (hi - lo or 1.0)
     fig = go.Figure(
-        go.Histogram(x=np.clip(values, lo, hi), nbinsx=nbins, marker_color="#9ecae1", name="cohort")
+        go.Histogram(
+            x=np.clip(shown, lo, hi),
+            nbinsx=nbins,
+            marker_color="#9ecae1",
+            name="cohort",
+            hoverinfo="y" if log else None,
+        )
     )
     fig.update_xaxes(range=[lo - pad, hi + pad])
-    if marker is not None:
-        fig.add_vline(x=marker, line_color="#d62728", line_width=3, annotation_text="this patient")
+    if log:
+        candidates = np.array([1 / 16, 1 / 8, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64])
+        ticks = candidates[(np.log10(candidates) >= lo - pad) & (np.log10(candidates) <= hi + pad)]
+        fig.update_xaxes(tickvals=np.log10(ticks), ticktext=[f"{t:g}×" for t in ticks])
+    if mark is not None:
+        fig.add_vline(x=mark, line_color="#d62728", line_width=3, annotation_text="this patient")
     fig.update_layout(
         xaxis_title=xlabel,
         yaxis_title="patients",
@@ -208,10 +340,11 @@ def histogram_figure(
 def bar_figure(
     labels: list[str],
     values: list[float],
-    xlabel: str = "change in risk",
+    xlabel: str = "change in 3-year event probability (percentage points)",
     height: int | None = None,
+    hover: str = "%{y}: %{x:+.1f} points",
 ):
-    """Horizontal bars, red = raises risk, blue = lowers it."""
+    """Horizontal bars, red = raises the event probability (risk), blue = lowers it."""
     import plotly.graph_objects as go
 
     colors = ["#d62728" if v > 0 else "#1f77b4" for v in values]
@@ -221,7 +354,7 @@ def bar_figure(
             y=labels,
             orientation="h",
             marker_color=colors,
-            hovertemplate="%{y}: %{x:+.3f}<extra></extra>",
+            hovertemplate=f"{hover}<extra></extra>",
         )
     )
     fig.update_layout(

@@ -1,5 +1,14 @@
-"""A patient who is not in the cohort: the inputs a run needs, and a one-patient cohort built
-from a form (clinical values, report text, a genomics CSV row, an image file).
+"""A patient who is not in the cohort: the inputs a run needs, the limits a value must respect,
+and a one-patient cohort built from a form (clinical values, report text, a genomics CSV row, an
+image file).
+
+Limits (:func:`input_limits`, :func:`refusals`): a clinical number must lie in the training range
+widened by :data:`TRAINING_MARGIN` of its width on each side, and inside the clinically plausible
+bounds of :data:`CLINICAL_BOUNDS` where the column is known there (age 0-120 years). A value
+outside is refused with a message and the form predicts nothing. An empty field is *unknown*: it
+reaches the model as a missing value, handled as in training (:func:`missing_handling`), never as
+a silently filled default. A modality left out (no report text, no genomics file) is not used,
+and the page says so (:func:`modality_status`).
 
 The tables go through the same schema checks as a cohort manifest's (``build_source``), so bad
 input gives the usual one-line messages. Uploaded files are written to a temporary folder that
@@ -19,16 +28,38 @@ import pandas as pd
 from multimodal.exceptions import DataError
 
 __all__ = [
+    "CLINICAL_BOUNDS",
     "NEW_PATIENT_ID",
+    "TRAINING_MARGIN",
+    "Limit",
     "ModelInputs",
     "NewPatient",
     "build_cohort",
+    "genomics_template",
+    "input_limits",
+    "missing_handling",
+    "modality_status",
     "model_inputs",
     "read_genomics_row",
+    "refusals",
 ]
 
 NEW_PATIENT_ID = "new-patient"
 _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm")
+
+#: A form value is accepted up to this share of the training range's width beyond either end.
+TRAINING_MARGIN = 0.25
+#: Clinically plausible bounds of common covariates (column name -> (low, high, unit)); a value
+#: outside is refused whatever the training range.
+CLINICAL_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "age": (0.0, 120.0, "years"),
+    "age_years": (0.0, 120.0, "years"),
+    "age_at_diagnosis": (0.0, 120.0, "years"),
+    "age_at_index": (0.0, 120.0, "years"),
+    "bmi": (10.0, 100.0, "kg/m²"),
+}
+#: Without a recorded training range: training mean +- this many training SDs.
+_FALLBACK_SDS = 4.0
 
 
 @dataclass
@@ -38,10 +69,14 @@ class ModelInputs:
     Attributes
     ----------
     kinds : modality -> kind (clinical, genomics, text, imaging, feature_bag).
-    numeric : clinical numeric column -> training mean (a default for the form).
+    numeric : clinical numeric column -> training mean (what the model's missing-value handling
+        puts in the value's place; never a default of the form).
     categorical : clinical categorical column -> levels seen in training.
     spatial_dims : imaging modality -> 2 or 3.
     genes : genes the model uses.
+    ranges : clinical numeric column -> (min, max) over the fold models' training patients
+        (None where the run did not record it).
+    sds : clinical numeric column -> training SD.
     """
 
     kinds: dict[str, str] = field(default_factory=dict)
@@ -49,6 +84,8 @@ class ModelInputs:
     categorical: dict[str, list[str]] = field(default_factory=dict)
     spatial_dims: dict[str, int] = field(default_factory=dict)
     genes: list[str] = field(default_factory=list)
+    ranges: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    sds: dict[str, float] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[str]:
         return [m for m, k in self.kinds.items() if k == kind]
@@ -64,7 +101,9 @@ def model_inputs(model: Any) -> ModelInputs:
         prep = getattr(pipe, "prep", None)
         if kind == "clinical" and prep is not None:
             out.numeric = {c: float(v) for c, v in zip(prep.numeric, prep.mean_)}
+            out.sds = {c: float(v) for c, v in zip(prep.numeric, prep.std_)}
             out.categorical = {c: list(map(str, lv)) for c, lv in prep.levels_.items()}
+            out.ranges = _training_ranges([f.pipelines[m].prep for f in model.folds], prep.numeric)
         elif kind == "genomics" and prep is not None:
             # every fold model's selected genes: a form row names them all (empty = not given)
             names = [g for f in model.folds for g in f.pipelines[m].prep.feature_names_]
@@ -73,6 +112,179 @@ def model_inputs(model: Any) -> ModelInputs:
             spec = fm.model.specs.get(m)
             out.spatial_dims[m] = int(getattr(spec, "spatial_dims", None) or 3)
     return out
+
+
+def _training_ranges(preps: list[Any], columns: list[str]) -> dict[str, tuple[float, float] | None]:
+    """Column -> (min, max) over every fold model's training patients (None when unrecorded)."""
+    out: dict[str, tuple[float, float] | None] = {}
+    for c in columns:
+        lows, highs = [], []
+        for p in preps:
+            lo, hi = getattr(p, "min_", None), getattr(p, "max_", None)
+            if lo is None or hi is None or c not in p.numeric:
+                continue
+            k = p.numeric.index(c)
+            if lo[k] is not None and hi[k] is not None:
+                lows.append(float(lo[k]))
+                highs.append(float(hi[k]))
+        out[c] = (min(lows), max(highs)) if lows else None
+    return out
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a clinical number may take in the form.
+
+    Attributes
+    ----------
+    column : the covariate.
+    low, high : accepted values (inclusive).
+    training : (min, max) of the training patients, or None when the run did not record it.
+    clinical : (low, high, unit) plausible bounds of :data:`CLINICAL_BOUNDS`, or None.
+    """
+
+    column: str
+    low: float
+    high: float
+    training: tuple[float, float] | None
+    clinical: tuple[float, float, str] | None
+
+    @property
+    def unit(self) -> str:
+        return self.clinical[2] if self.clinical else ""
+
+    def describe(self) -> str:
+        """``"accepted 8.75 to 106.2 years: the training range 25 to 90 widened by 25% of its
+        width, within the plausible 0 to 120 years"``."""
+        u = f" {self.unit}" if self.unit else ""
+        parts = [f"accepted {self.low:.4g} to {self.high:.4g}{u}"]
+        if self.training is not None:
+            lo, hi = self.training
+            parts.append(
+                f"the training range {lo:.4g} to {hi:.4g} widened by "
+                f"{100 * TRAINING_MARGIN:.0f}% of its width"
+            )
+        else:
+            parts.append(f"training mean ± {_FALLBACK_SDS:g} SD (no training range recorded)")
+        if self.clinical is not None:
+            parts.append(f"within the plausible {self.clinical[0]:g} to {self.clinical[1]:g}{u}")
+        return parts[0] + ": " + ", ".join(parts[1:])
+
+
+def input_limits(inputs: ModelInputs) -> dict[str, Limit]:
+    """The accepted values of every clinical number (see the module docstring)."""
+    out = {}
+    for c, mean in inputs.numeric.items():
+        rng = inputs.ranges.get(c)
+        if rng is not None:
+            lo, hi = rng
+            width = (hi - lo) or inputs.sds.get(c, 1.0) or 1.0
+            low, high = lo - TRAINING_MARGIN * width, hi + TRAINING_MARGIN * width
+        else:
+            sd = inputs.sds.get(c, 1.0) or 1.0
+            low, high = mean - _FALLBACK_SDS * sd, mean + _FALLBACK_SDS * sd
+        bounds = CLINICAL_BOUNDS.get(str(c).lower())
+        if (
+            bounds is not None
+            and rng is not None
+            and not bounds[0] <= rng[0] <= rng[1] <= bounds[1]
+        ):
+            bounds = None  # the training values are in another unit (age in days): not these bounds
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
+        out[c] = Limit(c, float(low), float(high), rng, bounds)
+    return out
+
+
+def refusals(inputs: ModelInputs, patient: NewPatient) -> list[str]:
+    """Why the form's values cannot be predicted from (empty when they can): clinical numbers
+    that are not finite or lie outside :func:`input_limits`. Unknown (empty) values are fine."""
+    limits = input_limits(inputs)
+    out = []
+    for c, v in patient.clinical.items():
+        if c not in limits or _missing(v):
+            continue
+        lim = limits[c]
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            out.append(f"{c} = {v!r} is not a number; type a number or leave it empty (unknown).")
+            continue
+        if not np.isfinite(x):
+            out.append(f"{c} = {v!r} is not a finite number; leave it empty when unknown.")
+        elif not lim.low <= x <= lim.high:
+            u = f" {lim.unit}" if lim.unit else ""
+            out.append(
+                f"{c} = {x:g}{u} is refused: {lim.describe()}. Correct it, or leave it empty "
+                "(unknown) to predict without it."
+            )
+    return out
+
+
+def missing_handling(inputs: ModelInputs, patient: NewPatient) -> list[str]:
+    """How the model handles what the form leaves unknown, one sentence per item."""
+    out = []
+    clinical = next((m for m, k in inputs.kinds.items() if k == "clinical"), None)
+    if clinical is not None and clinical in patient.present(inputs):
+        for c, mean in inputs.numeric.items():
+            if _missing(patient.clinical.get(c)):
+                out.append(
+                    f"{c} unknown: passed to the model as missing, handled as in training: the "
+                    f"clinical preprocessing puts the training mean ({mean:.4g}) in its place and "
+                    "flags it as missing (the deep clinical encoder reads the flag)."
+                )
+        for c in inputs.categorical:
+            if _missing(patient.clinical.get(c)):
+                out.append(f"{c} unknown: the model's 'unknown' level, as in training.")
+    for m in inputs.of_kind("genomics"):
+        if m in patient.present(inputs):
+            given = patient.genomics.reindex(inputs.genes).notna().sum()
+            if given < len(inputs.genes):
+                out.append(
+                    f"{m}: {len(inputs.genes) - given} of the model's {len(inputs.genes)} genes "
+                    "not given; each is imputed with its training median, as in training."
+                )
+    return out
+
+
+def modality_status(inputs: ModelInputs, patient: NewPatient) -> pd.DataFrame:
+    """Per modality of the model: ``modality``, ``kind``, ``status`` (``used`` | ``not used``)
+    and ``detail`` (what was given, or why it is not used)."""
+    present = patient.present(inputs)
+    rows = []
+    for m, kind in inputs.kinds.items():
+        used = m in present
+        if kind == "clinical":
+            known = [c for c, v in patient.clinical.items() if not _missing(v)]
+            total = len(inputs.numeric) + len(inputs.categorical)
+            detail = (
+                f"{len(known)} of {total} covariates given"
+                if used
+                else "no covariate given: every clinical value is unknown"
+            )
+        elif kind == "text":
+            detail = f"{len(patient.report.split())} words" if used else "no report text given"
+        elif kind == "genomics":
+            detail = (
+                f"{int(patient.genomics.reindex(inputs.genes).notna().sum())} of "
+                f"{len(inputs.genes)} genes given"
+                if used
+                else "no genomics file given"
+            )
+        elif kind == "imaging":
+            detail = f"file {patient.image[0]}" if used else "no image given"
+        else:
+            detail = "not available in the form"
+        rows.append((m, kind, "used" if used else "not used", detail))
+    return pd.DataFrame(rows, columns=["modality", "kind", "status", "detail"])
+
+
+def genomics_template(inputs: ModelInputs) -> str:
+    """CSV text of the genomics file the form expects: ``patient_id`` and one column per gene
+    the model uses (every fold model's genes), one row to fill in (empty = unknown)."""
+    frame = pd.DataFrame([[NEW_PATIENT_ID] + [""] * len(inputs.genes)])
+    frame.columns = ["patient_id", *inputs.genes]
+    return frame.to_csv(index=False)
 
 
 def read_genomics_row(data: bytes) -> pd.Series:

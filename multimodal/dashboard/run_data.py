@@ -113,7 +113,9 @@ class RunData:
 
         Columns: ``fold``, ``time``, ``event`` (bool), ``risk`` (raw), ``risk_centered`` (validation
         risk minus the mean training risk of its fold), ``percentile`` (share of the fold's
-        training risks below it, 0-100) and ``surv_<t>`` for each eval time (renamed from the
+        training risks below it, 0-100), ``hazard_ratio`` (``exp(risk - median training risk of
+        the fold)``: against the cohort's median patient; meaningful for Cox runs, see
+        :attr:`proportional_hazards`) and ``surv_<t>`` for each eval time (renamed from the
         endpoint's columns).
         """
         ep = self.endpoint(endpoint)
@@ -134,6 +136,79 @@ class RunData:
         tr = tr[np.isfinite(tr["risk"].to_numpy(float))]
         tr["risk_centered"] = tr["risk"] - tr.groupby("fold")["risk"].transform("mean")
         return tr
+
+    def fold_table(self, endpoint: str | None = None) -> pd.DataFrame:
+        """Every row of ``predictions.csv`` (every fold model's prediction of every patient it
+        scored), index patient_id: ``fold``, ``split``, ``risk`` (the endpoint's), ``risk_centered``
+        (minus the mean training risk of the fold) and the endpoint's ``surv_*`` columns under
+        their own names."""
+        ep = self.endpoint(endpoint)
+        key = f"folds:{ep.name}"
+        if key not in self._oof:
+            p = self.predictions
+            fold = p["fold"] if "fold" in p else pd.Series(0, index=p.index)
+            split = p["split"].astype(str) if "split" in p else pd.Series("val", index=p.index)
+            out = pd.DataFrame(
+                {"fold": fold.to_numpy(), "split": split.to_numpy(), "risk": p[ep.risk].to_numpy()},
+                index=pd.Index(p["patient_id"].astype(str), name="patient_id"),
+            )
+            for col in ep.surv.values():
+                out[col] = p[col].to_numpy(float)
+            train = out["split"] == "train"
+            ref = out["risk"].where(train) if train.any() else out["risk"]
+            out["risk_centered"] = out["risk"] - ref.groupby(out["fold"]).transform("mean")
+            self._oof[key] = out
+        return self._oof[key]
+
+    def reference_risks(self, endpoint: str | None = None) -> dict[int, float]:
+        """Fold -> the median centred risk of the fold model's training patients: the cohort's
+        median patient, against whom hazard ratios are stated (the validation patients of the
+        fold when the run saved no training rows)."""
+        table = self.fold_table(endpoint)
+        train = table[table["split"] == "train"]
+        ref = train if len(train) else table
+        ref = ref[np.isfinite(ref["risk_centered"].to_numpy(float))]
+        return {int(k): float(v) for k, v in ref.groupby("fold")["risk_centered"].median().items()}
+
+    def pooled_reference(self, endpoint: str | None = None) -> float:
+        """The median of every fold's centred training risks: the median patient on the scale of
+        the fold ensemble's risk (:meth:`TrainedModel.predict`), for new patients."""
+        tr = self.training_rows(endpoint)
+        values = tr["risk_centered"].to_numpy(float) if len(tr) else np.array([])
+        if values.size == 0:
+            values = self.oof(endpoint)["risk_centered"].to_numpy(float)
+        values = values[np.isfinite(values)]
+        return float(np.median(values)) if values.size else float("nan")
+
+    def survival_at(self, t: float, endpoint: str | None = None) -> pd.Series:
+        """Out-of-fold predicted S(t) of every patient (index patient_id) at any ``t`` up to the
+        last evaluation time: linear interpolation between the run's evaluation times (S(0) = 1);
+        NaN beyond the last one."""
+        ep = self.endpoint(endpoint)
+        oof = self.oof(ep.name)
+        times = np.asarray([0.0, *sorted(ep.surv)], float)
+        if t > times[-1] + 1e-9 or t < 0:
+            return pd.Series(np.nan, index=oof.index, name=f"S({t:g})")
+        s = np.column_stack(
+            [np.ones(len(oof))] + [oof[f"surv_{u:g}"].to_numpy(float) for u in sorted(ep.surv)]
+        )
+        j = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2))
+        w = (t - times[j]) / (times[j + 1] - times[j]) if len(times) > 1 else 0.0
+        values = s[:, j] + w * (s[:, j + 1] - s[:, j]) if len(times) > 1 else s[:, 0]
+        return pd.Series(values, index=oof.index, name=f"S({t:g})")
+
+    @property
+    def proportional_hazards(self) -> bool:
+        """Whether ``risk`` is a Cox log-hazard (head ``cox``): then hazard ratios and effects in
+        points of event probability are exact; other heads get risk-score wording."""
+        head = (self.config.get("head") or {}).get("name", "cox")
+        endpoint = str(self.config.get("endpoint") or "os")
+        return head == "cox" and endpoint not in ("competing", "multistate")
+
+    @property
+    def report_path(self) -> Path:
+        """Where ``multimodal report RUN_DIR`` writes the run report (it may not exist)."""
+        return self.run_dir / "report.html"
 
     @property
     def eval_times(self) -> list[float]:
@@ -215,6 +290,7 @@ def _out_of_fold(pred: pd.DataFrame, ep: Endpoint) -> pd.DataFrame:
     )
     out["risk_centered"] = np.nan
     out["percentile"] = np.nan
+    out["hazard_ratio"] = np.nan
     for k, part in out.groupby("fold"):
         ref = train.loc[train["fold"] == k, ep.risk].to_numpy(float)
         ref = np.sort(ref[np.isfinite(ref)])
@@ -223,6 +299,8 @@ def _out_of_fold(pred: pd.DataFrame, ep: Endpoint) -> pd.DataFrame:
         r = part["risk"].to_numpy(float)
         out.loc[part.index, "risk_centered"] = r - ref.mean()
         out.loc[part.index, "percentile"] = 100.0 * np.searchsorted(ref, r, side="left") / ref.size
+        # hazard ratio against the fold model's median training patient
+        out.loc[part.index, "hazard_ratio"] = np.exp(np.clip(r - np.median(ref), -50, 50))
     return out
 
 

@@ -3,6 +3,7 @@ calibration, filters, patient curves, evidence, out-of-distribution flags, the l
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
@@ -13,13 +14,19 @@ import pytest
 import yaml
 
 import multimodal
-from multimodal.dashboard import cohort_stats, evidence, images, launch, ood, patient
+from multimodal.dashboard import cohort_stats, evidence, images, launch, ood, patient, vocabulary
 from multimodal.dashboard.new_patient import (
     NEW_PATIENT_ID,
+    TRAINING_MARGIN,
     NewPatient,
     build_cohort,
+    genomics_template,
+    input_limits,
+    missing_handling,
+    modality_status,
     model_inputs,
     read_genomics_row,
+    refusals,
 )
 from multimodal.dashboard.run_data import load_run_data
 from multimodal.exceptions import DataError, MultimodalError, RunFolderError
@@ -150,26 +157,86 @@ def test_km_and_logrank_match_lifelines(tmp_path):
     kmf = KaplanMeierFitter().fit(oof.loc[high, "time"], oof.loc[high, "event"])
     curve = res.curves[res.curves["group"] == "high"]
     assert np.allclose(curve["survival"], kmf.survival_function_.iloc[:, 0])
-    assert res.counts.loc["high", "n"] == int(high.sum())
+    assert res.counts.loc["high", "patients"] == int(high.sum())
     assert res.fitted_on_training
 
 
-def test_metric_table_has_confidence_intervals(tmp_path):
+def test_metric_table_has_one_c_index_with_confidence_intervals(tmp_path):
     run = load_run_data(fake_run(tmp_path / "run"))
-    table = cohort_stats.metric_table(run, n_boot=50).set_index("metric")
-    pooled = table.loc["C-index (pooled out-of-fold)"]
-    assert pooled["ci_low"] < pooled["estimate"] < pooled["ci_high"]
-    per_fold = table.loc["C-index (mean of 2 folds)"]
-    assert per_fold["estimate"] == pytest.approx(0.69)
-    assert per_fold["ci_low"] < 0.69 < per_fold["ci_high"]
+    table = cohort_stats.metric_table(run).set_index("metric")
+    assert [m for m in table.index if m.startswith("C-index")] == ["C-index (mean of 2 folds)"]
+    c = table.loc["C-index (mean of 2 folds)"]
+    assert c["estimate"] == pytest.approx(0.69)  # metrics.json's folds: 0.68 and 0.70
+    assert c["95% CI low"] < 0.69 < c["95% CI high"]
+    assert "0.5 = chance" in c["scale"] and "mean over folds" in c["method"]
+    summary = cohort_stats.c_index_summary(run)
+    assert summary["estimate"] == pytest.approx(0.69) and summary["n_folds"] == 2
+    assert "pooled" in cohort_stats.C_INDEX_NOTE
+
+
+def test_filtered_c_index_is_recomputed_per_fold(tmp_path):
+    from multimodal.survival.metrics import harrell_c
+
+    run = load_run_data(fake_run(tmp_path / "run"))
+    oof = run.oof()
+    ids = oof.index[: len(oof) // 2 + 17]
+    expected = np.mean(
+        [
+            harrell_c(p["time"].to_numpy(), p["event"].to_numpy(), p["risk"].to_numpy())
+            for _, p in oof.loc[ids].groupby("fold")
+        ]
+    )
+    table = cohort_stats.metric_table(run, ids=ids).set_index("metric")
+    assert table.loc["C-index (mean of 2 folds)", "estimate"] == pytest.approx(expected)
+    assert "filtered" in table.loc["C-index (mean of 2 folds)", "method"]
+
+
+def test_one_c_index_matches_the_run_metrics(tiny_run):
+    """The per-fold C-indices recomputed from predictions.csv equal metrics.json's: the sidebar
+    and the table show the same number with or without per-fold metrics."""
+    run = load_run_data(tiny_run)
+    recomputed = cohort_stats._fold_c_indices(run, None, None)
+    stored = [f["c_index"] for f in run.metrics["folds"]]
+    np.testing.assert_allclose(recomputed, stored, atol=1e-9)
+
+
+def test_numbers_at_risk_match_lifelines(tmp_path):
+    from lifelines import KaplanMeierFitter
+
+    run = load_run_data(fake_run(tmp_path / "run"))
+    groups = cohort_stats.risk_groups(run, 2)
+    res = cohort_stats.survival_by_group(run, groups, ticks=[0.0, 10.0, 20.0, 40.0])
+    assert list(res.at_risk.columns) == [0.0, 10.0, 20.0, 40.0]
+    oof = run.oof()
+    for g in ("low", "high"):
+        part = oof[groups == g]
+        assert res.at_risk.loc[g, 0.0] == len(part)
+        kmf = KaplanMeierFitter().fit(part["time"], part["event"])
+        # lifelines' at_risk at its event-table times: patients with time >= t
+        for t in (10.0, 20.0, 40.0):
+            later = kmf.event_table.index[kmf.event_table.index >= t]
+            expected = int(kmf.event_table.loc[later[0], "at_risk"]) if len(later) else 0
+            assert res.at_risk.loc[g, t] == expected
+    assert list(res.counts.columns) == ["patients", "events", "median survival (months)"]
+    default = list(cohort_stats.survival_by_group(run, groups).at_risk.columns)
+    assert default[0] == 0.0 and all(t % 12 == 0 for t in default)  # whole years of months
 
 
 def test_calibration_and_filters(tmp_path):
     run = load_run_data(fake_run(tmp_path / "run"))
     cal = cohort_stats.calibration(run, 12.0, n_groups=5)
     assert len(cal.table) == 5 and cal.table["n"].sum() == 200
-    with pytest.raises(KeyError, match="choose one of"):
-        cohort_stats.calibration(run, 13.0)
+    # round horizons between evaluation times: S(t) interpolated between them
+    oof = run.oof()
+    assert np.allclose(run.survival_at(9.0), (oof["surv_6"] + oof["surv_12"]) / 2)
+    assert np.allclose(run.survival_at(12.0), oof["surv_12"])
+    assert np.allclose(run.survival_at(3.0), (1 + oof["surv_6"]) / 2)
+    assert run.survival_at(30.0).isna().all()  # beyond the last evaluation time
+    cohort_stats.calibration(run, 18.0, n_groups=5)
+    with pytest.raises(KeyError, match="up to 24"):
+        cohort_stats.calibration(run, 30.0)
+    assert cohort_stats.calibration_horizons(run) == {"1 year": 12.0}
+    assert cohort_stats.calibration_horizons(run, max_time=6.0) == {"6 months": 6.0}
     attrs = pd.DataFrame(
         {
             "sex": ["F", "M", "F"],
@@ -211,6 +278,7 @@ def test_conditional_survival_is_a_ratio_of_survivals():
 def test_horizons_and_similar_patients():
     assert patient.horizons_for("months") == {"1 year": 12.0, "3 years": 36.0, "5 years": 60.0}
     assert patient.horizons_for("days")["1 year"] == pytest.approx(365.25)
+    assert patient.horizons_for("years") == {"1 year": 1.0, "3 years": 3.0, "5 years": 5.0}
     oof = pd.DataFrame({"percentile": [10.0, 50.0, 52.0, 90.0, 49.0]}, index=list("abcde"))
     assert set(patient.similar_patients(oof, 50.0, k=2, exclude="b")) == {"c", "e"}
 
@@ -229,6 +297,60 @@ def test_fold_predictions_give_the_ensemble_and_its_spread(tiny_model, tiny_coho
     assert (np.diff(c["mean"]) <= 1e-6).all()  # S(t) non-increasing
     s, lo, hi = pred.at(ids[0], 12.0)
     assert lo <= s <= hi
+
+
+def test_vocabulary_units_and_round_numbers():
+    assert vocabulary.horizon_label(36.0, "months") == "3 years"
+    assert vocabulary.horizon_label(18.0, "months") == "18 months"
+    assert vocabulary.horizon_label(365.25, "days") == "1 year"
+    assert vocabulary.fmt_time(float("nan"), "months") == "not reached"
+    assert vocabulary.fmt_time(23.44, "months") == "23.4 months"
+    assert vocabulary.fmt_pct(0.114) == "11%" and vocabulary.fmt_hr(1.847) == "1.85×"
+    assert vocabulary.at_risk_ticks(50.0, "months") == [0, 12.0, 24.0, 36.0, 48.0]
+    assert vocabulary.at_risk_ticks(300.0, "months")[:3] == [0, 60.0, 120.0]
+    assert vocabulary.at_risk_ticks(3.0, "years") == [0, 1.0, 2.0, 3.0]
+    assert vocabulary.at_risk_ticks(1.5, "years") == [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+    assert vocabulary.explanation_horizon("months", 40.0) == ("3 years", 36.0)
+    assert vocabulary.explanation_horizon("months", 20.0) == ("1 year", 12.0)
+    assert vocabulary.hazard_ratio(np.log(2.0) + 0.3, 0.3) == pytest.approx(2.0)
+    sentence = vocabulary.effect_sentence("report", 4.04, "3 years")
+    assert sentence == "report raises the 3-year event probability by 4.0 points"
+    assert "lowers" in vocabulary.effect_sentence("ct", -1.0, "1 year")
+
+
+def test_points_are_exact_under_proportional_hazards():
+    # S(t | x) = S0(t) ** exp(r): removing a share d of r gives S0 ** exp(r - d)
+    s0, r, d = 0.8, 0.7, 0.4
+    with_it, without = s0 ** np.exp(r), s0 ** np.exp(r - d)
+    expected = 100 * ((1 - with_it) - (1 - without))
+    assert vocabulary.points_from_risk(d, with_it) == pytest.approx(expected)
+    assert vocabulary.points_from_risk(0.0, 0.5) == 0.0
+    assert vocabulary.points_from_risk(-d, with_it) < 0  # lowers it
+    both = vocabulary.points_from_risk(np.array([d, 0.0]), with_it)
+    np.testing.assert_allclose(both, [expected, 0.0])
+
+
+def test_predictions_of_the_run_need_no_model(tmp_path):
+    run = load_run_data(fake_run(tmp_path / "run"))
+    oof = run.oof()
+    ids = list(oof.index[:3])
+    pred = patient.oof_prediction(run, ids)
+    assert pred.fold_survival.shape == (2, 3, 4) and list(pred.times) == [0.0, 6.0, 12.0, 24.0]
+    table = pd.read_csv(tmp_path / "run" / "predictions.csv", dtype={"patient_id": str})
+    for pid in ids:
+        fold = int(oof.loc[pid, "fold"])
+        c = pred.curve(pid, fold)
+        row = table[(table["patient_id"] == pid) & (table["fold"] == fold)].iloc[0]
+        assert np.allclose(c["survival"], [1.0, row["surv_6"], row["surv_12"], row["surv_24"]])
+        assert (c["lower"] <= c["survival"] + 1e-12).all()
+        # the hazard ratio of the out-of-fold model: against its median training patient
+        assert pred.hazard_ratios(pid, fold)[0] == pytest.approx(oof.loc[pid, "hazard_ratio"])
+        p, lo, hi = pred.event_probability(pid, 12.0, fold)
+        assert p == pytest.approx(1 - row["surv_12"]) and lo <= p <= hi
+    assert np.isnan(pred.at(ids[0], 36.0)[0])  # beyond the saved evaluation times
+    train = table[(table["split"] == "train") & (table["fold"] == 0)]["risk"]
+    val = oof[oof["fold"] == 0]
+    assert np.allclose(val["hazard_ratio"], np.exp(val["risk"] - train.median()))
 
 
 # --------------------------------------------------------------------------- evidence
@@ -306,6 +428,33 @@ def test_evidence_is_read_from_the_explanations_folder(tmp_path):
     assert evidence.read_explanation_tables(tmp_path / "elsewhere") is None
 
 
+def test_evidence_in_points_and_saliency_availability(tiny_model):
+    contributions = pd.DataFrame(
+        {"modality": ["clinical", "ct"], "loo_delta": [0.2, -0.1], "shapley": [0.3, -0.05]}
+    )
+    ev = evidence.Evidence(
+        "computed",
+        contributions,
+        features=pd.DataFrame({"feature": ["G1"], "attribution": [0.1]}),
+        spans=pd.DataFrame({"start": [0], "end": [5], "attribution": [-0.2]}),
+    )
+    out = evidence.in_points(ev, 0.7)
+    expected = vocabulary.points_from_risk(0.3, 0.7)
+    assert out.contributions["points"].iloc[0] == pytest.approx(expected)
+    assert (out.contributions["method"] == "Shapley value").all()
+    assert out.spans["points"].iloc[0] < 0 < out.features["points"].iloc[0]
+    assert "points" not in ev.contributions  # the cached evidence is not changed
+    assert evidence.saliency_unavailable(tiny_model, "ct") is None  # small_cnn reads the voxels
+    assert "not an image" in evidence.saliency_unavailable(tiny_model, "report")
+
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(kind="imaging", in_features=64)  # an image_embedding encoder's spec
+    network = SimpleNamespace(specs={"ct": spec})
+    frozen = SimpleNamespace(modalities=["ct"], folds=[SimpleNamespace(model=network)])
+    assert "precomputed embeddings" in evidence.saliency_unavailable(frozen, "ct")
+
+
 def test_saliency_overlay_and_slices():
     vol = np.random.default_rng(0).normal(size=(10, 12, 14)).astype(np.float32)
     sal = images.resize_map(np.arange(8, dtype=float).reshape(1, 2, 2, 2), vol.shape)
@@ -349,6 +498,55 @@ def test_new_patient_prediction_and_ood_flags(tiny_model, tiny_cohort, tmp_path)
         )
     with pytest.raises(DataError, match="no data row"):
         read_genomics_row(b"GENE0000\n")
+    assert pred.status[NEW_PATIENT_ID] == "warning"  # an age outside the training range warns
+    assert set(pred.modalities[NEW_PATIENT_ID]) == {"clinical", "genomics", "report", "ct"}
+
+
+def test_new_patient_limits_refuse_implausible_values(tiny_model):
+    inputs = model_inputs(tiny_model)
+    lo, hi = inputs.ranges["age"]
+    lim = input_limits(inputs)["age"]
+    width = hi - lo
+    assert lim.low == pytest.approx(max(0.0, lo - TRAINING_MARGIN * width))
+    assert lim.high == pytest.approx(min(120.0, hi + TRAINING_MARGIN * width))
+    assert "plausible 0 to 120 years" in lim.describe()
+    for age in (500.0, -5.0, lim.high + 0.5):
+        (msg,) = refusals(inputs, NewPatient(clinical={"age": age, "sex": "F"}))
+        assert f"age = {age:g} years is refused" in msg and "leave it empty" in msg
+    assert refusals(inputs, NewPatient(clinical={"age": float("inf")}))
+    assert refusals(inputs, NewPatient(clinical={"age": "abc"}))
+    assert refusals(inputs, NewPatient(clinical={"age": None, "sex": "F"})) == []
+    assert refusals(inputs, NewPatient(clinical={"age": (lo + hi) / 2})) == []
+
+
+def test_new_patient_missing_values_and_modalities(tiny_model, tmp_path):
+    inputs = model_inputs(tiny_model)
+    new = NewPatient(clinical={"age": None, "sex": "F", "stage": None}, report="  ")
+    notes = " ".join(missing_handling(inputs, new))
+    assert "age unknown: passed to the model as missing" in notes
+    assert "stage unknown" in notes
+    status = modality_status(inputs, new).set_index("modality")
+    assert status.loc["clinical", "status"] == "used"
+    assert status.loc["report", "status"] == "not used"
+    assert status.loc["report", "detail"] == "no report text given"
+    assert status.loc["genomics", "status"] == "not used"
+    # the missing age reaches the model as missing, not as a number
+    cohort = build_cohort(inputs, new, tmp_path / "np")
+    assert cohort.sources["clinical"].table["age"].isna().all()
+    assert "report" not in cohort.sources
+    pred = patient.fold_predictions(tiny_model, cohort, [0.0, 12.0])
+    assert "report" not in pred.modalities[NEW_PATIENT_ID]
+    # the genomics template: patient_id and every gene of the model, readable when filled
+    template = pd.read_csv(io.StringIO(genomics_template(inputs)))
+    assert list(template.columns) == ["patient_id", *inputs.genes]
+    template[inputs.genes[0]] = template[inputs.genes[0]].astype(float)
+    template.loc[0, inputs.genes[0]] = 1.5
+    row = read_genomics_row(template.to_csv(index=False).encode())
+    assert row[inputs.genes[0]] == 1.5 and row.notna().sum() == 1
+    filled = NewPatient(clinical={"age": 60.0}, genomics=row)
+    used = modality_status(inputs, filled).query("status == 'used'")["modality"].tolist()
+    assert "genomics" in used
+    assert any("imputed with its training median" in n for n in missing_handling(inputs, filled))
 
 
 # --------------------------------------------------------------------------- launcher
