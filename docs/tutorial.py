@@ -69,7 +69,7 @@ model = multimodal.load_run(OUT / "run")
 #   modality with the model's mask exactly as if it were missing; Shapley values add up to
 #   `risk - risk_no_data`;
 # - integrated gradients of genomic features (summed per pathway) and clinical covariates;
-# - leave-one-sentence-out attributions of report sentences, with character spans.
+# - attributions of report sentences (each against a neutral sentence), with character spans.
 
 # %%
 explanation = model.explain(cohort, patient_ids=list(cohort.patients.index[:100]))

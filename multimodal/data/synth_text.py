@@ -4,13 +4,28 @@ A report states four prognostic findings -- histologic grade, margin status, lym
 invasion (LVI) and the number of positive lymph nodes -- with several phrasings each, in a random
 order, mixed with irrelevant filler sentences and optional section headers. Text models must read
 the findings; word counts or report length carry no signal.
+
+:func:`report_sentences` and :func:`addendum_sentences` also return the role of every sentence
+written (:data:`SIGNAL_ROLES` carry the findings; ``"filler"`` and ``"addendum"`` carry nothing):
+the ground truth of which sentences a sentence attribution should point at
+(:func:`signal_spans` labels the sentences an explanation found).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
-__all__ = ["REPORT_TYPES", "make_addendum", "make_report"]
+__all__ = [
+    "REPORT_TYPES",
+    "SIGNAL_ROLES",
+    "addendum_sentences",
+    "make_addendum",
+    "make_report",
+    "report_sentences",
+    "signal_spans",
+]
 
 #: Report types of the main report (one per patient); addenda have type ``"addendum"``.
 REPORT_TYPES: tuple[str, ...] = ("surgical pathology", "biopsy pathology", "pathology consult")
@@ -27,6 +42,9 @@ _GRADE_WORDS = {
     3: "poorly differentiated",
 }
 _ROMAN = {1: "I", 2: "II", 3: "III"}
+#: Roles of the sentences that state a prognostic finding (in the order :func:`_findings` returns
+#: them); the other roles are ``"filler"`` and ``"addendum"``.
+SIGNAL_ROLES: tuple[str, ...] = ("grade", "margin", "lvi", "nodes")
 
 _GRADE = (
     "Histologic grade: {g} ({w}).",
@@ -130,6 +148,38 @@ def _findings(
     return [grade_s, margin_s, lvi_s, nodes_s]
 
 
+def report_sentences(
+    rng: np.random.Generator,
+    grade: int,
+    margin_positive: bool,
+    lvi: bool,
+    nodes_positive: int,
+    nodes_examined: int,
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """:func:`make_report` with the role of every sentence: ``(text, report_type, sentences)``.
+
+    ``sentences`` lists ``(sentence, role)`` in the order written (section headers excluded),
+    role one of :data:`SIGNAL_ROLES` or ``"filler"``. It draws exactly what :func:`make_report`
+    draws, so the text is the same for the same generator state.
+    """
+    findings = _findings(rng, grade, margin_positive, lvi, nodes_positive, nodes_examined)
+    role = dict(zip(findings, SIGNAL_ROLES, strict=True))
+    findings = [findings[i] for i in rng.permutation(len(findings))]
+    n_gross, n_micro = int(rng.integers(1, 4)), int(rng.integers(0, 3))
+    fillers = _fillers(rng, n_gross + n_micro)
+    gross, micro = fillers[:n_gross], findings[:2] + fillers[n_gross:]
+    micro = [micro[i] for i in rng.permutation(len(micro))]
+    diagnosis = findings[2:]
+    headers = _HEADERS[int(rng.integers(len(_HEADERS)))]
+    sections = []
+    for header, body in zip(headers, (gross, micro, diagnosis), strict=True):
+        text = " ".join(body)
+        sections.append(f"{header} {text}" if header else text)
+    report_type = REPORT_TYPES[int(rng.integers(len(REPORT_TYPES)))]
+    written = [(s, role.get(s, "filler")) for s in (*gross, *micro, *diagnosis)]
+    return "\n".join(sections), report_type, written
+
+
 def make_report(
     rng: np.random.Generator,
     grade: int,
@@ -152,23 +202,42 @@ def make_report(
     (text, report_type) : the report (sections separated by newlines) and one of
     :data:`REPORT_TYPES`.
     """
-    findings = _findings(rng, grade, margin_positive, lvi, nodes_positive, nodes_examined)
-    findings = [findings[i] for i in rng.permutation(len(findings))]
-    n_gross, n_micro = int(rng.integers(1, 4)), int(rng.integers(0, 3))
-    fillers = _fillers(rng, n_gross + n_micro)
-    gross, micro = fillers[:n_gross], findings[:2] + fillers[n_gross:]
-    micro = [micro[i] for i in rng.permutation(len(micro))]
-    diagnosis = findings[2:]
-    headers = _HEADERS[int(rng.integers(len(_HEADERS)))]
-    sections = []
-    for header, body in zip(headers, (gross, micro, diagnosis), strict=True):
-        text = " ".join(body)
-        sections.append(f"{header} {text}" if header else text)
-    report_type = REPORT_TYPES[int(rng.integers(len(REPORT_TYPES)))]
-    return "\n".join(sections), report_type
+    text, report_type, _ = report_sentences(
+        rng, grade, margin_positive, lvi, nodes_positive, nodes_examined
+    )
+    return text, report_type
+
+
+def addendum_sentences(rng: np.random.Generator) -> tuple[str, list[tuple[str, str]]]:
+    """:func:`make_addendum` with its sentences and roles (``"addendum"``, ``"filler"``)."""
+    c = int(rng.integers(1, 12))
+    written = [(_pick(rng, _ADDENDUM).format(c=c), "addendum"), (_fillers(rng, 1)[0], "filler")]
+    return " ".join(s for s, _ in written), written
 
 
 def make_addendum(rng: np.random.Generator) -> str:
     """An addendum with no prognostic content (a second report row for some patients)."""
-    c = int(rng.integers(1, 12))
-    return " ".join([_pick(rng, _ADDENDUM).format(c=c), *_fillers(rng, 1)])
+    return addendum_sentences(rng)[0]
+
+
+def signal_spans(sentences: Iterable[str], written: Iterable[tuple[str, str]]) -> np.ndarray:
+    """Which of a patient's ``sentences`` state a finding, by the generator's ground truth.
+
+    Parameters
+    ----------
+    sentences : the patient's report sentences as an explanation cut them (each a substring of
+        the report; a section header may lead one, a ``;`` may split a written sentence).
+    written : ``(sentence, role)`` the generator wrote for the patient (``report_sentences.csv``).
+
+    Returns
+    -------
+    (n,) bool: True where the sentence, without a leading section header, and a written sentence
+    whose role is in :data:`SIGNAL_ROLES` contain one another.
+    """
+    signal = [s for s, role in written if role in SIGNAL_ROLES]
+    headers = tuple(f"{h} " for h in _HEADERS[0])
+    out = []
+    for s in map(str, sentences):
+        body = next((s[len(h) :] for h in headers if s.startswith(h)), s)
+        out.append(any(w in body or body in w for w in signal))
+    return np.array(out, dtype=bool)

@@ -5,8 +5,8 @@
   own modality mask.
 - :mod:`~multimodal.explain.features`: integrated gradients (captum) of genomic features, summed
   per pathway/group, and of clinical covariates.
-- :mod:`~multimodal.explain.text`: leave-one-sentence-out attributions of report sentences with
-  character spans.
+- :mod:`~multimodal.explain.text`: attributions of report sentences against a neutral sentence,
+  shrunk by the fold models' disagreement, with character spans.
 - :mod:`~multimodal.explain.imaging`: occlusion saliency maps (MONAI) and attention weights of
   feature bags.
 - :class:`Explanation`: tidy tables, ``.save(folder)`` / ``Explanation.load(folder)``.

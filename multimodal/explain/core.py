@@ -79,7 +79,8 @@ def explain(
           (:mod:`multimodal.explain.modality`);
         - ``features``: integrated gradients of genomic features and numeric clinical covariates,
           expected occlusion of categorical ones (:mod:`multimodal.explain.features`);
-        - ``text``: leave-one-sentence-out attributions of report sentences, with character spans
+        - ``text``: each report sentence against a neutral sentence (the training mean
+          embedding), shrunk by the fold models' disagreement, with character spans
           (:mod:`multimodal.explain.text`);
         - ``saliency``: occlusion saliency maps of images (:mod:`multimodal.explain.imaging`);
         - ``bags``: attention weights of feature-bag instances.

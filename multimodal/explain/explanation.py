@@ -9,7 +9,8 @@ Files (read by the dashboard; columns may grow, never shrink)::
                                     surv_no_data_<t> per horizon t]
       features.csv                  patient_id, modality, feature, group, value, attribution
       text_spans.csv                patient_id, modality, sentence_index, start, end, sentence,
-                                    attribution, attention
+                                    attribution, attention, attribution_raw, noise_sd,
+                                    counterfactual
       saliency.csv                  patient_id, modality, image_path, shape, file, image_file
       saliency/<patient_id>__<modality>.npy          saliency (C, *image_size), float32
       saliency/<patient_id>__<modality>__image.npy   the preprocessed image it refers to

@@ -1,12 +1,41 @@
-"""Sentence attributions for report text: leave one sentence out.
+"""Sentence attributions for report text: each sentence against a neutral sentence.
 
 The text input of a model is built from the sentences of a patient's report (sentence embeddings,
-pooled or as a set; or the tokenized report). Each sentence's attribution is the change in risk when
-the report is read without it: ``risk(report) - risk(report without sentence j)``, so a positive
-value means the sentence raised the predicted risk. The shortened report goes through the fold's own
-fitted text pipeline, so the model sees exactly what it would see for such a report -- the text
-encoder and the report's linear member alike; a report whose only sentence is removed counts as a
-missing report.
+pooled or as a set; or the tokenized report). A sentence's attribution is the change in risk when
+it is replaced by a *neutral sentence* -- ``risk(report) - risk(report with sentence j neutral)``,
+so a positive value means the sentence raised the predicted risk:
+
+- the neutral sentence is the embedding the fold's text pipeline centres on (``mean_``: the
+  training patients' mean report embedding for pooled encoders, the mean training sentence for
+  token sets; zero after its z-scoring), as the features' integrated gradients start from the
+  training mean. With pooled sentence embeddings (``text_mlp``, and the report's linear member)
+  the report keeps its length, so sentence j weighs ``1/n`` before and after, and the other
+  sentences keep theirs. For a linear member a sentence's attribution then depends on the
+  sentence and the report's length only, not on what else the report says, and a report's
+  attributions sum exactly to ``risk(report) - risk(neutral report)``, the member's whole share. With token sets (``text_chunks``) the sentence's token is
+  the zero token. Leaving the sentence out instead (the earlier method) re-weights every other
+  sentence, so in a low-risk report a boilerplate sentence ("Ink colors: blue superior, black
+  inferior.") is credited with the risk the findings lose when they are diluted less.
+- tokenized reports (``text_transformer``) and token-window chunking have no sentence embedding
+  to replace: there the sentence is left out (``counterfactual`` says which was used).
+
+The shortened report goes through the fold's own fitted text pipeline (its sentence embeddings
+and standardisation), so the encoder and the report's linear member see what they would see for
+such a report.
+
+**Shrinkage within the noise of the model.** Each fold model of the cross-validation ensemble
+gives its own attribution; the table's ``attribution_raw`` is their mean (the ensemble's). The
+fold models are delete-a-group jackknife replicates of the model, so the spread of their
+attributions estimates the attribution's sampling variance,
+``(K - 1) / K * sum_k (a_k - mean)^2`` (grouped jackknife, K fold models). K is small (2-10), so
+the variance is pooled over the sentences of the patient's report (one noise level per report)
+and ``attribution = raw * raw^2 / (raw^2 + noise^2)`` -- the posterior mean of a Gaussian effect
+observed with that noise, its own square standing in for the effect's variance (empirical Wiener
+shrinkage). An attribution well above the noise is kept (factor near 1), one at the noise level
+is halved, one well below it goes to about zero. The factor grows with ``|raw|``, so the ranking
+of a report's sentences is the ensemble's; what changes is that boilerplate sentences the model
+weighs within its own noise are no longer shaded as evidence. With one fold model there is no
+noise estimate and ``attribution == attribution_raw``.
 
 Spans are character offsets into the patient's text as ``cohort.sources[m].texts()`` returns it
 (several reports of a patient joined in date order by a blank line). For the ``text_chunks``
@@ -31,9 +60,10 @@ from multimodal.explain._forward import (
     take,
     to_device,
 )
-from multimodal.training.preprocess import split_sentences
+from multimodal.training.preprocess import TextPipeline, split_sentences
+from multimodal.training.stores import DenseStore, ModalityStore, TokenStore
 
-__all__ = ["sentence_attributions", "sentence_spans"]
+__all__ = ["COUNTERFACTUALS", "sentence_attributions", "sentence_spans", "shrink_to_noise"]
 
 COLUMNS = [
     "patient_id",
@@ -44,7 +74,13 @@ COLUMNS = [
     "sentence",
     "attribution",
     "attention",
+    "attribution_raw",
+    "noise_sd",
+    "counterfactual",
 ]
+
+#: What a sentence is compared with: replaced by the neutral sentence, or left out.
+COUNTERFACTUALS: tuple[str, ...] = ("neutral sentence", "sentence removed")
 
 
 def sentence_spans(text: str) -> list[tuple[str, int, int]]:
@@ -62,6 +98,35 @@ def sentence_spans(text: str) -> list[tuple[str, int, int]]:
         out.append((s, start, start + len(s)))
         cursor = start + len(s)
     return out
+
+
+def shrink_to_noise(
+    per_fold: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fold-averaged attributions shrunk toward zero by the fold models' disagreement.
+
+    Parameters
+    ----------
+    per_fold : (K, R) float, the attribution of each of R sentences by each of K fold models.
+    groups : (R,) int >= 0, the report of each sentence; the noise is pooled within a report.
+
+    Returns
+    -------
+    attribution : (R,) ``raw * raw^2 / (raw^2 + noise_sd^2)`` (``raw`` where K < 2).
+    raw : (R,) the mean over the fold models.
+    noise_sd : (R,) the report's pooled grouped-jackknife standard error, NaN where K < 2.
+    """
+    per_fold = np.asarray(per_fold, dtype=float)
+    groups = np.asarray(groups, dtype=np.int64)
+    k, raw = per_fold.shape[0], per_fold.mean(axis=0)
+    if k < 2:
+        return raw.copy(), raw, np.full(raw.shape, np.nan)
+    variance = (k - 1) / k * ((per_fold - raw) ** 2).sum(axis=0)  # grouped jackknife
+    pooled = np.bincount(groups, weights=variance) / np.maximum(np.bincount(groups), 1)
+    noise = pooled[groups]
+    power = raw**2
+    factor = np.divide(power, power + noise, out=np.zeros_like(raw), where=power + noise > 0)
+    return raw * factor, raw, np.sqrt(noise)
 
 
 class _Texts:
@@ -93,14 +158,51 @@ def _attention(fi: FoldInputs, m: str, rows: np.ndarray) -> list[np.ndarray] | N
     return out
 
 
+def _neutral(
+    pipeline: Any, shortened: ModalityStore, n_sentences: np.ndarray
+) -> ModalityStore | None:
+    """The reports with sentence j replaced by the neutral sentence, from the shortened reports.
+
+    The pipeline pools standardised sentence embeddings by their mean (dense) or keeps them as
+    tokens, and the neutral sentence standardises to zero: for a report of n sentences the
+    replaced report is ``(n - 1) / n`` times the shortened one (dense), or the shortened one plus
+    a zero token. None where the pipeline does not embed sentences (then the sentence is removed).
+    """
+    sentences = getattr(getattr(pipeline, "ctx", None), "text_chunking", None) == "sentences"
+    if not (isinstance(pipeline, TextPipeline) and sentences):
+        return None
+    present = np.ones(len(n_sentences), dtype=bool)  # a one-sentence report is one neutral one
+    if isinstance(shortened, DenseStore):
+        keep = torch.from_numpy(((n_sentences - 1) / n_sentences).astype(np.float32))
+        values = shortened.values * keep.reshape(-1, *[1] * (shortened.values.dim() - 1))
+        return DenseStore(spec=shortened.spec, present=present, values=values)
+    if isinstance(shortened, TokenStore):
+        dim = int(shortened.spec.in_features)
+        values = [torch.cat([v.reshape(-1, dim), torch.zeros(1, dim)]) for v in shortened.values]
+        return TokenStore(spec=shortened.spec, present=present, values=values)
+    return None
+
+
+def _counterfactual_store(
+    fi: FoldInputs, m: str, shortened: pd.Series, n_sentences: np.ndarray
+) -> tuple[ModalityStore, str]:
+    """Each pseudo-patient's report under the counterfactual, and which counterfactual it is."""
+    pipeline = fi.fold.pipelines[m]
+    store = pipeline.transform(_Texts(shortened), list(shortened.index))
+    neutral = _neutral(pipeline, store, n_sentences)
+    if neutral is None:  # a report whose only sentence is removed counts as missing
+        return store, COUNTERFACTUALS[1]
+    return neutral, COUNTERFACTUALS[0]
+
+
 def _fold_deltas(
-    fi: FoldInputs, m: str, parents: np.ndarray, shortened: pd.Series
-) -> tuple[np.ndarray, list[np.ndarray] | None]:
-    """Risk(report) - risk(shortened report) for every pseudo-patient of one fold model."""
+    fi: FoldInputs, m: str, parents: np.ndarray, shortened: pd.Series, n_sentences: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray] | None, str]:
+    """Risk(report) - risk(counterfactual report) for every pseudo-patient of one fold model."""
     model, data = fi.model, fi.data
     present = present_matrix(data, model.modalities)
     col = model.modalities.index(m)
-    store = fi.fold.pipelines[m].transform(_Texts(shortened), list(shortened.index))
+    store, counterfactual = _counterfactual_store(fi, m, shortened, n_sentences)
     emb = encode(model, data, fi.device)
     deltas = np.zeros(len(parents))
     with torch.no_grad():
@@ -111,23 +213,68 @@ def _fold_deltas(
             seen = present[rows].copy()
             mask = {k: torch.from_numpy(seen[:, j].copy()) for j, k in enumerate(model.modalities)}
             full = risk_of(model, head_outputs(fi, rows, mask, e)).cpu().numpy()
-            # the shortened report goes live: its encoder and its linear member both read it
+            # the counterfactual report goes live: its encoder and its linear member both read it
             live = {m: to_device(store.batch(sel), fi.device)}
             seen[:, col] &= store.present[sel]
             mask = {k: torch.from_numpy(seen[:, j].copy()) for j, k in enumerate(model.modalities)}
             short = head_outputs(fi, rows, mask, e, live=live)
             deltas[sel] = full - risk_of(model, short).cpu().numpy()
-    return deltas, _attention(fi, m, np.unique(parents))
+    return deltas, _attention(fi, m, np.unique(parents)), counterfactual
+
+
+def _pseudo_patients(
+    data: Any, m: str, texts: pd.Series
+) -> tuple[list[tuple], np.ndarray, pd.Series]:
+    """One record per (patient, sentence), its patient's row, and the report without it."""
+    parents, pseudo, records = [], {}, []
+    for r, pid in enumerate(data.ids):
+        if not data.stores[m].present[r]:
+            continue
+        spans = sentence_spans(str(texts[pid]))
+        for j, (sent, a, b) in enumerate(spans):
+            rest = [s for k, (s, _, _) in enumerate(spans) if k != j]
+            pseudo[f"{pid}\x00{j}"] = "\n".join(rest)
+            parents.append(r)
+            records.append((pid, m, j, a, b, sent))
+    return records, np.asarray(parents, dtype=np.int64), pd.Series(pseudo, dtype=object)
+
+
+def _modality_frame(folds: list[FoldInputs], m: str, texts: pd.Series) -> pd.DataFrame | None:
+    records, parents, shortened = _pseudo_patients(folds[0].data, m, texts)
+    if not records:
+        return None
+    n_sentences = np.bincount(parents)[parents].astype(np.float64)
+    per_fold, counterfactuals = np.zeros((len(folds), len(records))), set()
+    att_sum: np.ndarray | None = None
+    for i, fi in enumerate(folds):
+        per_fold[i], att, counterfactual = _fold_deltas(fi, m, parents, shortened, n_sentences)
+        counterfactuals.add(counterfactual)
+        if att is not None:
+            flat = _align_attention(att, np.unique(parents), parents, records) / len(folds)
+            att_sum = flat if att_sum is None else att_sum + flat
+    _, report = np.unique(parents, return_inverse=True)
+    attribution, raw, noise = shrink_to_noise(per_fold, report)
+    frame = pd.DataFrame(records, columns=COLUMNS[:6])
+    frame["attribution"] = attribution
+    frame["attention"] = np.full(len(records), np.nan) if att_sum is None else att_sum
+    frame["attribution_raw"] = raw
+    frame["noise_sd"] = noise
+    frame["counterfactual"] = " / ".join(sorted(counterfactuals))
+    return frame
 
 
 def sentence_attributions(folds: list[FoldInputs], cohort: Any) -> pd.DataFrame:
-    """Leave-one-sentence-out attributions for every text modality, averaged over the folds.
+    """Sentence attributions for every text modality, against the neutral sentence, averaged over
+    the fold models and shrunk by their disagreement (see the module docstring).
 
     Returns
     -------
     DataFrame ``patient_id, modality, sentence_index, start, end, sentence, attribution,
-    attention`` (``attention``: mean attention weight over the folds for attention-pooling text
-    encoders, NaN otherwise).
+    attention, attribution_raw, noise_sd, counterfactual``: ``attribution`` is the shrunk value
+    (what to show), ``attribution_raw`` the ensemble's mean change in risk, ``noise_sd`` the
+    report's pooled jackknife standard error (NaN with one fold model), ``counterfactual`` one of
+    :data:`COUNTERFACTUALS`; ``attention`` the mean attention weight over the folds for
+    attention-pooling text encoders, NaN otherwise.
     """
     model = folds[0].model
     frames = []
@@ -135,38 +282,9 @@ def sentence_attributions(folds: list[FoldInputs], cohort: Any) -> pd.DataFrame:
         source = getattr(cohort, "sources", {}).get(m)
         if source is None:
             continue
-        data = folds[0].data
-        texts = source.texts()
-        rows, parents, pseudo, records = [], [], {}, []
-        for r, pid in enumerate(data.ids):
-            if not data.stores[m].present[r]:
-                continue
-            spans = sentence_spans(str(texts[pid]))
-            rows.append(r)
-            for j, (sent, a, b) in enumerate(spans):
-                rest = [s for k, (s, _, _) in enumerate(spans) if k != j]
-                pseudo[f"{pid}\x00{j}"] = "\n".join(rest)
-                parents.append(r)
-                records.append((pid, m, j, a, b, sent))
-        if not records:
-            continue
-        shortened = pd.Series(pseudo, dtype=object)
-        parents_a = np.asarray(parents, dtype=np.int64)
-        total = np.zeros(len(records))
-        attention = np.full(len(records), np.nan)
-        att_sum: np.ndarray | None = None
-        for fi in folds:
-            deltas, att = _fold_deltas(fi, m, parents_a, shortened)
-            total += deltas / len(folds)
-            if att is not None:
-                flat = _align_attention(att, np.unique(parents_a), parents_a, records)
-                att_sum = flat / len(folds) if att_sum is None else att_sum + flat / len(folds)
-        if att_sum is not None:
-            attention = att_sum
-        frame = pd.DataFrame(records, columns=COLUMNS[:6])
-        frame["attribution"] = total
-        frame["attention"] = attention
-        frames.append(frame)
+        frame = _modality_frame(folds, m, source.texts())
+        if frame is not None:
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
