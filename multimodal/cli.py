@@ -1,6 +1,6 @@
 """Command line: thin wrappers over library functions.
 
-    multimodal synth --out DIR --n-patients N --seed S
+    multimodal synth --out DIR --n-patients N --seed S [--longitudinal [--n-markers K]]
     multimodal validate MANIFEST_OR_TCGA_FOLDER [--all-files] [--sample N]
     multimodal train --config CONFIG [--cohort PATH] [--out RUN_DIR] [--set key=value ...]
     multimodal evaluate RUN_DIR
@@ -8,6 +8,7 @@
     multimodal tune --config TUNE_YAML --out RUN_DIR [--cohort PATH] [--storage URL] --n-trials N
     multimodal demo [--out DIR]
     multimodal dashboard RUN_DIR [--port P] [--host 127.0.0.1] [--cohort PATH] [--password-file F]
+    multimodal report RUN_DIR [--out report.html] [--cohort PATH] [--no-robustness]
 
 Errors on user input print one clear message (no traceback) and exit non-zero.
 """
@@ -99,6 +100,15 @@ def synth(
     feature_bags: bool = typer.Option(
         False, "--feature-bags", help="Also write bags of patch features."
     ),
+    longitudinal: bool = typer.Option(
+        False,
+        "--longitudinal",
+        help="Also write repeat biomarker measurements (modality 'labs') whose true trajectories "
+        "drive the hazard of death.",
+    ),
+    n_markers: int = typer.Option(
+        3, "--n-markers", min=2, max=4, help="Biomarkers with --longitudinal (2-4)."
+    ),
 ) -> None:
     """Write a synthetic multimodal cohort (manifest + files + ground_truth.csv)."""
     from multimodal.data.synth import generate_cohort
@@ -111,6 +121,8 @@ def synth(
         image_size=image_size,
         spatial_dims=spatial_dims,
         with_feature_bags=feature_bags,
+        longitudinal=longitudinal,
+        n_markers=n_markers,
     )
     typer.echo(f"wrote {res.manifest_path} ({n_patients} patients)")
 
@@ -229,6 +241,12 @@ def predict(
         "--strict",
         help="Fail (exit 2, nothing written) when any patient's inputs have a warning or error.",
     ),
+    landmark: str | None = typer.Option(
+        None,
+        "--landmark",
+        help="Landmark models: predict from what was measured up to this time, for patients "
+        "alive then (times count from it); 'last' (default): each patient's latest visit.",
+    ),
 ) -> None:
     """Predict risk, survival curves and median survival for a (new) cohort.
 
@@ -246,7 +264,13 @@ def predict(
         raise typer.BadParameter(
             f"--times {times!r}: give comma-separated numbers, e.g. 12,36,60"
         ) from None
-    frame = model.predict(Cohort.load(cohort, require_outcomes=False), grid, strict=strict)
+    try:
+        at = landmark if landmark in (None, "last") else float(landmark)
+    except ValueError:
+        raise typer.BadParameter(f"--landmark {landmark!r}: give a time or 'last'") from None
+    frame = model.predict(
+        Cohort.load(cohort, require_outcomes=False), grid, strict=strict, landmark=at
+    )
     counts = frame["status"].value_counts()
     typer.echo(
         f"{len(frame)} patient(s): "
@@ -373,13 +397,13 @@ def dashboard(
 ) -> None:
     """Serve the Streamlit dashboard over a trained run (reads artefacts only, never trains)."""
     import os
-    import subprocess
 
     from multimodal.dashboard.launch import (
         ENV_PASSWORD,
         LOOPBACK,
         dashboard_env,
         read_password_file,
+        serve,
         streamlit_command,
     )
 
@@ -395,10 +419,8 @@ def dashboard(
         )
     argv = streamlit_command(host, port)
     typer.echo(f"dashboard on http://{host}:{port} (Ctrl-C to stop)")
-    try:
-        code = subprocess.call(argv, env=dashboard_env(run_dir, cohort, password))
-    except KeyboardInterrupt:
-        code = 0
+    # SIGTERM, SIGINT and SIGHUP stop the server too; we exit with its status
+    code = serve(argv, env=dashboard_env(run_dir, cohort, password))
     if code:
         raise typer.Exit(code)
 
@@ -473,6 +495,33 @@ def demo(
     )
     typer.echo(summary.table())
     typer.echo(json.dumps(summary.headline(), indent=2))
+
+
+@app.command()
+@_friendly
+def report(
+    run_dir: Path = typer.Argument(..., help="Run folder written by `multimodal train`."),
+    out: Path | None = typer.Option(
+        None, "--out", help="HTML file to write (default: RUN_DIR/report.html)."
+    ),
+    cohort: Path | None = typer.Option(
+        None, "--cohort", help="The run's cohort (default: found from the run folder)."
+    ),
+    robustness: bool = typer.Option(
+        True,
+        "--robustness/--no-robustness",
+        help="Measure robustness to input perturbations (loads the fold models; the slow part).",
+    ),
+    n_boot: int = typer.Option(200, "--n-boot", min=0, help="Bootstrap resamples of the CIs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the perturbations."),
+) -> None:
+    """Write the run report (model card): one self-contained HTML page, viewable offline."""
+    from multimodal.reporting import build_report
+
+    path = build_report(
+        run_dir, out=out, cohort=cohort, robustness=robustness, n_boot=n_boot, seed=seed
+    )
+    typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,7 @@ __all__ = [
     "EvalConfig",
     "FusionConfig",
     "HeadConfig",
+    "LandmarkConfig",
     "MembersConfig",
     "TrainConfig",
     "apply_overrides",
@@ -52,6 +53,30 @@ class EncoderConfig(_Strict):
     name: str
     out_dim: int = Field(32, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LandmarkConfig(_Strict):
+    """Landmarking for dynamic prediction (a cohort with a longitudinal modality).
+
+    Training stacks, for every landmark ``s`` in ``times``, the patients still followed at ``s``
+    with what was measured up to ``s``; their outcome is the time after ``s``, censored at
+    ``horizon``. One model covers every landmark (the landmark is one of its inputs); it predicts
+    survival over the next ``horizon`` given that the patient is alive at the landmark. Folds
+    keep all rows of a patient together. See docs/longitudinal.md."""
+
+    times: list[float] = Field(min_length=1)
+    """Landmark times in the cohort's time unit, e.g. ``[0, 0.5, 1, ..., 5]`` years."""
+    horizon: float = Field(gt=0)
+    """Prediction horizon after each landmark (events later are censored there)."""
+    eval_times: list[float] | None = None
+    """Landmarks the per-landmark metrics are reported at (default: ``times``)."""
+
+    @field_validator("times")
+    @classmethod
+    def _times(cls, v: list[float]) -> list[float]:
+        if any(t < 0 for t in v):
+            raise ValueError("landmark times are >= 0 (the time origin of the cohort)")
+        return sorted(set(float(t) for t in v))
 
 
 class DataConfig(_Strict):
@@ -90,6 +115,8 @@ class DataConfig(_Strict):
     """Reports are embedded per sentence (default) or per overlapping token window, then pooled."""
     cache_dir: str | None = None
     """Embedding cache (text, frozen images); default ``~/.cache/multimodal``."""
+    landmark: LandmarkConfig | None = None
+    """Landmarking (required with a longitudinal modality): ``{times: [...], horizon: h}``."""
 
 
 class FusionConfig(_Strict):

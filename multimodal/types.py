@@ -28,8 +28,15 @@ __all__ = [
     "is_outcome_column",
 ]
 
-ModalityKind = Literal["clinical", "genomics", "text", "imaging", "feature_bag"]
-MODALITY_KINDS: tuple[str, ...] = ("clinical", "genomics", "text", "imaging", "feature_bag")
+ModalityKind = Literal["clinical", "genomics", "text", "imaging", "feature_bag", "longitudinal"]
+MODALITY_KINDS: tuple[str, ...] = (
+    "clinical",
+    "genomics",
+    "text",
+    "imaging",
+    "feature_bag",
+    "longitudinal",
+)
 
 #: Columns that carry outcome information and must never become model inputs.
 OUTCOME_COLUMN_PATTERN = re.compile(
@@ -139,6 +146,8 @@ class InputSpec:
     cardinalities : number of levels of each categorical clinical covariate (level 0 = missing/unknown).
     spatial_dims, in_channels, image_size : imaging geometry after transforms.
     tokens : True when the input arrives as a TokenSet (chunk embeddings, bags of patches).
+    n_variables : longitudinal: number of measured variables per visit (``in_features`` is then
+        the size of the landmark summary).
     """
 
     kind: ModalityKind
@@ -152,3 +161,4 @@ class InputSpec:
     in_channels: int = 1
     image_size: tuple[int, ...] | None = None
     tokens: bool = False
+    n_variables: int | None = None

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multimodal.data.longitudinal import LongitudinalSource, check_against_outcomes
 from multimodal.data.manifest import Manifest, Problems, load_manifest, read_table
 from multimodal.data.patients import check_censorship, check_time_unit, parse_patients
 from multimodal.data.sources import ModalitySource, build_source
@@ -44,10 +45,13 @@ def locate_cohort(path: str | Path) -> tuple[str, Path]:
 
     A folder is a manifest cohort when it holds one of ``cohort.yaml``, ``cohort.yml``,
     ``cohort.json``, ``manifest.yaml``, ``manifest.yml``, else a TCGA folder when it holds
-    ``clinical.csv``.
+    ``clinical.csv``. A file named ``pbc2.csv`` is the Mayo PBC follow-up (``("pbc2", file)``,
+    :func:`multimodal.data.pbc.read_pbc2`).
     """
     path = Path(path)
     if path.is_file():
+        if path.name.lower() in ("pbc2.csv", "pbc2.csv.gz"):
+            return "pbc2", path
         return "manifest", path
     if path.is_dir():
         for name in _MANIFEST_NAMES:
@@ -92,6 +96,8 @@ def _load_from_manifest(
         source = build_source(
             name, frame, spec, label, problems, known, spec["path"].parent, root=root
         )
+        if isinstance(source, LongitudinalSource) and patients is not None:
+            source = check_against_outcomes(source, patients, manifest.time_unit, problems, label)
         if source is not None:
             sources[name] = source
     if patients is None:
@@ -262,6 +268,15 @@ class Cohort:
         return cohort
 
     @classmethod
+    def from_pbc2(cls, path: str | Path) -> Cohort:
+        """The Mayo PBC follow-up (``longitudinal/pbc2.csv``): patients, ``clinical`` and the
+        longitudinal ``labs`` (see :mod:`multimodal.data.pbc`)."""
+        from multimodal.data.pbc import read_pbc2
+
+        patients, sources = read_pbc2(path)
+        return cls(patients, sources, name="pbc2", root=Path(path).parent)
+
+    @classmethod
     def load(cls, path: str | Path, require_outcomes: bool = True) -> Cohort:
         """Load a manifest file, a folder holding ``cohort.yaml`` (or ``.yml``/``.json``), or a
         TCGA cancer folder (``clinical.csv`` with ``survival_months``, no manifest).
@@ -271,6 +286,8 @@ class Cohort:
         kind, target = locate_cohort(path)
         if kind == "tcga":
             return cls.from_tcga(target)
+        if kind == "pbc2":
+            return cls.from_pbc2(target)
         return cls.from_manifest(target, require_outcomes)
 
     # ----------------------------------------------------------------------------- views
@@ -301,7 +318,8 @@ class Cohort:
         -------
         DataFrame indexed by modality, plus a last row ``"all_modalities"`` (patients having every
         modality), with columns ``kind``, ``n_patients``, ``fraction`` (of the cohort) and
-        ``n_events`` (events among those patients).
+        ``n_events`` (events among those patients); with a longitudinal modality also
+        ``measurements`` (median, min-max per patient that has it; empty for other kinds).
         """
         avail = self.availability()
         event = self.patients["event"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -319,7 +337,20 @@ class Cohort:
                     "n_events": int((has & event).sum()),
                 }
             )
-        return pd.DataFrame(rows).set_index("modality")
+        table = pd.DataFrame(rows).set_index("modality")
+        counts = {
+            m: s.measurements_per_patient()
+            for m, s in self.sources.items()
+            if isinstance(s, LongitudinalSource)
+        }
+        if counts:
+            table["measurements"] = [
+                f"{c.median():g} ({c.min()}-{c.max()})"
+                if m in counts and len(c := counts[m])
+                else ""
+                for m in table.index
+            ]
+        return table
 
     # ----------------------------------------------------------------------------- selection
     def subset(self, ids: Iterable[str]) -> Cohort:

@@ -3,8 +3,9 @@
 :func:`generate_cohort` writes a cohort manifest (``cohort.yaml``, format of
 ``docs/architecture.md``) with the modalities ``clinical``, ``genomics``, ``report`` (text),
 ``ct`` (imaging) and optionally ``wsi`` (feature bags), a ``patients.csv`` with overall survival,
-progression-free survival and competing-risk event types, and a ``ground_truth.csv`` with the
-log-hazard used and its per-modality components.
+progression-free survival and competing-risk event types, a ``ground_truth.csv`` with the
+log-hazard used and its per-modality components, and a ``report_sentences.csv`` naming the role of
+every report sentence (the findings that carry the text signal, or filler).
 
 The generative model
 --------------------
@@ -33,6 +34,13 @@ model can reach. Progression has its own Weibull hazard with log-hazard
 (site-specific follow-up) plus random drop-out. Outcomes never depend on which files are written
 (``with_images``, ``missing_rate``), only on ``seed`` and ``with_feature_bags``.
 
+With ``longitudinal=True`` (:mod:`multimodal.data.synth_longitudinal`) the cohort gains the modality
+``labs`` (kind ``longitudinal``, ``longitudinal.csv``): repeat measurements of biomarkers whose
+true trajectories ``m_k(t)`` drive a time-varying hazard of death
+``h0(t) * exp(true_risk + sum_k gamma_k * m_k(t))``, with ``true_risk`` (and its components) scaled
+by ``BASELINE_SHARE``; ``true_dynamic_risk`` gives the true log-hazard at a landmark. Outcomes then
+depend on ``longitudinal`` too (not on ``n_markers``: only the first two markers drive the hazard).
+
 Every random draw comes from a stream keyed by ``(seed, stream, patient)``, so files are
 byte-for-byte reproducible (gzip NIfTI headers carry no timestamp).
 """
@@ -41,9 +49,9 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Literal
 
@@ -52,7 +60,16 @@ import pandas as pd
 import yaml
 
 from multimodal.data.synth_image import body_mask, lesion_image
-from multimodal.data.synth_text import make_addendum, make_report
+from multimodal.data.synth_longitudinal import (
+    BASELINE_SHARE,
+    MarkerTrajectories,
+    check_n_markers,
+    death_times,
+    longitudinal_table,
+    marker_ground_truth,
+    marker_trajectories,
+)
+from multimodal.data.synth_text import SIGNAL_ROLES, addendum_sentences, report_sentences
 
 __all__ = [
     "COMPONENT_MODALITIES",
@@ -89,7 +106,9 @@ _OS_WEIBULL = (1.2, 36.0)  # shape, scale (months) at log-hazard 0
 _PFS_WEIBULL = (1.1, 24.0)
 _DROPOUT_RATE = 1.0 / 150.0  # per month
 # Names of the per-purpose random streams (their index keys the generator; append, never reorder).
-_STREAMS = tuple("clin site gen text img bag proto out miss report ct wsi burden".split())
+_STREAMS = tuple(
+    "clin site gen text img bag proto out miss report ct wsi burden markers visits".split()
+)
 # How strongly the shared tumour burden drives each modality's burden-related feature (the
 # correlation of that feature's latent with the burden).
 _BURDEN = {"stage": 0.8, "cell_cycle": 0.6, "nodes": 0.8, "lesion_size": 0.8}
@@ -107,15 +126,23 @@ class SynthResult:
     out_dir : folder holding every file.
     manifest_path : ``out_dir / "cohort.yaml"``.
     ground_truth : DataFrame, one row per patient: patient_id, time, event, true_risk,
-        risk_<component> (clinical, genomics, text, imaging, [bags]), true_pfs_risk.
-    timing : seconds per stage (``latents``, ``tables``, ``reports``, ``images``, ``bags``)
+        risk_<component> (clinical, genomics, text, imaging, [bags]), true_pfs_risk, and with
+        ``longitudinal``: true_marker_intercept_<marker>, true_marker_slope_<marker>,
+        true_marker_gamma_<marker> (:func:`~multimodal.data.synth_longitudinal.true_dynamic_risk`).
+    timing : seconds per stage (``latents``, ``tables``, ``reports``, ``images``, ``bags``,
+        ``labs``)
         and ``total``.
+    report_sentences : DataFrame, one row per sentence written into ``reports.csv`` (also
+        ``report_sentences.csv``): patient_id, report_type, sentence_index (within its report),
+        sentence, role (``grade``, ``margin``, ``lvi``, ``nodes``, ``filler``, ``addendum``),
+        signal (True for the four findings, :data:`~multimodal.data.synth_text.SIGNAL_ROLES`).
     """
 
     out_dir: Path
     manifest_path: Path
     ground_truth: pd.DataFrame
     timing: dict[str, float] = field(default_factory=dict)
+    report_sentences: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -130,6 +157,7 @@ class _Latents:
     bags: list | None
     ground_truth: pd.DataFrame
     patients: pd.DataFrame
+    markers: MarkerTrajectories | None = None
 
 
 def _rng(seed: int, stream: str, patient: int | None = None) -> np.random.Generator:
@@ -238,12 +266,20 @@ def _imaging_latents(
 
 
 def _outcomes(
-    seed: int, n: int, risk: np.ndarray, pfs_risk: np.ndarray, sites: np.ndarray
+    seed: int,
+    n: int,
+    risk: np.ndarray,
+    pfs_risk: np.ndarray,
+    sites: np.ndarray,
+    death: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """OS, PFS and competing-risk event types from Weibull PH models with independent censoring."""
+    """OS, PFS and competing-risk event types from Weibull PH models with independent censoring.
+    ``death`` maps each patient's unit exponential to a death time (a time-varying hazard); None
+    inverts the Weibull PH hazard of ``risk``."""
     rng = _rng(seed, "out")
     (k_os, s_os), (k_pfs, s_pfs) = _OS_WEIBULL, _PFS_WEIBULL
-    t_death = s_os * (rng.exponential(size=n) * np.exp(-risk)) ** (1.0 / k_os)
+    e_death = rng.exponential(size=n)
+    t_death = s_os * (e_death * np.exp(-risk)) ** (1.0 / k_os) if death is None else death(e_death)
     t_prog = s_pfs * (rng.exponential(size=n) * np.exp(-pfs_risk)) ** (1.0 / k_pfs)
     follow_up = np.array(_SITE_FOLLOW_UP)[sites] * rng.uniform(0.25, 1.0, n)
     censor = np.minimum(follow_up, rng.exponential(1.0 / _DROPOUT_RATE, n))
@@ -309,20 +345,29 @@ def _write_images(
     return pd.DataFrame(rows, columns=["patient_id", "path", "format"])
 
 
-def _reports(seed: int, ids: list[str], latents: pd.DataFrame, present: np.ndarray) -> pd.DataFrame:
-    rows = []
+def _reports(
+    seed: int, ids: list[str], latents: pd.DataFrame, present: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The report table and, one row per sentence written, the sentences' roles."""
+    rows, sentences = [], []
     for i in np.flatnonzero(present):
         rng = _rng(seed, "report", i)
         r = latents.iloc[i]
-        text, kind = make_report(
+        text, kind, written = report_sentences(
             rng, r.grade, r.margin_positive, r.lvi, r.nodes_positive, r.nodes_examined
         )
         date = np.datetime64("2010-01-01") + int(rng.integers(0, 3650))
         rows.append((ids[i], text, str(date), kind))
+        sentences += [(ids[i], kind, j, s, role) for j, (s, role) in enumerate(written)]
         if rng.random() < 0.25:
             later = date + int(rng.integers(3, 60))
-            rows.append((ids[i], make_addendum(rng), str(later), "addendum"))
-    return pd.DataFrame(rows, columns=["patient_id", "text", "date", "report_type"])
+            text, written = addendum_sentences(rng)
+            rows.append((ids[i], text, str(later), "addendum"))
+            sentences += [(ids[i], "addendum", j, s, role) for j, (s, role) in enumerate(written)]
+    columns = ["patient_id", "report_type", "sentence_index", "sentence", "role"]
+    roles = pd.DataFrame(sentences, columns=columns)
+    roles["signal"] = roles["role"].isin(SIGNAL_ROLES)
+    return pd.DataFrame(rows, columns=["patient_id", "text", "date", "report_type"]), roles
 
 
 def _bags(seed: int, n: int, bag_dim: int) -> tuple[list[list[np.ndarray]], np.ndarray]:
@@ -410,7 +455,7 @@ def _components(
     bags = None
     if with_feature_bags:
         bags, comps["bags"] = _bags(seed, n, bag_dim)
-    return comps, (clinical, genomics, groups, z, text, size, amplitude, bags)
+    return comps, (clinical, genomics, groups, z, text, size, amplitude, bags, burden)
 
 
 @lru_cache(maxsize=1)
@@ -477,23 +522,60 @@ def reachable_risk(ground_truth: pd.DataFrame, present: pd.DataFrame) -> pd.Seri
     return pd.Series(out, index=ground_truth.index, name="reachable_risk")
 
 
+def _marker_hazard(
+    seed: int, burden: np.ndarray, n_markers: int, risk: np.ndarray, marker_burden: float = 1.0
+) -> tuple[MarkerTrajectories | None, Callable[[np.ndarray], np.ndarray] | None]:
+    """Marker trajectories and the death times they imply with the log-hazard ``risk`` (unit
+    exponential -> time); (None, None) without markers."""
+    if not n_markers:
+        return None, None
+    markers = marker_trajectories(_rng(seed, "markers"), burden, n_markers, marker_burden)
+    alpha, beta = markers.log_hazard_line()
+    death = partial(
+        death_times,
+        log_hazard_intercept=risk + alpha,
+        log_hazard_slope=beta,
+        weibull=_OS_WEIBULL,
+        horizon=max(_SITE_FOLLOW_UP),  # no censoring time is later
+    )
+    return markers, death
+
+
 def _simulate(
-    seed: int, n: int, n_genes: int, signal_strength: float, with_feature_bags: bool, bag_dim: int
+    seed: int,
+    n: int,
+    n_genes: int,
+    signal_strength: float,
+    with_feature_bags: bool,
+    bag_dim: int,
+    n_markers: int = 0,
+    marker_burden: float = 1.0,
 ) -> _Latents:
-    """Every latent, table and outcome of the cohort (no files)."""
+    """Every latent, table and outcome of the cohort (no files); ``n_markers`` > 0 adds
+    longitudinal markers that drive the hazard of death."""
     ids = [f"SYN-{i:0{max(4, len(str(n - 1)))}d}" for i in range(n)]
     comps, parts = _components(seed, n, n_genes, with_feature_bags, bag_dim)
-    clinical, genomics, groups, z, text, size, amplitude, bags = parts
+    clinical, genomics, groups, z, text, size, amplitude, bags, burden = parts
     scale = signal_strength / _component_sd(tuple(comps))
+    if n_markers:  # the markers carry part of the signal
+        scale *= BASELINE_SHARE
     gt = pd.DataFrame({f"risk_{k}": scale * _COMPONENT_WEIGHTS[k] * v for k, v in comps.items()})
     gt.insert(0, "true_risk", gt.sum(axis=1))
     gt["true_pfs_risk"] = 0.7 * gt["true_risk"] + 0.6 * z[:, _PFS_PATHWAY]
     sites = _rng(seed, "site").choice(len(SITES), size=n, p=_SITE_P)
-    outcomes = _outcomes(seed, n, gt["true_risk"].to_numpy(), gt["true_pfs_risk"].to_numpy(), sites)
+    markers, death = _marker_hazard(
+        seed, burden, n_markers, gt["true_risk"].to_numpy(), marker_burden
+    )
+    risk, pfs_risk = gt["true_risk"].to_numpy(), gt["true_pfs_risk"].to_numpy()
+    outcomes = _outcomes(seed, n, risk, pfs_risk, sites, death)
     patients = outcomes.assign(site=np.array(SITES)[sites])
     patients.insert(0, "patient_id", ids)
     gt = pd.concat([patients[["patient_id", "time", "event"]], gt], axis=1)
-    return _Latents(ids, clinical, genomics, groups, text, size, amplitude, bags, gt, patients)
+    if markers is not None:
+        gt = pd.concat([gt, marker_ground_truth(markers)], axis=1)
+    return _Latents(
+        ids, clinical, genomics, groups, text, size, amplitude, bags, gt, patients, markers
+    )
 
 
 def _with_ids(table: pd.DataFrame, ids: list[str], present: np.ndarray) -> pd.DataFrame:
@@ -518,6 +600,17 @@ def _write_tables(out_dir: Path, lat: _Latents, present: dict[str, np.ndarray]) 
     }
 
 
+def _write_labs(out_dir: Path, seed: int, lat: _Latents, missing_rate: float) -> dict:
+    """Write ``longitudinal.csv`` (patients lack it with probability ``missing_rate``); its
+    manifest entry."""
+    rng = _rng(seed, "visits")
+    present = rng.random(len(lat.ids)) >= missing_rate
+    time = lat.patients["time"].to_numpy()
+    table = longitudinal_table(rng, lat.ids, lat.markers, time, present, max(_SITE_FOLLOW_UP))
+    _write_table(table, out_dir / "longitudinal.csv")
+    return {"kind": "longitudinal", "path": "longitudinal.csv", "time_unit": "months"}
+
+
 def generate_cohort(
     out_dir: str | Path,
     n_patients: int = 500,
@@ -532,6 +625,9 @@ def generate_cohort(
     signal_strength: float = 1.5,
     clinical_missing_rate: float = 0.0,
     bag_dim: int = 64,
+    longitudinal: bool = False,
+    n_markers: int = 3,
+    marker_burden: float = 1.0,
 ) -> SynthResult:
     """Write a synthetic multimodal survival cohort with a known ground truth.
 
@@ -552,6 +648,15 @@ def generate_cohort(
     signal_strength : SD of ``true_risk`` (log-hazard); 1.5 gives a true C-index near 0.8.
     clinical_missing_rate : probability that a patient lacks the clinical row (default 0).
     bag_dim : feature dimension of the patch features in the bags.
+    longitudinal : add the ``labs`` modality (kind ``longitudinal``, ``longitudinal.csv``): repeat
+        biomarker measurements whose true trajectories drive the hazard of death
+        (:mod:`multimodal.data.synth_longitudinal`; this changes the outcomes, and ``true_risk``
+        becomes the time-constant part of the log-hazard).
+    n_markers : with ``longitudinal``, how many markers (2-4: cea, albumin, ldh, haemoglobin);
+        cea and albumin drive the hazard, the others are decoys.
+    marker_burden : with ``longitudinal``, how strongly the markers follow the latent tumour
+        burden that the baseline modalities also reflect (1 = as designed; 0 = markers independent
+        of it, so the labs and the baseline modalities carry separate information).
 
     Returns
     -------
@@ -560,6 +665,8 @@ def generate_cohort(
         per-stage timings in seconds.
     """
     _check_args(n_patients, missing_rate, image_size, spatial_dims, image_format)
+    if longitudinal:
+        check_n_markers(n_markers)
     start = last = _time.perf_counter()
     timing: dict[str, float] = {}
 
@@ -570,13 +677,25 @@ def generate_cohort(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lat = _simulate(seed, n_patients, n_genes, signal_strength, with_feature_bags, bag_dim)
+    markers = n_markers if longitudinal else 0
+    lat = _simulate(
+        seed,
+        n_patients,
+        n_genes,
+        signal_strength,
+        with_feature_bags,
+        bag_dim,
+        markers,
+        marker_burden,
+    )
     names = ["clinical", "genomics", "report"] + ["ct"] * with_images + ["wsi"] * with_feature_bags
     present = _presence(seed, n_patients, names, missing_rate, clinical_missing_rate)
     lap("latents")
     entries = _write_tables(out, lat, present)
     lap("tables")
-    _write_table(_reports(seed, lat.ids, lat.text, present["report"]), out / "reports.csv")
+    reports, sentences = _reports(seed, lat.ids, lat.text, present["report"])
+    _write_table(reports, out / "reports.csv")
+    _write_table(sentences, out / "report_sentences.csv")
     entries["report"] = {"kind": "text", "path": "reports.csv"}
     lap("reports")
     if with_images:
@@ -590,10 +709,13 @@ def generate_cohort(
         _write_table(_write_bags(out, lat.ids, lat.bags, present["wsi"]), out / "bags.csv", "bags")
         entries["wsi"] = {"kind": "feature_bag", "path": "bags.csv"}
         lap("bags")
+    if longitudinal:
+        entries["labs"] = _write_labs(out, seed, lat, missing_rate)
+        lap("labs")
     manifest = out / "cohort.yaml"
     manifest.write_text(yaml.safe_dump(_manifest(seed, entries), sort_keys=False))
     timing["total"] = _time.perf_counter() - start
     logger.info(
         "synthetic cohort of %d patients written to %s in %.2f s", n_patients, out, timing["total"]
     )
-    return SynthResult(out, manifest, lat.ground_truth, timing)
+    return SynthResult(out, manifest, lat.ground_truth, timing, sentences)

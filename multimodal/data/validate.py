@@ -358,6 +358,8 @@ def _load(path: Path, problems: Problems) -> Cohort | None:
     kind, target = locate_cohort(path)
     if kind == "tcga":
         return load_tcga(target, problems=problems)
+    if kind == "pbc2":
+        return Cohort.from_pbc2(target)
     return _load_from_manifest(target, problems)
 
 

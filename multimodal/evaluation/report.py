@@ -29,7 +29,7 @@ def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-_ENDPOINT_METRICS = ("c_index_", "cr_c_index_", "uno_c_", "ibs_")
+_ENDPOINT_METRICS = ("c_index_", "cr_c_index_", "uno_c_", "ibs_", "brier_")
 
 
 def run_metrics(endpoint: str, per_fold: list[dict[str, Any]]) -> dict[str, Any]:

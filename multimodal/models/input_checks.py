@@ -38,6 +38,8 @@ Plausible limits: ``[min - 5 * range, max + 5 * range]`` of the training values
 that no value of the training patients or a similar cohort is refused, close enough that a unit
 mistake (age in days, raw instead of log expression) is. Runs saved before the training range was
 recorded use ``mean +- 10 SD`` instead (:data:`FALLBACK_SDS`) and do not warn about the range.
+Longitudinal modalities: each patient's measurement of each variable farthest from the training
+range is checked like a clinical value (a variable not measured is normal, not an issue).
 Text, imaging and feature-bag modalities are only checked for presence.
 """
 
@@ -240,6 +242,10 @@ def _references(model: TrainedModel) -> dict[str, _Reference]:
             )
             ref.imputed = "imputed with the training median"
             ref.range_fraction = PROFILE_FRACTION
+        elif kind == "longitudinal" and all(hasattr(p, "low") for p in pipes):
+            ref.numeric = _numeric_reference(
+                [(p.variables, p.low, p.high, None, None) for p in pipes]
+            )
         refs[m] = ref
     return refs
 
@@ -368,11 +374,29 @@ def _table_rows(cohort: Any, m: str, ids: list[str]) -> pd.DataFrame:
     return table.loc[[i for i in ids if i in table.index]]
 
 
+def _extreme_measurements(ref: _Reference, cohort: Any, ids: list[str]) -> pd.DataFrame:
+    """Per patient and variable of a longitudinal modality: the measurement farthest from the
+    middle of the training range (one row per patient, a column per variable)."""
+    num = ref.numeric
+    table = cohort.sources[ref.name].table
+    table = table[table["patient_id"].isin(set(ids)) & table["variable"].isin(num.columns)]
+    mid = pd.Series((num.low + num.high) / 2.0, index=num.columns)
+    dist = (table["value"] - table["variable"].map(mid)).abs()
+    pick = table.assign(_d=dist.fillna(np.inf)).sort_values("_d", kind="stable")
+    pick = pick.drop_duplicates(["patient_id", "variable"], keep="last")
+    wide = pick.pivot(index="patient_id", columns="variable", values="value")
+    wide.index = wide.index.astype(str)
+    return wide
+
+
 def _check_modality(ref: _Reference, cohort: Any, ids: list[str], issues, report) -> None:
     """Columns, values and levels of one modality the cohort has."""
     if not ref.columns:  # text, imaging, feature bags: presence only
         return
     label = _label(cohort, ref.name)
+    if ref.kind == "longitudinal":  # a variable not measured is normal; values are checked
+        _check_values(ref, _extreme_measurements(ref, cohort, ids), label, issues)
+        return
     rows = _table_rows(cohort, ref.name, ids)
     if not _check_columns(ref, rows, label, issues, report):
         return

@@ -21,8 +21,9 @@ from multimodal.types import InputSpec
 __all__ = ["LINEAR_KINDS", "LinearMember"]
 
 #: Modality kinds that may get a linear member (one dense feature vector per patient), besides
-#: the clinical covariates.
-LINEAR_KINDS = ("genomics", "text", "imaging")
+#: the clinical covariates; a longitudinal member is the classical landmark model's "last value
+#: + slope" Cox term.
+LINEAR_KINDS = ("genomics", "text", "imaging", "longitudinal")
 
 
 class LinearMember(nn.Module):
@@ -81,6 +82,8 @@ class LinearMember(nn.Module):
         """(B, p) float design matrix of the modality's input ``x`` (a batch's ``inputs[m]``)."""
         if self.kind == "clinical":
             return linear_inputs(x, self.cardinalities)
+        if self.kind == "longitudinal":  # the landmark summary (last values, slopes, ...)
+            return x["summary"].float()
         x = x.float().reshape(x.shape[0], -1)
         avg = getattr(self, "group_mean", None)
         return x @ avg if avg is not None else x

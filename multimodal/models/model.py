@@ -42,6 +42,7 @@ DEFAULT_ENCODERS: dict[str, str] = {
     "text": "text_mlp",
     "imaging": "small_cnn",
     "feature_bag": "attention_mil",
+    "longitudinal": "longitudinal_gru",
 }
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from multimodal.config import Config, EncoderConfig
-from multimodal.exceptions import DataError, MultimodalError, RunFolderError
+from multimodal.exceptions import ConfigError, DataError, MultimodalError, RunFolderError
 from multimodal.models.inference import head_outputs, prediction_columns
 from multimodal.models.input_checks import check_inputs
 from multimodal.models.model import MultimodalSurvivalModel, spec_from_dict
@@ -76,6 +76,17 @@ def _empty_store(spec: InputSpec, n: int) -> ModalityStore:
             "attention_mask": torch.ones(n, 1, dtype=torch.long),
         }
         return DictStore(spec=spec, present=present, values=values)
+    if spec.kind == "longitudinal":
+        v = int(spec.n_variables or 0)
+        values = {
+            "summary": torch.zeros(n, spec.in_features),
+            "values": torch.zeros(n, 1, v),
+            "observed": torch.zeros(n, 1, v, dtype=torch.bool),
+            "before": torch.zeros(n, 1),
+            "gap": torch.zeros(n, 1),
+            "visits": torch.zeros(n, 1, dtype=torch.bool),
+        }
+        return DictStore(spec=spec, present=present, values=values)
     if spec.tokens:
         return TokenStore(spec=spec, present=present, values=[torch.zeros(0, spec.in_features)] * n)
     if spec.kind == "imaging" and spec.in_features is None:
@@ -104,7 +115,10 @@ class TrainedModel:
 
     def fold_data(self, fm: FoldModel, cohort: Any, ids: list[str]) -> FoldData:
         """Patients ``ids`` of ``cohort`` preprocessed with fold model ``fm``'s fitted pipelines
-        (a modality the cohort lacks is all-missing); outcomes where the cohort has them."""
+        (a modality the cohort lacks is all-missing); outcomes where the cohort has them. A
+        landmark model sees a cohort that was not landmarked at each patient's latest
+        measurement (see :meth:`predict` for other landmarks)."""
+        cohort = self._landmark_view(cohort)
         stores = {}
         for m in fm.model.modalities:
             if m in getattr(cohort, "sources", {}):
@@ -130,6 +144,7 @@ class TrainedModel:
         times: list[float] | None = None,
         horizons: list[float] | None = None,
         strict: bool = False,
+        landmark: float | pd.Series | str | None = None,
     ) -> pd.DataFrame:
         """Per patient: risk (higher = worse), S(t) at ``times``, predicted median survival.
 
@@ -147,6 +162,12 @@ class TrainedModel:
             ``eval.horizons``).
         strict : raise :class:`~multimodal.exceptions.DataError` listing the problems when any
             patient has a warning or an error, instead of predicting.
+        landmark : a landmark model (trained with ``data.landmark``) predicts from what was
+            measured up to the landmark, for patients alive then: a time for everyone, a Series
+            patient_id -> time, or ``"last"`` (the default: each patient's latest measurement,
+            "from today"). ``times`` then count from the landmark (S(s + t | alive at s)) and go
+            up to the model's horizon. Patients whose known follow-up ends by their landmark are
+            refused. See :func:`multimodal.data.landmark.landmark_cohort`.
 
         Returns
         -------
@@ -158,6 +179,7 @@ class TrainedModel:
         ``surv_pfs_<t>``, ``cif_progression_<t>``, ``state_<state>_<t>``, ...) and
         ``p_progression_<h>`` at ``horizons``; see :mod:`multimodal.survival.endpoints`.
         """
+        cohort, not_at_risk, extrapolated = self._at_landmark(cohort, landmark, times)
         report = check_inputs(self, cohort)
         if strict and len(report.issues):
             raise DataError(
@@ -174,7 +196,89 @@ class TrainedModel:
         frame.loc[rows, outputs] = np.nan
         frame["status"] = report.status().to_numpy()
         frame["input_issues"] = report.messages().to_numpy()
+        if "landmark" in cohort.patients and self.config.data.landmark is not None:
+            frame.insert(
+                1, "landmark", cohort.patients["landmark"].reindex(frame["patient_id"]).to_numpy()
+            )
+            late = (
+                frame["patient_id"].isin(extrapolated).to_numpy()
+                & (frame["status"] == "ok").to_numpy()
+            )
+            frame.loc[late, "status"] = "warning"
+            note = (
+                f"landmark after the last one the model was trained at "
+                f"({max(self.config.data.landmark.times):g}): the prediction extrapolates"
+            )
+            frame.loc[frame["patient_id"].isin(extrapolated), "input_issues"] = [
+                f"{old} | {note}" if old else note
+                for old in frame.loc[frame["patient_id"].isin(extrapolated), "input_issues"]
+            ]
+        if len(not_at_risk):
+            gone = pd.DataFrame({"patient_id": list(not_at_risk.index)})
+            gone["status"] = "refused"
+            gone["input_issues"] = [
+                f"not alive and followed at the landmark {s:g} (follow-up ends at {t:g})"
+                for s, t in zip(not_at_risk["landmark"], not_at_risk["time"])
+            ]
+            frame = pd.concat([frame, gone], ignore_index=True)
         return frame
+
+    def _landmark_view(self, cohort: Any) -> Any:
+        """A landmark model's view of a cohort that is not landmarked: each patient at the
+        latest measurement, every patient kept, outcomes as given."""
+        from multimodal.data.landmark import LANDMARK_COLUMN, landmark_cohort
+
+        if self.config.data.landmark is None or LANDMARK_COLUMN in cohort.patients:
+            return cohort
+        if not any(s.kind == "longitudinal" for s in getattr(cohort, "sources", {}).values()):
+            return cohort
+        return landmark_cohort(cohort, "last", None, False, outcome_columns=())
+
+    def _at_landmark(
+        self, cohort: Any, landmark: Any, times: list[float] | None
+    ) -> tuple[Any, pd.DataFrame, list[str]]:
+        """``cohort`` at its landmark(s) for a landmark model, the patients whose known
+        follow-up ends by then (with their landmark and time), and those whose landmark is after
+        the model's last training landmark; ``cohort`` as it is otherwise."""
+        from multimodal.data.landmark import LANDMARK_COLUMN, landmark_cohort
+
+        lm = self.config.data.landmark
+        empty = pd.DataFrame(columns=["landmark", "time"])
+        if lm is None:
+            if landmark is not None:
+                raise ConfigError(
+                    "landmark= is for models trained with data.landmark (dynamic prediction); "
+                    "this run predicts from baseline data"
+                )
+            return cohort, empty, []
+        if times is not None and max(times) > lm.horizon + 1e-9:
+            raise ConfigError(
+                f"times {list(times)}: this landmark model predicts up to its horizon "
+                f"{lm.horizon:g} after the landmark; ask for times <= {lm.horizon:g}"
+            )
+        if LANDMARK_COLUMN in cohort.patients:  # already landmarked (e.g. a training view)
+            return cohort, empty, []
+        if landmark is None:
+            has_longitudinal = any(s.kind == "longitudinal" for s in cohort.sources.values())
+            landmark = "last" if has_longitudinal else 0.0
+        endpoint = get_endpoint(self.endpoint)
+        at = landmark_cohort(cohort, landmark, None, False, endpoint.required_columns)
+        s_all = at.patients[LANDMARK_COLUMN]
+        beyond = s_all[s_all > max(lm.times) + 1e-9]
+        gone_ids = cohort.patients.index.difference(at.patients.index)
+        if isinstance(landmark, pd.Series):
+            s_gone = landmark.reindex(gone_ids).to_numpy(float)
+        elif isinstance(landmark, str):
+            s_gone = np.full(len(gone_ids), np.nan)
+        else:
+            s_gone = np.full(len(gone_ids), float(landmark))
+        gone = pd.DataFrame(
+            {"landmark": s_gone, "time": cohort.patients.loc[gone_ids, "time"].to_numpy(float)}
+            if len(gone_ids)
+            else {"landmark": [], "time": []},
+            index=gone_ids,
+        )
+        return at, gone, [str(i) for i in beyond.index]
 
     @torch.no_grad()
     def _predict_frame(
@@ -225,16 +329,27 @@ class TrainedModel:
         return self.predict(cohort, strict=strict).set_index("patient_id")["risk"]
 
     def predict_survival(
-        self, cohort: Any, times: list[float], endpoint: str | None = None, strict: bool = False
+        self,
+        cohort: Any,
+        times: list[float],
+        endpoint: str | None = None,
+        strict: bool = False,
+        landmark: float | pd.Series | str | None = None,
     ) -> pd.DataFrame:
         """S(t) per patient (rows, index patient_id) at ``times`` (columns); NaN rows for patients
         whose inputs are refused (see :meth:`predict`).
+
+        ``landmark`` (landmark models): S(s + t | alive at s) from what was measured up to ``s``;
+        ``times`` count from the landmark. ``model.predict_survival(cohort, landmark=2,
+        times=[1, 3, 5])`` is the survival over the next 1, 3 and 5 years for patients alive
+        at year 2.
 
         ``endpoint``: None (the run's primary endpoint), or ``"os"`` / ``"pfs"`` for a run of a
         progression endpoint that models it (multitask, multistate: both; competing: ``"pfs"``,
         the event-free survival).
         """
-        frame = self.predict(cohort, times, strict=strict).set_index("patient_id")
+        frame = self.predict(cohort, times, strict=strict, landmark=landmark)
+        frame = frame.set_index("patient_id")
         prefix = "surv"
         if endpoint is not None and endpoint != self.endpoint:
             prefix = f"surv_{endpoint}"

@@ -36,7 +36,14 @@ from multimodal.survival.losses import cox_nll
 from multimodal.survival.metrics import harrell_c
 from multimodal.survival.penalized_cox import PenalizedCox, blocks_output
 
-__all__ = ["COMBINERS", "LinearFit", "choose_penalty", "fit_linear_members", "stratified_splits"]
+__all__ = [
+    "COMBINERS",
+    "LinearFit",
+    "choose_penalty",
+    "fit_linear_members",
+    "members_summary",
+    "stratified_splits",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,7 @@ class _Problem:
     multi: bool
     ridge: float
     everyone: torch.Tensor
+    groups: np.ndarray | None = None
 
     def fit(
         self, rows: torch.Tensor, penalties: dict[str, float], free: tuple[str, ...] | None = None
@@ -147,6 +155,7 @@ def fit_linear_members(
         multi=multi,
         ridge=float(members.clinical_penalty),
         everyone=torch.arange(len(data), device=batch.time.device),
+        groups=getattr(data, "groups", None),
     )
     strategy = members.combine if len(model.members) > 1 else "joint"
     coef, penalties, weights = COMBINERS.get(strategy)(problem, members, seed)
@@ -209,6 +218,7 @@ def _joint(problem: _Problem, members: MembersConfig, seed: int):
             device=problem.everyone.device,
             tolerance=members.penalty_tolerance,
             label=name,
+            groups=problem.groups,
         )
     coef, _ = problem.fit(problem.everyone, lams)
     return coef, lams, {}
@@ -230,7 +240,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     clinical, everyone = problem.clinical, problem.everyone
     x_c, present_c = problem.designs[clinical]
     n_out = problem.n_outputs
-    splits = stratified_splits(problem.event, folds, seed, everyone.device)
+    splits = stratified_splits(problem.event, folds, seed, everyone.device, problem.groups)
 
     def second_stage(scores: dict[str, torch.Tensor]):
         """Clinical coefficients and one weight per (member, output) on ``scores``; the loss."""
@@ -282,7 +292,8 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             direction = problem.fit(everyone, {m: chosen[m]}, free=(clinical, m))[0][m]
             coef[m] = gamma[m][:, None] * direction
     weights = {m: [round(float(g), 4) for g in gamma[m]] for m in gamma}
-    log.info(
+    # per fold, in model.json; the run summarises them once (members_summary)
+    log.debug(
         "stacked members: penalties %s by %d-fold out-of-fold scores, weights %s",
         chosen,
         len(splits),
@@ -291,18 +302,24 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     return coef, chosen, weights
 
 
-def stratified_splits(event, folds: int, seed: int, device=None) -> list[tuple]:
+def stratified_splits(event, folds: int, seed: int, device=None, groups=None) -> list[tuple]:
     """(fit rows, held-out rows) index tensors of up to ``folds`` folds stratified by ``event``
-    (fewer when there are fewer events or censored patients than folds; at least 2)."""
-    from sklearn.model_selection import StratifiedKFold
+    (fewer when there are fewer events or censored patients than folds; at least 2). ``groups``
+    (a label per row, e.g. the patient of each landmark row) keeps a group's rows in one fold."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     event = np.asarray(event).astype(int)
     n_events = int(event.sum())
     k = max(2, min(folds, n_events, int(len(event) - n_events) or folds))
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    if groups is not None:
+        k = min(k, len(np.unique(groups)))
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = splitter.split(np.zeros(len(event)), event, groups)
+    else:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = splitter.split(np.zeros(len(event)), event)
     return [
-        (torch.as_tensor(a, device=device), torch.as_tensor(b, device=device))
-        for a, b in splitter.split(np.zeros(len(event)), event)
+        (torch.as_tensor(a, device=device), torch.as_tensor(b, device=device)) for a, b in parts
     ]
 
 
@@ -315,6 +332,7 @@ def choose_penalty(
     device=None,
     tolerance: float = 0.0,
     label: str = "linear members",
+    groups: np.ndarray | None = None,
 ) -> float:
     """The largest penalty whose mean held-out ``score(rows_fit, rows_held, penalty)`` is within
     ``tolerance`` of the best one (ties go to the larger penalty: the simpler model).
@@ -322,11 +340,11 @@ def choose_penalty(
     Folds are stratified by ``event``. On a few hundred patients, smaller differences than the
     tolerance are noise, and the simpler model wins (a one-standard-error-like rule).
     """
-    splits = stratified_splits(event, folds, seed, device)
+    splits = stratified_splits(event, folds, seed, device, groups)
     scores = {lam: float(np.nanmean([score(a, b, lam) for a, b in splits])) for lam in penalties}
     top = max(scores.values())
     best = max(lam for lam, s in scores.items() if s >= top - tolerance)
-    log.info(
+    log.debug(
         "%s: ridge penalty %g chosen by %d-fold CV (held-out score %.4f)",
         label,
         best,
@@ -334,3 +352,60 @@ def choose_penalty(
         scores[best],
     )
     return best
+
+
+def members_summary(
+    fits: list[dict[str, Any] | None],
+    deep_kept: list[bool] | None,
+    off_penalty: float | None = None,
+) -> str:
+    """One plain sentence on what each fold's model kept, for the end of a run.
+
+    Parameters
+    ----------
+    fits : per fold, :meth:`LinearFit.to_dict` as saved in ``model.json`` (None: no linear fit).
+    deep_kept : per fold, whether the deep residual was kept (trained past epoch 0); None when the
+        model has no deep residual.
+    off_penalty : the penalty that switches a member off (the largest of ``members.penalties``);
+        a ``joint`` member fitted with it counts as not kept.
+
+    Returns
+    -------
+    ``Members kept (mean weight over 5 folds; ...): clinical 1.00, genomics 0.62, report 0.08; deep
+    residual kept in 1 of 5 folds`` (``stacked``: the base member counts fully, the others by their
+    second-stage weight, 1 = as fitted alone, 0 = ignored), or, for ``joint``, in how many folds
+    each member is kept.
+    """
+    n = len(fits)
+    done = [f for f in fits if f]
+    parts = []
+    if done:
+        base = next(iter(done[0]["penalties"]))
+        names = list(dict.fromkeys(m for f in done for m in f["penalties"]))
+        of = f"{len(done)} folds" if len(done) == n else f"{len(done)} of {n} folds"
+        if any(f["combine"] == "stacked" for f in done):
+            weight = {
+                m: float(np.mean([np.mean(f["weights"][m]) for f in done if m in f["weights"]]))
+                for m in names
+                if m != base and any(m in f["weights"] for f in done)
+            }
+            shown = [f"{base} 1.00", *(f"{m} {w:.2f}" for m, w in weight.items())]
+            parts.append(
+                f"Members kept (mean weight over {of}; 1 = as fitted alone, 0 = ignored): "
+                + ", ".join(shown)
+            )
+        else:
+
+            def kept(f: dict[str, Any], m: str) -> bool:
+                lam = f["penalties"].get(m)
+                return lam is not None and (m == base or off_penalty is None or lam < off_penalty)
+
+            shown = [f"{m} in {sum(kept(f, m) for f in done)} of {n}" for m in names]
+            parts.append(f"Members kept (folds where each counts): {', '.join(shown)}")
+    elif deep_kept is not None:
+        return "Members kept: the deep model alone (no linear members were fitted)"
+    if deep_kept is None:
+        parts.append("no deep residual")
+    else:
+        parts.append(f"deep residual kept in {sum(map(bool, deep_kept))} of {len(deep_kept)} folds")
+    return "; ".join(parts)

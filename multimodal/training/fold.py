@@ -27,10 +27,14 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
+from multimodal import console
+from multimodal.data.landmark import LANDMARK_COLUMN, PATIENT_COLUMN
+from multimodal.evaluation.dynamic import landmark_fold_metrics
 from multimodal.evaluation.fold_metrics import evaluate_fold
 from multimodal.models.inference import head_outputs, predict_frame
 from multimodal.models.model import MultimodalSurvivalModel
 from multimodal.runfolder import RunFolder
+from multimodal.survival.endpoints import get_endpoint
 from multimodal.survival.heads import HEADS, DiscreteTimeHead
 from multimodal.training import distributed as dist_utils
 from multimodal.training.combine import LinearFit, fit_linear_members
@@ -68,20 +72,33 @@ def seed_everything(seed: int) -> None:
 
 
 def early_stopping_split(
-    event: np.ndarray, fraction: float, seed: int
+    event: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(fit rows, hold-out rows) of a training fold, stratified by event. Too few patients or
-    events for a hold-out: every row fits and the hold-out is empty."""
+    events for a hold-out: every row fits and the hold-out is empty. ``groups`` (one label per
+    row, e.g. the patient of each landmark row): a group's rows stay on one side."""
     idx = np.arange(len(event))
     if fraction <= 0 or len(event) < 20 or event.sum() < 4 or (~event).sum() < 4:
         if fraction > 0:
-            log.warning(
+            console.warn_once(
+                log,
                 "too few patients or events for an early-stopping hold-out (%d patients, %d events):"
                 " early stopping uses the training patients themselves",
                 len(event),
                 int(event.sum()),
+                key="no-early-stopping-hold-out",
             )
         return idx, idx[:0]
+    if groups is not None:
+        # split the groups, stratified by whether the group has an event
+        labels, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        has_event = np.zeros(len(labels), dtype=bool)
+        np.logical_or.at(has_event, inverse, np.asarray(event, dtype=bool))
+        _, es_groups = train_test_split(
+            np.arange(len(labels)), test_size=fraction, stratify=has_event, random_state=seed
+        )
+        held = np.isin(inverse, es_groups)
+        return idx[~held], idx[held]
     fit_rows, es_rows = train_test_split(idx, test_size=fraction, stratify=event, random_state=seed)
     return np.sort(fit_rows), np.sort(es_rows)
 
@@ -139,7 +156,9 @@ def run_fold(
     pipes = _fit_pipelines(cohort, modalities, enc_cfgs, ctx, train_ids)
     train_data = build_fold_data(cohort, train_ids, pipes, cfg.endpoint)
     val_data = build_fold_data(cohort, val_ids, pipes, cfg.endpoint)
-    fit_idx, es_idx = early_stopping_split(train_data.event, cfg.data.early_stopping_fraction, seed)
+    fit_idx, es_idx = early_stopping_split(
+        train_data.event, cfg.data.early_stopping_fraction, seed, train_data.groups
+    )
     fit_data = train_data.subset(fit_idx)
     es_data = train_data.subset(es_idx) if len(es_idx) else fit_data
     cuts = _time_grid(cfg, fit_data)
@@ -198,6 +217,13 @@ def run_fold(
         ignore_index=True,
     )
     metrics = evaluate_fold(preds, times, cfg.eval.bootstrap, seed, cfg.endpoint)
+    if LANDMARK_COLUMN in cohort.patients:  # a landmark super-model: metrics per landmark
+        lm = cfg.data.landmark
+        rows = cohort.patients.reindex(preds["patient_id"])
+        preds.insert(1, PATIENT_COLUMN, rows[PATIENT_COLUMN].to_numpy())
+        preds.insert(2, LANDMARK_COLUMN, rows[LANDMARK_COLUMN].to_numpy())
+        if not get_endpoint(cfg.endpoint).multi_output:  # per landmark: one time, event, risk
+            metrics.update(landmark_fold_metrics(preds, lm.eval_times or lm.times, lm.horizon))
     metrics.update(fold=k, n_train=len(train_ids), n_val=len(val_ids), best_epoch=best_epoch)
     outcome = FoldOutcome(
         k,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from multimodal.data.landmark import PATIENT_COLUMN
 from multimodal.survival.endpoints import get_endpoint
 from multimodal.training.pipeline_base import ModalityPipeline
 from multimodal.training.stores import DenseStore, DictStore, ModalityStore, TokenStore
@@ -28,6 +29,9 @@ class FoldData:
     outcomes: dict[str, np.ndarray] | None = None
     """Progression endpoints: ``os_time``, ``os_event``, ``pfs_time``, ``pfs_event`` and, for
     competing/multistate, ``event_type`` (see :mod:`multimodal.survival.endpoints`)."""
+    groups: np.ndarray | None = None
+    """The patient each row belongs to when a patient has several rows (landmark rows): inner
+    splits (early stopping, the penalty's folds) keep a patient's rows together."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,6 +90,7 @@ class FoldData:
             outcomes=None
             if self.outcomes is None
             else {k: v[idx] for k, v in self.outcomes.items()},
+            groups=None if self.groups is None else self.groups[idx],
         )
 
 
@@ -99,4 +104,7 @@ def build_fold_data(
     pt = cohort.patients.loc[ids]
     time, event, outcomes = get_endpoint(endpoint).outcome_arrays(pt)
     stores = {m: p.transform(cohort.sources[m], list(ids)) for m, p in pipelines.items()}
-    return FoldData(ids=list(ids), time=time, event=event, stores=stores, outcomes=outcomes)
+    groups = pt[PATIENT_COLUMN].astype(str).to_numpy() if PATIENT_COLUMN in pt else None
+    return FoldData(
+        ids=list(ids), time=time, event=event, stores=stores, outcomes=outcomes, groups=groups
+    )

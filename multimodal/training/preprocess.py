@@ -10,7 +10,7 @@ like the training data.
 This module gathers the parts (importing it registers every pipeline kind):
 :mod:`~multimodal.training.pipeline_base` (contract, registry, context),
 :mod:`~multimodal.training.pipelines_tabular`, :mod:`~multimodal.training.pipelines_text`,
-:mod:`~multimodal.training.pipelines_image` and :mod:`~multimodal.training.fold_data`.
+:mod:`~multimodal.training.pipelines_image`, :mod:`~multimodal.training.pipelines_longitudinal` and :mod:`~multimodal.training.fold_data`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from multimodal.training.pipeline_base import (
     default_cache_dir,
 )
 from multimodal.training.pipelines_image import FeatureBagPipeline, ImagingPipeline
+from multimodal.training.pipelines_longitudinal import LongitudinalPipeline
 from multimodal.training.pipelines_tabular import ClinicalPipeline, GenomicsPipeline
 from multimodal.training.pipelines_text import (
     MAX_REPORT_CHARS,
@@ -43,6 +44,7 @@ __all__ = [
     "FoldData",
     "GenomicsPipeline",
     "ImagingPipeline",
+    "LongitudinalPipeline",
     "ModalityPipeline",
     "PreprocessContext",
     "TextPipeline",

@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from multimodal import console
 from multimodal._version import __version__
 from multimodal.config import Config, EncoderConfig, load_config
+from multimodal.data.landmark import expand_folds
 from multimodal.evaluation.report import run_metrics
 from multimodal.exceptions import ConfigError, MissingModalityError
 from multimodal.models.model import DEFAULT_ENCODERS
@@ -30,6 +32,7 @@ from multimodal.registry import did_you_mean
 from multimodal.runfolder import RunFolder
 from multimodal.survival.endpoints import get_endpoint
 from multimodal.training import distributed as dist_utils
+from multimodal.training.combine import members_summary
 from multimodal.training.config_checks import check_registry_names
 from multimodal.training.fold import FoldOutcome, run_fold
 from multimodal.training.loop import EpochInfo
@@ -38,7 +41,15 @@ from multimodal.training.provenance import data_fingerprint, git_sha
 from multimodal.training.resume import config_fingerprint
 from multimodal.training.threads import training_threads
 
-__all__ = ["EpochInfo", "TrainResult", "cohort_folds", "select_device", "train", "trainable_cohort"]
+__all__ = [
+    "EpochInfo",
+    "TrainResult",
+    "cohort_folds",
+    "landmarked_for_training",
+    "select_device",
+    "train",
+    "trainable_cohort",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +102,15 @@ def _select_modalities(cfg: Config, cohort: Any) -> list[str]:
             f"data.modalities names {unknown}, which the cohort does not have.{hints} "
             f"The cohort has: {available}"
         )
-    for m in cfg.encoders:
-        if m not in wanted:
-            log.info("encoder for %r is configured but the modality is not used", m)
+    unused = [m for m in cfg.encoders if m not in wanted]
+    if unused:  # once per run: the demo's single-modality models would repeat it for each model
+        console.warn_once(
+            log,
+            "encoders configured for modalities a model does not use are ignored (here: %s)",
+            ", ".join(unused),
+            key="unused-encoders",
+            level=logging.INFO,
+        )
     return list(wanted)
 
 
@@ -123,6 +140,44 @@ def cohort_folds(cfg: Config, cohort: Any) -> list[Any]:
     return folds
 
 
+def landmarked_for_training(cfg: Config, cohort: Any) -> Any:
+    """``cohort`` as training sees it: the stacked landmark rows when ``data.landmark`` is set
+    (:func:`multimodal.data.landmark.landmark_cohort`), else ``cohort`` itself. A longitudinal
+    modality without ``data.landmark`` is refused: measurements after time 0 tell a baseline
+    model that the patient lived until then."""
+    chosen = cfg.data.modalities or list(cohort.modalities)
+    longitudinal = [
+        m for m in chosen if m in cohort.sources and cohort.sources[m].kind == "longitudinal"
+    ]
+    lm = cfg.data.landmark
+    if lm is None:
+        if longitudinal:
+            raise ConfigError(
+                f"modality {longitudinal[0]!r} holds repeat measurements over time: set "
+                "data.landmark (e.g. {times: [0, 1, 2, 3], horizon: 5} in the cohort's time unit) "
+                "so that each prediction uses only what was measured up to its landmark, or leave "
+                "the modality out with data.modalities"
+            )
+        return cohort
+    from multimodal.data.landmark import landmark_cohort
+
+    landmarked = landmark_cohort(
+        cohort,
+        lm.times,
+        lm.horizon,
+        stack=True,
+        outcome_columns=get_endpoint(cfg.endpoint).required_columns,
+    )
+    log.info(
+        "landmarking: %d rows from %d patients at landmarks %s, horizon %g",
+        len(landmarked.patients),
+        len(cohort.patients),
+        lm.times,
+        lm.horizon,
+    )
+    return landmarked
+
+
 def _eval_times(cfg: Config, cohort: Any) -> list[float]:
     if cfg.eval.times:
         return sorted(float(t) for t in cfg.eval.times)
@@ -135,7 +190,10 @@ def _eval_times(cfg: Config, cohort: Any) -> list[float]:
     # taken from the whole cohort's event times: no model parameter depends on it, but it decides
     # where IBS and td-AUC are evaluated; set eval.times to fix it in advance.
     qs = np.linspace(0.1, 0.9, cfg.eval.n_times)
-    return [float(round(t, 4)) for t in np.unique(np.quantile(ev, qs))]
+    grid = [float(round(t, 4)) for t in np.unique(np.quantile(ev, qs))]
+    if cfg.data.landmark is not None:  # S(horizon | alive at the landmark): the dynamic Brier score
+        grid = sorted({*grid, float(cfg.data.landmark.horizon)})
+    return grid
 
 
 def trainable_cohort(cohort: Any, endpoint: str) -> Any:
@@ -260,6 +318,7 @@ def train(
     Training runs with ``train.threads`` intra-op threads (:mod:`multimodal.training.threads`);
     the previous count is restored when it returns.
     """
+    console.start_run()  # each warning once per run
     cfg = load_config(config, overrides)
     check_registry_names(cfg)  # before any cohort loading or file writing
     if cohort is None:
@@ -269,6 +328,7 @@ def train(
 
         cohort = Cohort.load(cfg.data.cohort)
     cohort = trainable_cohort(cohort, cfg.endpoint)
+    patients_cohort, cohort = cohort, landmarked_for_training(cfg, cohort)
     folder = RunFolder(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     device = select_device(cfg.train.device)
     distributed = dist_utils.init_distributed(device)
@@ -279,7 +339,9 @@ def train(
         )
     modalities = _select_modalities(cfg, cohort)
     enc_cfgs = _encoder_configs(cfg, cohort, modalities)
-    folds = cohort_folds(cfg, cohort)
+    folds = cohort_folds(cfg, patients_cohort)
+    if cohort is not patients_cohort:  # landmark rows follow their patient's fold
+        folds = expand_folds(folds, cohort)
     times = _eval_times(cfg, cohort)
     if dist_utils.is_main():
         _prepare_run_folder(folder, cfg, _resolved_config(cfg, cohort, modalities, folds), force)
@@ -317,4 +379,14 @@ def _finish(
         folder.write_predictions(predictions)
         folder.write_history(history)
         folder.write_metrics(metrics)
+        log.info("%s", _members_summary(folder, cfg, outcomes))
     return TrainResult(folder.path, cfg, metrics, predictions, history, outcomes)
+
+
+def _members_summary(folder: RunFolder, cfg: Config, outcomes: list[FoldOutcome]) -> str:
+    """The run's members in one sentence, from each fold's ``model.json`` (reused folds too)."""
+    fits = [folder.read_fold_meta(o.index).get("linear_fit") for o in outcomes]
+    deep = [int(o.metrics.get("best_epoch") or 0) > 0 for o in outcomes]
+    off = max(cfg.members.penalties) if cfg.members.penalties else None
+    has_deep = cfg.members.deep or not all(fits)  # without linear members the deep model trains
+    return members_summary(fits, deep if has_deep else None, off)

@@ -44,7 +44,12 @@ TRAINING_CONFIGS = [*shipped_configs(), BEST]
 
 #: training config -> the tiny cohort it runs on (``synthetic``: ``multimodal.data.synth``;
 #: ``tcga``: a TCGA-layout folder written here). A config without an entry fails the matrix.
-COHORT_FOR = {"demo.yaml": "synthetic", "tcga.yaml": "tcga", BEST: "synthetic"}
+COHORT_FOR = {
+    "demo.yaml": "synthetic",
+    "tcga.yaml": "tcga",
+    "longitudinal.yaml": "longitudinal",
+    BEST: "synthetic",
+}
 
 #: structure-keeping shrinkage applied to every config
 SHRINK = [
@@ -56,6 +61,16 @@ SHRINK = [
     "data.genomics_max_features=40",
     "eval.bootstrap=0",
 ]
+
+#: per-config overrides of what the tiny cohort's time unit demands: configs/longitudinal.yaml's
+#: landmarks are years (PBC); the synthetic cohort counts months
+UNITS = {
+    "longitudinal.yaml": [
+        "data.landmark.times=[0,6,12,18,24]",
+        "data.landmark.horizon=60",
+        "data.landmark.eval_times=[6,12]",
+    ]
+}
 
 #: modalities a new cohort lacks, in order of preference (the first one the run uses)
 DROP_ORDER = ("report", "ct", "genomics", "report_structured")
@@ -212,6 +227,26 @@ def synthetic_cohort(tmp_path_factory) -> TinyCohort:
     return write_synthetic(tmp_path_factory.mktemp("matrix-synthetic"), seed=3)
 
 
+def write_longitudinal(root: Path, seed: int) -> TinyCohort:
+    """The synthetic cohort of :func:`write_synthetic` plus repeat lab measurements (``labs``)."""
+    from multimodal.data.synth import generate_cohort
+
+    res = generate_cohort(
+        root, n_patients=60, seed=seed, image_size=8, n_genes=40, longitudinal=True
+    )
+    return TinyCohort("synthetic", Path(res.manifest_path))
+
+
+@pytest.fixture(scope="session")
+def longitudinal_cohort(tmp_path_factory) -> TinyCohort:
+    return write_longitudinal(tmp_path_factory.mktemp("matrix-longitudinal"), seed=3)
+
+
+@pytest.fixture(scope="session")
+def longitudinal_new_cohort(tmp_path_factory) -> TinyCohort:
+    return write_longitudinal(tmp_path_factory.mktemp("matrix-longitudinal-new"), seed=4)
+
+
 @pytest.fixture(scope="session")
 def synthetic_new_cohort(tmp_path_factory) -> TinyCohort:
     """Other patients of the same kind (another seed): the "new cohort" of ``predict``."""
@@ -277,7 +312,8 @@ class MatrixRun:
         from multimodal.data.cohort import Cohort
 
         preds = self.predictions()
-        val = preds.loc[preds["split"] == "val", "patient_id"].tolist()
+        owner = "landmark_patient" if "landmark_patient" in preds else "patient_id"
+        val = preds.loc[preds["split"] == "val", owner].drop_duplicates().tolist()
         avail = Cohort.load(self.cohort.path).availability()[self.modalities]
         ids = [p for p in val if bool(avail.loc[p].all())]
         assert len(ids) >= k, f"only {len(ids)} validation patients have {self.modalities}"
@@ -304,7 +340,7 @@ def shrink(config: Path) -> list[str]:
     the config uses a published split (whose fold files stay as they are)."""
     raw = yaml.safe_load(config.read_text()) or {}
     split = (raw.get("data") or {}).get("split")
-    return [*SHRINK, *([] if split else ["data.folds=2"])]
+    return [*SHRINK, *([] if split else ["data.folds=2"]), *UNITS.get(config.name, [])]
 
 
 @pytest.fixture(scope="module", params=TRAINING_CONFIGS)

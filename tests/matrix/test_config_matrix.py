@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
@@ -86,7 +87,10 @@ def test_train_one_fold(run):
     assert set(preds["fold"]) == {0}
     assert not set(val["patient_id"]) & set(train["patient_id"])
     cohort = multimodal.Cohort.load(run.cohort.path)
-    assert set(val["patient_id"]) | set(train["patient_id"]) <= set(cohort.patients.index)
+    # a landmark run's rows are (patient, landmark): landmark_patient names the patient
+    owner = "landmark_patient" if "landmark_patient" in preds else "patient_id"
+    assert set(val[owner]) | set(train[owner]) <= set(cohort.patients.index)
+    assert not set(val[owner]) & set(train[owner])
     if run.cohort.kind == "tcga":  # the published fold 0, as the fold file says
         fold0 = read_csv(Path(run.cohort.path) / "splits" / "porpoise_mcat_5fold" / "fold_0.csv")
         assert set(val["patient_id"]) == set(fold0.loc[fold0["split"] == "val", "patient_id"])
@@ -165,9 +169,20 @@ def test_explain_every_method(run, cli, tmp_path):
     assert meta["n_fold_models"] == 1  # one trained fold
 
 
-def test_dashboard_patient_page_full_explanation(run, monkeypatch):
+def test_dashboard_patient_page_full_explanation(run, monkeypatch, request):
     run.require_trained()
+    if run.name == "longitudinal.yaml":
+        request.node.add_marker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="the dashboard does not yet show landmark runs (rows are patient@landmark; "
+                "issue #17's dashboard part is open)",
+            )
+        )
     pid = run.complete_val_patients(1)[0]
+    preds = run.predictions()
+    if "landmark_patient" in preds:  # a landmark run lists (patient, landmark) rows
+        pid = preds.loc[preds["landmark_patient"] == pid, "patient_id"].iloc[-1]
     monkeypatch.setenv(ENV_RUN, str(run.dir))
     monkeypatch.delenv(ENV_COHORT, raising=False)  # the run's config says where its cohort is
     monkeypatch.delenv(ENV_PASSWORD, raising=False)
