@@ -68,14 +68,24 @@ def main() -> None:
                 if c["ci_low"] != c["ci_low"]
                 else f" (95% CI {c['ci_low']:.3f}–{c['ci_high']:.3f})"
             )
+            scope = f"{c['scope']}, " if c["scope"] else ""
             st.markdown(
-                f"validation C-index **{c['estimate']:.3f}**{ci}  \nmean of {c['n_folds']} folds",
+                f"validation C-index **{c['estimate']:.3f}**{ci}  \n{scope}mean of "
+                f"{c['n_folds']} folds",
                 help=C_INDEX_NOTE,
             )
-            st.caption(
-                "Harrell's C of each fold's validation patients, averaged over the folds (not "
-                "pooled across fold models); the same number heads the Cohort view's table."
-            )
+            if c["scope"]:
+                st.caption(
+                    "Landmark run: Harrell's C of each fold's validation patients at each "
+                    "landmark, within the horizon, averaged over the landmarks and the folds; "
+                    "the last row of the Cohort view's table of landmarks."
+                )
+            else:
+                st.caption(
+                    "Harrell's C of each fold's validation patients, averaged over the folds "
+                    "(not pooled across fold models); the same number heads the Cohort view's "
+                    "table."
+                )
         view = st.radio("View", list(VIEWS), key="view")
         for note in run.notes:
             st.info(note)

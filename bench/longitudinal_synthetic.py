@@ -58,6 +58,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-patients", type=int, default=500)
     ap.add_argument(
+        "--signal-strength",
+        type=float,
+        default=1.5,
+        help="SD of the cohort's time-constant log-hazard before the markers' share (generate_cohort)",
+    )
+    ap.add_argument(
         "--marker-burden",
         type=float,
         default=0.0,
@@ -82,6 +88,7 @@ def main() -> None:
         longitudinal=True,
         image_size=32,
         marker_burden=args.marker_burden,
+        signal_strength=args.signal_strength,
     )
     cohort = Cohort.load(res.manifest_path)
     # (an existing run folder of the same config and data is continued: finished folds are reused)
@@ -113,10 +120,11 @@ def main() -> None:
         "",
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} python "
         f"bench/longitudinal_synthetic.py --n-patients {args.n_patients} --marker-burden "
-        f"{args.marker_burden:g}`. Machine: {cpu_name()}, "
+        f"{args.marker_burden:g} --signal-strength {args.signal_strength:g}`. Machine: {cpu_name()}, "
         f"{os.cpu_count()} cores, CPU only. Date: {date.today().isoformat()}.",
         "",
-        f"`generate_cohort(longitudinal=True, marker_burden={args.marker_burden:g})` (seed 0, "
+        f"`generate_cohort(longitudinal=True, marker_burden={args.marker_burden:g}, "
+        f"signal_strength={args.signal_strength:g})` (seed 0, "
         f"{args.n_patients} patients; labs: cea and albumin",
         "drive a time-varying hazard, ldh and haemoglobin are decoys; the baseline modalities carry 60 %",
         "of the time-constant log-hazard). Config: `configs/demo.yaml` + `labs: longitudinal_gru`,",

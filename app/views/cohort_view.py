@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from multimodal.dashboard import cohort_stats
 from multimodal.dashboard.figures import Curve, calibration_figure, calibration_png, curves_figure
-from multimodal.dashboard.vocabulary import time_axis
+from multimodal.dashboard.landmark import landmark_metric_table
+from multimodal.dashboard.vocabulary import fmt_horizon, time_axis, time_since_axis
 
 from .common import (
     Ctx,
@@ -42,12 +45,39 @@ def _filters(attrs: pd.DataFrame, modalities: list[str]) -> pd.Index:
     return cohort_stats.apply_filters(attrs, selected, need)
 
 
+def _landmark_view(ctx: Ctx) -> Ctx:
+    """A landmark run: the landmark to look at (a select box) and the run as seen there."""
+    run = ctx.run
+    setup = run.landmark_setup
+    horizon = fmt_horizon(run.horizon, ctx.unit) if run.horizon is not None else "n/a"
+    s = st.selectbox(
+        "landmark",
+        run.landmarks,
+        format_func=lambda v: f"{v:g} {ctx.unit}",
+        key="landmark",
+        help="The patients still followed at this time, each predicted from what was measured "
+        "up to it.",
+    )
+    view = run.at_landmark(s)
+    st.caption(
+        f"Landmark run: every patient still followed at a landmark is predicted from what was "
+        f"measured up to it, for the next {horizon}. Shown: the landmark {s:g} {ctx.unit} — "
+        f"times count from it and stop at the horizon, {horizon} later; events after it are "
+        "censored there. Landmarks the model was trained at: "
+        f"{', '.join(f'{t:g}' for t in (setup.times if setup else run.landmarks))} {ctx.unit}."
+    )
+    return replace(ctx, run=view)
+
+
 def render(ctx: Ctx) -> None:
+    st.header("Cohort")
+    base = ctx
+    if ctx.run.is_landmark:
+        ctx = _landmark_view(ctx)
     run = ctx.run
     unit = ctx.unit
-    st.header("Cohort")
     cohort_path = ctx.cohort_path
-    attrs = get_attributes(run, ctx.run_dir, cohort_path)
+    attrs = get_attributes(run, ctx.run_key, cohort_path)
     modalities = run.modalities
     ids = _filters(attrs, modalities) if cohort_path else attrs.index
     sub = attrs.loc[ids]
@@ -83,10 +113,13 @@ def render(ctx: Ctx) -> None:
         else endpoints[0]
     )
     n_groups = right.selectbox("risk groups", [2, 3, 4], index=1, key="n_groups")
-    groups = get_groups(run, ctx.run_dir, n_groups, ep)
+    groups = get_groups(run, ctx.run_key, n_groups, ep)
     gs = cohort_stats.survival_by_group(run, groups, ids, ep)
     _km_section(ctx, gs, ep)
-    _metrics_section(ctx, ep, ids if filtered else None)
+    if base.run.is_landmark:
+        _landmark_metrics_section(base, filtered)
+    else:
+        _metrics_section(ctx, ep, ids if filtered else None)
     _calibration_section(ctx, sub, ep, ids)
 
 
@@ -110,8 +143,9 @@ def _km_section(ctx: Ctx, gs, ep: str) -> None:
         else (f"{gs.p_value:.2e}" if gs.p_value < 1e-3 else f"{gs.p_value:.3f}")
     )
     title = f"log-rank p = {p}"
+    xlabel = time_axis(unit) if run.landmark_at is None else time_since_axis(unit)
     st.plotly_chart(
-        curves_figure(curves, title, time_axis(unit), at_risk=gs.at_risk),
+        curves_figure(curves, title, xlabel, at_risk=gs.at_risk),
         width="stretch",
         key="km_groups",
     )
@@ -130,13 +164,15 @@ def _km_section(ctx: Ctx, gs, ep: str) -> None:
     counts = gs.counts.assign(**{median_col: [fmt_time(t, unit) for t in gs.counts[median_col]]})
     st.dataframe(counts, width="content")
     table = gs.curves.rename(columns={"time": f"time ({unit})"})
-    curve_downloads(curves, table, title, unit, "km_by_risk_group", "km", at_risk=gs.at_risk)
+    curve_downloads(
+        curves, table, title, unit, "km_by_risk_group", "km", at_risk=gs.at_risk, xlabel=xlabel
+    )
 
 
 def _metrics_section(ctx: Ctx, ep: str, ids: pd.Index | None) -> None:
     run = ctx.run
     st.subheader("Discrimination and prediction error")
-    table = get_metric_table(run, ctx.run_dir, ep, tuple(ids) if ids is not None else None)
+    table = get_metric_table(run, ctx.run_key, ep, tuple(ids) if ids is not None else None)
     number = st.column_config.NumberColumn(format="%.3f")
     st.dataframe(
         table,
@@ -150,6 +186,41 @@ def _metrics_section(ctx: Ctx, ep: str, ids: pd.Index | None) -> None:
             "With filters, the C-index is recomputed for each fold over its filtered validation "
             "patients; Uno's C, IBS and td-AUC stay those of the whole run."
         )
+
+
+def _landmark_metrics_section(ctx: Ctx, filtered: bool) -> None:
+    """A landmark run's metrics: the C-index and Brier score at each landmark it was scored at."""
+    run = ctx.run
+    horizon = fmt_horizon(run.horizon, ctx.unit) if run.horizon is not None else "n/a"
+    title = f"C-index and Brier score at each landmark (horizon {run.horizon:g} {ctx.unit})"
+    st.subheader(title)
+    table = landmark_metric_table(run)
+    if table.empty:
+        st.info("metrics.json holds no per-landmark metrics: run `multimodal evaluate RUN_DIR`.")
+        return
+    number = st.column_config.NumberColumn(format="%.3f")
+    count = st.column_config.NumberColumn(format="%d")
+    st.dataframe(
+        table,
+        width="stretch",
+        hide_index=True,
+        column_config={
+            "C-index": number,
+            "Brier score": number,
+            "patients at risk": count,
+            table.columns[2]: count,
+        },
+    )
+    st.caption(
+        f"At each landmark s, the validation patients still followed at s, scored by the fold "
+        f"model that did not train on them, on what happens in the next {horizon}: Harrell's "
+        "C-index (0.5 = chance, 1 = perfect ranking) and the IPCW Brier score of the predicted "
+        f"survival probability {horizon} after s (0 = perfect, 0.25 = always 50%); means over "
+        "the folds with 95% t-intervals over folds. The last row, the mean over the landmarks, "
+        "is the sidebar's C-index."
+        + (" The table is for all patients of the run (filters do not apply)." if filtered else "")
+    )
+    csv_download("Download CSV", table, "landmark_metrics.csv", "dl_landmark_metrics")
 
 
 def _calibration_section(ctx: Ctx, sub: pd.DataFrame, ep: str, ids: pd.Index) -> None:

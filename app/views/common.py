@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from multimodal.dashboard import cohort_stats, evidence, ood, patient, vocabulary
+from multimodal.dashboard import cohort_stats, evidence, landmark, ood, patient, vocabulary
 from multimodal.dashboard.figures import Curve, curves_png
 from multimodal.dashboard.launch import ENV_COHORT, ENV_RUN
 from multimodal.dashboard.run_data import RunData, load_run_data
@@ -47,6 +47,13 @@ class Ctx:
     @property
     def unit(self) -> str:
         return self.run.time_unit
+
+    @property
+    def run_key(self) -> str:
+        """Cache key of what the page shows: the run folder, and the landmark of a landmark
+        run's view at one landmark (:meth:`RunData.at_landmark`)."""
+        s = self.run.landmark_at
+        return self.run_dir if s is None else f"{self.run_dir}@{s:g}"
 
     def cohort(self):
         return get_cohort(self.cohort_path) if self.cohort_path else None
@@ -193,13 +200,27 @@ def explanation_tables(run_dir: str):
 def predict_patients(
     run_dir: str, cohort_path: str, ids: tuple[str, ...], max_time: float, unit: str
 ):
-    """The fold models' curves of cohort patients on a fine grid up to ``max_time``."""
+    """The fold models' curves of cohort patients on a fine grid up to ``max_time`` (a landmark
+    run: from each patient's latest visit, up to its horizon)."""
     run = open_run(run_dir, None)
-    grid = patient.curve_grid(max_time, extra=list(patient.horizons_for(unit).values()))
+    grid = patient.curve_grid(
+        min(max_time, patient.curve_limit(run)), extra=list(patient.run_horizons(run).values())
+    )
     cohort = get_cohort(cohort_path).subset(list(ids))
     return patient.fold_predictions(
         get_model(run_dir), cohort, grid, run.reference_risks(), run.pooled_reference()
     )
+
+
+@st.cache_data(max_entries=64, show_spinner="Predicting at each visit…")
+def visit_risks(run_dir: str, cohort_path: str, pid: str, fold: int | None) -> pd.DataFrame:
+    """A landmark run: the event probability within the horizon predicted at each of the
+    patient's visits (:func:`multimodal.dashboard.landmark.risk_at_visits`)."""
+    run = open_run(run_dir, None)
+    cohort = get_cohort(cohort_path).subset([pid])
+    model = get_model(run_dir)
+    visits = landmark.visit_times(landmark.measurements(cohort, pid, model.modalities))
+    return landmark.risk_at_visits(model, cohort, pid, float(run.horizon), visits, fold)
 
 
 @st.cache_data(max_entries=64, show_spinner="Working out what drove the prediction…")
@@ -283,17 +304,19 @@ def curve_downloads(
     stem: str,
     key: str,
     at_risk: pd.DataFrame | None = None,
+    xlabel: str | None = None,
 ) -> None:
     """PNG and CSV download buttons side by side for survival curves: ``<stem>.png`` (the PNG is
     drawn only when clicked, with the numbers at risk when given) and ``<stem>.csv``
-    (``table``); widget keys ``dl_<key>_png|csv``."""
+    (``table``); widget keys ``dl_<key>_png|csv``. ``xlabel``: the time axis (default
+    ``time (<unit>)``)."""
     c1, c2 = st.columns(2)
     with c1:
         png_download(
             "Download PNG",
             curves,
             title,
-            time_axis(unit),
+            xlabel or time_axis(unit),
             "survival probability",
             f"{stem}.png",
             f"dl_{key}_png",
@@ -313,23 +336,35 @@ def at_risk_caption(at_risk: pd.DataFrame | None, unit: str) -> None:
 
 
 def probability_tiles(
-    cols, pred, pid: str, fold: int | None, horizons: dict[str, float], unit: str, last: float
+    cols,
+    pred,
+    pid: str,
+    fold: int | None,
+    horizons: dict[str, float],
+    unit: str,
+    last: float,
+    since: str | None = None,
 ) -> None:
     """One tile per horizon: event probability by t with the fold models' range; ``last`` is
-    the longest follow-up (later horizons are extrapolations, and the tile says so)."""
+    the longest follow-up (later horizons are extrapolations, and the tile says so). ``since``:
+    a landmark run's prediction, whose times count from that moment ("the latest visit")."""
     for col, (label, t) in zip(cols, horizons.items()):
         p, lo, hi = pred.event_probability(pid, t, fold)
         extra = " Beyond the longest follow-up of the cohort: an extrapolation." if t > last else ""
         if np.isnan(p):
             extra = " Not available: beyond the times the run's predictions were saved at."
+        what = (
+            f"Probability of the event within {label} ({t:g} {unit}) of {since}, for a patient "
+            f"alive then = 1 − survival probability {label} after {since}."
+            if since
+            else f"Probability of the event by {label} ({t:g} {unit}) = 1 − survival probability "
+            f"at {label}."
+        )
         col.metric(
-            event_probability_label(label),
+            event_probability_label(label, within=since is not None),
             fmt_pct(p),
             None if np.isnan(lo) else f"folds {fmt_pct(lo)}–{fmt_pct(hi)}",
-            help=(
-                f"Probability of the event by {label} ({t:g} {unit}) = 1 − survival probability "
-                f"at {label}. Range: the fold models' values." + extra
-            ),
+            help=what + " Range: the fold models' values." + extra,
             delta_color="off",
             delta_arrow="off",
         )

@@ -7,9 +7,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from multimodal.dashboard.cohort_stats import risk_position
 from multimodal.dashboard.figures import Curve, curves_figure
-from multimodal.dashboard.patient import horizons_for, oof_prediction
-from multimodal.dashboard.vocabulary import event_probability_label, fmt_hr, fmt_pct, time_axis
+from multimodal.dashboard.patient import (
+    curve_limit,
+    latest_landmark_prediction,
+    oof_prediction,
+    run_horizons,
+)
+from multimodal.dashboard.vocabulary import (
+    event_probability_label,
+    fmt_hr,
+    fmt_pct,
+    time_axis,
+    time_since_axis,
+)
 
 from .common import Ctx, csv_download, curve_downloads, fmt_time, predict_patients
 
@@ -24,10 +36,12 @@ def render(ctx: Ctx) -> None:
         return
     unit = ctx.unit
     oof = run.oof()
+    since = "the latest visit" if run.is_landmark else None
     if ctx.cohort_path:
-        pred = predict_patients(
-            ctx.run_dir, ctx.cohort_path, tuple(chosen), float(run.max_time), unit
-        )
+        pred = predict_patients(ctx.run_dir, ctx.cohort_path, tuple(chosen), curve_limit(run), unit)
+    elif run.is_landmark:  # saved predictions at each patient's latest landmark
+        pred = latest_landmark_prediction(run, list(chosen))
+        since = "the latest landmark"
     else:  # the fold models' predictions saved in the run, at its evaluation times
         pred = oof_prediction(run, list(chosen))
     rows, curves = [], []
@@ -44,24 +58,32 @@ def render(ctx: Ctx) -> None:
                 c["upper"].to_numpy()[ok],
             )
         )
-        row = {
-            "patient": pid,
-            "risk percentile (%)": round(float(oof.loc[pid, "percentile"]), 1),
-        }
+        pct = float(oof.loc[pid, "percentile"])
+        if since is not None:  # among the training rows, at the moment predicted from
+            pct = risk_position(run, pred.risk(pid, fold), fold)[1]
+        row = {"patient": pid, "risk percentile (%)": round(pct, 1)}
         if run.proportional_hazards:
             row["hazard ratio vs median patient"] = fmt_hr(pred.hazard_ratios(pid, fold)[0])
         row["median survival"] = fmt_time(pred.median(pid, fold)[0], unit)
-        for label, t in horizons_for(unit).items():
-            row[event_probability_label(label)] = fmt_pct(pred.event_probability(pid, t, fold)[0])
+        for label, t in run_horizons(run).items():
+            p = pred.event_probability(pid, t, fold)[0]
+            row[event_probability_label(label, within=since is not None)] = fmt_pct(p)
         rows.append(row)
+    xlabel = time_axis(unit) if since is None else time_since_axis(unit, since)
     st.plotly_chart(
-        curves_figure(curves, "", time_axis(unit), height=440),
+        curves_figure(curves, "", xlabel, height=440),
         width="stretch",
         key="compare_curves",
     )
     st.caption(
         "Survival probability. Curves: each patient's out-of-fold model (the fold model that did "
         "not train on the patient); bands: range of the fold models' curves."
+        + (
+            f" Landmark run: each patient predicted at {since}, from what was measured up to "
+            "then; times count from it."
+            if since
+            else ""
+        )
     )
     table = pd.DataFrame(rows).set_index("patient")
     st.dataframe(table, width="stretch")
@@ -75,5 +97,5 @@ def render(ctx: Ctx) -> None:
             for c in curves
         ]
     )
-    curve_downloads(curves, long, "Predicted survival", unit, "compare", "cmp")
+    curve_downloads(curves, long, "Predicted survival", unit, "compare", "cmp", xlabel=xlabel)
     csv_download("Download the table (CSV)", table, "compare_table.csv", "dl_cmp_table", index=True)

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from multimodal.dashboard import cohort_stats, ood
-from multimodal.dashboard.figures import Curve, curves_figure
+from multimodal.dashboard import ood
+from multimodal.dashboard.cohort_stats import risk_position
+from multimodal.dashboard.figures import Curve, curves_figure, visit_risk_figure
+from multimodal.dashboard.landmark import risk_at_visits
 from multimodal.dashboard.new_patient import (
     NEW_PATIENT_ID,
     NewPatient,
@@ -27,8 +29,21 @@ from multimodal.dashboard.new_patient import (
     read_genomics_row,
     refusals,
 )
-from multimodal.dashboard.patient import curve_grid, fold_predictions, horizons_for
-from multimodal.dashboard.vocabulary import fmt_pct, time_axis
+from multimodal.dashboard.patient import curve_grid, curve_limit, fold_predictions, run_horizons
+from multimodal.dashboard.visits import (
+    accepted_range,
+    clean_visits,
+    visit_times,
+    visits_template,
+)
+from multimodal.dashboard.vocabulary import (
+    event_probability_label,
+    fmt_horizon,
+    fmt_pct,
+    horizon_label,
+    time_axis,
+    time_since_axis,
+)
 from multimodal.exceptions import MultimodalError
 
 from .common import (
@@ -48,7 +63,41 @@ def _unknown(v) -> str:
     return "unknown (missing)" if v == "" else str(v)
 
 
-def _form(inputs) -> NewPatient | None:
+def _visits_editor(inputs, unit: str) -> pd.DataFrame:
+    """A landmark run's visits: an editable table, a row per visit (time and the values measured
+    then; empty = not measured)."""
+    st.markdown(
+        f"**Visits** — one row per visit: its time ({unit} from the training patients' time "
+        "origin, e.g. diagnosis) and the values measured then; leave a cell empty when a value "
+        "was not measured. Add rows for more visits. The prediction is made at the last visit, "
+        "for a patient alive then."
+    )
+    config = {
+        "time": st.column_config.NumberColumn(
+            f"time ({unit})", help=f"visit time in {unit}, >= 0", format="%g"
+        )
+    }
+    for v in inputs.visit_variables:
+        training = inputs.variable_ranges.get(v)
+        accepted = accepted_range(training)
+        hint = (
+            f"training values {training[0]:.4g} to {training[1]:.4g}; the model's input checks "
+            f"refuse values outside {accepted[0]:.4g} to {accepted[1]:.4g}"
+            if training is not None and accepted is not None
+            else "no training range recorded"
+        )
+        config[v] = st.column_config.NumberColumn(v, help=f"{v}: {hint}. Empty = not measured.")
+    return st.data_editor(
+        visits_template(inputs.visit_variables),
+        key="np_visits",
+        num_rows="dynamic",
+        hide_index=True,
+        column_config=config,
+        width="stretch",
+    )
+
+
+def _form(inputs, unit: str) -> NewPatient | None:
     limits = input_limits(inputs)
     if inputs.genes:
         st.download_button(
@@ -99,10 +148,14 @@ def _form(inputs) -> NewPatient | None:
             )
         if inputs.of_kind("imaging"):
             image_file = st.file_uploader("Image (NIfTI .nii/.nii.gz, PNG)", key="np_image")
+        visits = _visits_editor(inputs, unit) if inputs.variables else None
         if not st.form_submit_button("Predict"):
             return None
     clinical = {c: (None if v is None or v == "" else v) for c, v in clinical.items()}
     patient = NewPatient(clinical=clinical, report=report or None)
+    if visits is not None:
+        patient.visits_raw = visits
+        patient.visits = visits.apply(pd.to_numeric, errors="coerce")
     if genomics_file is not None:
         patient.genomics = read_genomics_row(genomics_file.getvalue())
     if image_file is not None:
@@ -117,27 +170,38 @@ def render(ctx: Ctx) -> None:
     model = ctx.model()
     inputs = model_inputs(model)
     try:
-        patient = _form(inputs)
+        patient = _form(inputs, ctx.unit)
     except MultimodalError as exc:
         st.session_state.pop(_RESULT, None)
         st.error(str(exc))
         return
     if patient is not None:
         st.session_state.pop(_RESULT, None)  # a refused form never shows an older prediction
-        refused = refusals(inputs, patient)
+        refused = refusals(inputs, patient, ctx.unit)
         if refused:
             st.error(
                 "Not predicted: some values are outside the accepted limits.\n\n"
                 + "\n".join(f"- {r}" for r in refused)
             )
             return
+        landmark, at_visits = None, None
         try:
             with tempfile.TemporaryDirectory(prefix="mm-new-") as tmp:
-                cohort = build_cohort(inputs, patient, tmp)
-                grid = curve_grid(run.max_time, extra=list(horizons_for(ctx.unit).values()))
+                cohort = build_cohort(inputs, patient, tmp, time_unit=ctx.unit)
+                grid = curve_grid(curve_limit(run), extra=list(run_horizons(run).values()))
+                if inputs.horizon is not None:  # a landmark run: predicted at the last visit
+                    landmark = patient.landmark()
                 pred = fold_predictions(
-                    model, cohort, grid, run.reference_risks(), run.pooled_reference()
+                    model,
+                    cohort,
+                    grid,
+                    run.reference_risks(),
+                    run.pooled_reference(),
+                    landmark=landmark,
                 )
+                times = visit_times(patient.visits)
+                if landmark is not None and len(times) > 1 and not pred.refused(NEW_PATIENT_ID):
+                    at_visits = risk_at_visits(model, cohort, NEW_PATIENT_ID, inputs.horizon, times)
         except (MultimodalError, OSError, ValueError) as exc:
             st.error(f"Cannot predict for this patient: {exc}")
             return
@@ -157,6 +221,9 @@ def render(ctx: Ctx) -> None:
             "status": modality_status(inputs, patient),
             "missing": missing_handling(inputs, patient),
             "inputs": {c: _unknown("" if v is None else v) for c, v in patient.clinical.items()},
+            "landmark": landmark,
+            "at_visits": at_visits,
+            "visits": clean_visits(patient.visits) if patient.visits is not None else None,
         }
     result = st.session_state.get(_RESULT)
     if result is None:
@@ -188,13 +255,11 @@ def _show(ctx: Ctx, result: dict) -> None:
     for issue in issues:
         st.warning(f"Input checks: {issue}")
 
-    cuts = cohort_stats.pooled_cutpoints(run, 3)
-    risk = pred.risk(pid)
-    group = cohort_stats.group_labels(3)[int(np.searchsorted(cuts, risk, side="right"))]
-    train = run.training_rows()["risk_centered"].to_numpy(float)
-    pct = 100.0 * float((train < risk).mean()) if train.size else float("nan")
+    group, pct = risk_position(run, pred.risk(pid))
     med, lo, hi = pred.median(pid)
-    horizons = horizons_for(unit)
+    horizons = run_horizons(run)
+    landmark = result.get("landmark")
+    since = None if landmark is None else "the last visit"
     top = st.columns(4)
     top[0].metric("risk group", group, help="tertiles of the fold-centred training risks")
     hazard_tile(top[1], run, pred, pid, None)
@@ -210,8 +275,17 @@ def _show(ctx: Ctx, result: dict) -> None:
         delta_arrow="off",
     )
     probability_tiles(
-        st.columns(len(horizons)), pred, pid, None, horizons, unit, float(run.max_time)
+        st.columns(len(horizons)),
+        pred,
+        pid,
+        None,
+        horizons,
+        unit,
+        curve_limit(run),
+        since=since,
     )
+    if landmark is not None:
+        _landmark_caption(ctx, result, landmark)
     c = pred.curve(pid)
     curve = Curve(
         "new patient (mean of the fold models)",
@@ -220,7 +294,8 @@ def _show(ctx: Ctx, result: dict) -> None:
         c["lower"].to_numpy(),
         c["upper"].to_numpy(),
     )
-    st.plotly_chart(curves_figure([curve], "", time_axis(unit)), width="stretch", key="new_curve")
+    xlabel = time_axis(unit) if since is None else time_since_axis(unit, since)
+    st.plotly_chart(curves_figure([curve], "", xlabel), width="stretch", key="new_curve")
     st.caption(
         "Curve: the mean of the fold models' survival probability; band and tile ranges: the "
         "range of the fold models (how much the prediction depends on the training patients), "
@@ -228,14 +303,18 @@ def _show(ctx: Ctx, result: dict) -> None:
     )
     frame = pd.DataFrame(
         {
-            f"time ({unit})": c["time"],
+            xlabel: c["time"],
             "survival probability": c["survival"],
             "event probability": 1 - c["survival"],
             "survival, fold minimum": c["lower"],
             "survival, fold maximum": c["upper"],
         }
     )
-    curve_downloads([curve], frame, "New patient", unit, "new_patient_survival", "new")
+    curve_downloads(
+        [curve], frame, "New patient", unit, "new_patient_survival", "new", xlabel=xlabel
+    )
+    if result.get("at_visits") is not None:
+        _visit_risks(ctx, result["at_visits"])
     csv_download(
         "Download the prediction summary (CSV)",
         _summary(result, pred, horizons, unit, group, pct),
@@ -244,10 +323,49 @@ def _show(ctx: Ctx, result: dict) -> None:
     )
 
 
+def _landmark_caption(ctx: Ctx, result: dict, landmark: float) -> None:
+    """Where a landmark run's prediction of the new patient stands (a landmark after the last
+    training one is the input checks' warning, shown above)."""
+    n = len(visit_times(result.get("visits")))
+    where = (
+        f"at the last visit ({landmark:g} {ctx.unit}), from the {n} visit(s) given"
+        if n
+        else "at the time origin (landmark 0): no visit given, the baseline data only"
+    )
+    st.caption(
+        f"Landmark run: predicted {where}, for a patient alive then; times count from that "
+        f"moment, up to the model's horizon: {fmt_horizon(ctx.run.horizon, ctx.unit)}."
+    )
+
+
+def _visit_risks(ctx: Ctx, table: pd.DataFrame) -> None:
+    """The new patient's event probability within the horizon had it been predicted at each
+    visit (the fold models' mean and range)."""
+    run, unit = ctx.run, ctx.unit
+    horizon = fmt_horizon(run.horizon, unit)
+    st.subheader(f"Predicted event probability within {horizon}, at each visit")
+    ylabel = event_probability_label(horizon_label(run.horizon, unit), within=True)
+    last = max(run.landmark_setup.times) if run.landmark_setup else None
+    st.plotly_chart(
+        visit_risk_figure(table, unit, ylabel, last), width="stretch", key="new_visit_risks"
+    )
+    st.caption(
+        f"At each visit s: the probability of the event in the next {horizon} for a patient "
+        "alive at s, from the visits up to s (mean of the fold models; bars: their range)."
+    )
+
+
 def _summary(result, pred, horizons, unit, group, pct) -> pd.DataFrame:
     """One row per item: the inputs as used, the modalities, the predicted numbers."""
     pid = NEW_PATIENT_ID
     rows = [(f"input: {c}", v) for c, v in result["inputs"].items()]
+    visits = result.get("visits")
+    if visits is not None and "time" in visits:
+        for i, (_, v) in enumerate(visits.iterrows(), start=1):
+            given = "; ".join(f"{k} {x:g}" for k, x in v.drop("time").items() if np.isfinite(x))
+            rows.append((f"visit {i} ({v['time']:g} {unit})", given or "no value"))
+    if result.get("landmark") is not None:
+        rows.append((f"landmark: predicted at ({unit})", f"{result['landmark']:g}"))
     rows += [
         (f"modality: {r.modality}", f"{r.status} ({r.detail})")
         for r in result["status"].itertuples()
@@ -262,7 +380,7 @@ def _summary(result, pred, horizons, unit, group, pct) -> pd.DataFrame:
         p, plo, phi = pred.event_probability(pid, t)
         rows.append(
             (
-                f"event probability by {label}",
+                event_probability_label(label, within=result.get("landmark") is not None),
                 f"{fmt_pct(p, 1)} (folds {fmt_pct(plo, 1)}-{fmt_pct(phi, 1)})",
             )
         )

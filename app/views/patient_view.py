@@ -29,6 +29,7 @@ from multimodal.dashboard.vocabulary import (
     time_axis,
 )
 
+from . import patient_landmark
 from .common import (
     Ctx,
     at_risk_caption,
@@ -76,6 +77,13 @@ def render(ctx: Ctx) -> None:
     oof = run.oof()
     ids = sorted(oof.index.astype(str))
     pid = select_patient(ctx, ids)
+    if run.is_landmark:  # biomarkers, risk at each visit, the prediction from the latest visit
+        pred, cohort = patient_landmark.render(ctx, pid)
+        if cohort is not None:
+            _availability(ctx, pid, cohort)
+        if pred is not None:
+            _evidence(ctx, pid, cohort, pred)
+        return
     row = oof.loc[pid]
     groups = get_groups(run, ctx.run_dir, 3, run.endpoint().name)
     unit = ctx.unit
@@ -423,6 +431,11 @@ def _evidence(ctx: Ctx, pid: str, cohort, pred) -> None:
         )
     else:
         ev = patient_evidence(ctx.run_dir, ctx.cohort_path, pid, full)
+    if ctx.run.is_landmark:
+        st.caption(
+            "Explained: the prediction from the latest visit (times count from it), with what "
+            "was measured up to then."
+        )
     st.caption(ev.description)
     if ev.source == "computed" and has_explain(ctx.model()):
         if st.button("Run the full explanation for this patient (slower)", key="full_explain"):

@@ -21,8 +21,12 @@ import pandas as pd
 
 from multimodal.dashboard.run_data import RunData
 
+#: A landmark run's fold metric: the mean of its per-landmark C-indices.
+LANDMARK_C_INDEX = "c_index_landmarks"
+
 __all__ = [
     "C_INDEX_NOTE",
+    "LANDMARK_C_INDEX",
     "GroupSurvival",
     "apply_filters",
     "c_index_summary",
@@ -36,6 +40,7 @@ __all__ = [
     "patient_attributes",
     "pooled_cutpoints",
     "risk_groups",
+    "risk_position",
     "survival_by_group",
 ]
 
@@ -88,6 +93,28 @@ def pooled_cutpoints(run: RunData, n_groups: int = 3, endpoint: str | None = Non
     if ref.size < n_groups:
         ref = run.oof(endpoint)["risk_centered"].to_numpy(float)
     return _cuts(ref, n_groups)
+
+
+def risk_position(
+    run: RunData, risk_centered: float, fold: int | None = None, n_groups: int = 3
+) -> tuple[str, float]:
+    """Risk group and percentile (0-100) of a risk scored by the loaded fold models (centred on
+    the fold's mean training risk, as :meth:`TrainedModel.predict` centres it): among the
+    training rows of fold ``fold``, or of every fold (centred per fold) for the fold ensemble
+    (``fold=None``, a new patient). A landmark run's training rows are its (patient, landmark)
+    rows. ``("n/a", nan)`` for a NaN risk."""
+    if not np.isfinite(risk_centered):
+        return "n/a", float("nan")
+    train = run.training_rows()
+    if fold is not None and (train["fold"] == fold).sum() >= n_groups:
+        ref = train.loc[train["fold"] == fold, "risk_centered"].to_numpy(float)
+        cuts = _cuts(ref, n_groups)
+    else:
+        ref = train["risk_centered"].to_numpy(float)
+        cuts = pooled_cutpoints(run, n_groups)
+    group = group_labels(n_groups)[int(np.searchsorted(cuts, risk_centered, side="right"))]
+    pct = 100.0 * float((ref < risk_centered).mean()) if ref.size else float("nan")
+    return group, pct
 
 
 def km_curve(time: np.ndarray, event: np.ndarray, label: str = "KM") -> pd.DataFrame:
@@ -268,22 +295,37 @@ def c_index_summary(
     run: RunData, endpoint: str | None = None, ids: pd.Index | None = None
 ) -> dict[str, float | int | str]:
     """The dashboard's one C-index (:data:`C_INDEX_NOTE`): ``estimate``, ``ci_low``, ``ci_high``,
-    ``n_folds`` and ``label``.
+    ``n_folds``, ``label`` and ``scope``.
 
     For the whole run the fold values are those of ``metrics.json`` (``folds[*].c_index``);
     with ``ids`` (filters) each fold's C-index is recomputed from ``predictions.csv`` over the
     fold's validation patients in ``ids``. A run without per-fold metrics gets them recomputed.
+    A landmark run's C-index is the mean over its landmarks of the per-landmark C-index
+    (``c_index_landmarks``); ``scope`` then says so ("" otherwise).
     """
     ep = run.endpoint(endpoint).name
     key = "c_index" if ep == run.endpoint().name else f"c_index_{ep}"
     folds = run.metrics.get("folds") or []
+    scope = ""
+    if run.is_landmark and ep == run.endpoint().name and ids is None:
+        if any(f.get(LANDMARK_C_INDEX) is not None for f in folds):
+            # a landmark run: the mean of the per-landmark C-indices, not the C over every
+            # (patient, landmark) row pooled (a patient's rows are not independent pairs)
+            key, scope = LANDMARK_C_INDEX, "mean over the landmarks"
     values = [f.get(key) for f in folds] if ids is None else []
     values = [float(v) for v in values if v is not None and np.isfinite(v)]
     if not values:
         values = _fold_c_indices(run, endpoint, ids)
     mean, _, lo, hi = _fold_ci(values)
-    label = f"C-index (mean of {len(values)} folds)"
-    return {"estimate": mean, "ci_low": lo, "ci_high": hi, "n_folds": len(values), "label": label}
+    label = f"C-index{', ' + scope if scope else ''} (mean of {len(values)} folds)"
+    return {
+        "estimate": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n_folds": len(values),
+        "label": label,
+        "scope": scope,
+    }
 
 
 def metric_table(

@@ -21,6 +21,9 @@ __all__ = [
     "curves_figure",
     "curves_png",
     "histogram_figure",
+    "trajectories_figure",
+    "trajectories_png",
+    "visit_risk_figure",
 ]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -362,5 +365,139 @@ def bar_figure(
         height=height or max(200, 28 * len(labels) + 80),
         margin={"l": 40, "r": 20, "t": 20, "b": 40},
         yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def trajectories_figure(
+    table: pd.DataFrame, unit: str, per_row: int = 3, height_per_row: int = 210
+):
+    """One small plot per biomarker: its values over time (``table``: time, variable, value, as
+    :func:`multimodal.dashboard.landmark.measurements`), each measurement a marker; the patient's
+    visits (every measurement time) are dotted vertical lines, so a visit where a variable was
+    not measured shows as a line without a marker."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    variables = list(dict.fromkeys(table["variable"].astype(str)))
+    per_row = max(1, min(per_row, len(variables)))
+    rows = max(1, -(-len(variables) // per_row))
+    fig = make_subplots(
+        rows=rows,
+        cols=per_row,
+        subplot_titles=variables,
+        horizontal_spacing=0.08,
+        vertical_spacing=min(0.25, 0.6 / rows),
+    )
+    visits = np.unique(table["time"].to_numpy(float))
+    pad = 0.03 * float(np.ptp(visits)) if visits.size > 1 else 1.0
+    span = [float(visits.min()) - pad, float(visits.max()) + pad] if visits.size else None
+    for i, v in enumerate(variables):
+        part = table[table["variable"].astype(str) == v].sort_values("time")
+        r, c = i // per_row + 1, i % per_row + 1
+        fig.add_trace(
+            go.Scatter(
+                x=part["time"],
+                y=part["value"],
+                mode="lines+markers",
+                name=v,
+                line={"color": PALETTE[0]},
+                marker={"size": 7},
+                showlegend=False,
+                hovertemplate=f"{v}<br>time %{{x:.2f}} {unit}<br>value %{{y:.4g}}<extra></extra>",
+            ),
+            row=r,
+            col=c,
+        )
+        for t in visits:
+            fig.add_vline(x=float(t), line_dash="dot", line_color="#bbbbbb", row=r, col=c)
+        fig.update_xaxes(title_text=f"time ({unit})", range=span, row=r, col=c)  # one time axis
+    fig.update_layout(
+        height=height_per_row * rows + 40, margin={"l": 40, "r": 20, "t": 40, "b": 40}
+    )
+    return fig
+
+
+def trajectories_png(table: pd.DataFrame, unit: str, per_row: int = 3) -> bytes:
+    """A static PNG of :func:`trajectories_figure` (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variables = list(dict.fromkeys(table["variable"].astype(str)))
+    per_row = max(1, min(per_row, len(variables)))
+    rows = max(1, -(-len(variables) // per_row))
+    fig, axes = plt.subplots(
+        rows, per_row, figsize=(3.2 * per_row, 2.4 * rows), dpi=110, sharex=True, squeeze=False
+    )
+    try:
+        visits = np.unique(table["time"].to_numpy(float))
+        for i, ax in enumerate(axes.ravel()):
+            if i >= len(variables):
+                ax.axis("off")
+                continue
+            part = table[table["variable"].astype(str) == variables[i]].sort_values("time")
+            for t in visits:
+                ax.axvline(float(t), color="#bbbbbb", linestyle=":", linewidth=0.8)
+            ax.plot(part["time"], part["value"], marker="o", color=PALETTE[0])
+            ax.set_title(variables[i], fontsize=9)
+            ax.set_xlabel(f"time ({unit})", fontsize=8)
+            ax.grid(alpha=0.3)
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def visit_risk_figure(
+    table: pd.DataFrame,
+    unit: str,
+    ylabel: str,
+    last_landmark: float | None = None,
+    xlabel: str = "visit time",
+):
+    """The predicted event probability at each visit (``table``: time, event_probability, low,
+    high, as :func:`multimodal.dashboard.landmark.risk_at_visits`), with the fold models' range
+    as error bars, in percent. ``last_landmark``: the last landmark the model was trained at,
+    drawn as a dotted line when visits lie beyond it (predictions there extrapolate)."""
+    import plotly.graph_objects as go
+
+    t = table[np.isfinite(table["event_probability"].to_numpy(float))]
+    p = 100 * t["event_probability"].to_numpy(float)
+    fig = go.Figure(
+        go.Scatter(  # plain lists: a few points, readable in the figure's JSON
+            x=t["time"].astype(float).tolist(),
+            y=p.tolist(),
+            mode="lines+markers",
+            name="predicted at the visit",
+            line={"color": PALETTE[1]},
+            marker={"size": 8},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": (100 * t["high"].to_numpy(float) - p).tolist(),
+                "arrayminus": (p - 100 * t["low"].to_numpy(float)).tolist(),
+                "color": _rgba(PALETTE[1], 0.5),
+            },
+            hovertemplate=f"{xlabel} %{{x:.2f}} {unit}<br>{ylabel} %{{y:.1f}}%<extra></extra>",
+        )
+    )
+    if last_landmark is not None and len(t) and float(t["time"].max()) > last_landmark:
+        fig.add_vline(
+            x=last_landmark,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text="last training landmark",
+        )
+    fig.update_layout(
+        xaxis_title=f"{xlabel} ({unit})",
+        yaxis_title=f"{ylabel} (%)",
+        yaxis_range=[0, 100],
+        height=320,
+        margin={"l": 40, "r": 20, "t": 30, "b": 40},
+        showlegend=False,
     )
     return fig

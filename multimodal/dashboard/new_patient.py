@@ -13,6 +13,10 @@ and the page says so (:func:`modality_status`).
 The tables go through the same schema checks as a cohort manifest's (``build_source``), so bad
 input gives the usual one-line messages. Uploaded files are written to a temporary folder that
 the caller owns (``workdir``); nothing is logged.
+
+A landmark run's model also takes a few visits (:mod:`multimodal.dashboard.visits`): a table of
+visit times and the values measured then; the prediction is made at the last visit (landmark =
+its time) for a patient alive then.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multimodal.dashboard import visits as visit_table
 from multimodal.exceptions import DataError
 
 __all__ = [
@@ -77,6 +82,11 @@ class ModelInputs:
     ranges : clinical numeric column -> (min, max) over the fold models' training patients
         (None where the run did not record it).
     sds : clinical numeric column -> training SD.
+    variables : longitudinal modality -> the variables the model reads (every fold model's).
+    variable_ranges : longitudinal variable -> (min, max) of its training measurements.
+    horizon : a landmark run's horizon (None for other runs): predictions then reach
+        ``horizon`` after the landmark.
+    landmarks : a landmark run's training landmarks.
     """
 
     kinds: dict[str, str] = field(default_factory=dict)
@@ -86,6 +96,15 @@ class ModelInputs:
     genes: list[str] = field(default_factory=list)
     ranges: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     sds: dict[str, float] = field(default_factory=dict)
+    variables: dict[str, list[str]] = field(default_factory=dict)
+    variable_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    horizon: float | None = None
+    landmarks: list[float] = field(default_factory=list)
+
+    @property
+    def visit_variables(self) -> list[str]:
+        """Every longitudinal variable of the model (the form's visit columns)."""
+        return list(dict.fromkeys(v for vs in self.variables.values() for v in vs))
 
     def of_kind(self, kind: str) -> list[str]:
         return [m for m, k in self.kinds.items() if k == kind]
@@ -111,6 +130,19 @@ def model_inputs(model: Any) -> ModelInputs:
         elif kind == "imaging":
             spec = fm.model.specs.get(m)
             out.spatial_dims[m] = int(getattr(spec, "spatial_dims", None) or 3)
+        elif kind == "longitudinal":
+            pipes = [f.pipelines[m] for f in model.folds if m in f.pipelines]
+            names = [v for p in pipes for v in getattr(p, "variables", [])]
+            out.variables[m] = list(dict.fromkeys(names))
+            for p in pipes:
+                for v, lo, hi in zip(p.variables, getattr(p, "low", []), getattr(p, "high", [])):
+                    old = out.variable_ranges.get(v, (lo, hi))
+                    out.variable_ranges[v] = (min(old[0], lo), max(old[1], hi))
+    landmark = getattr(getattr(model, "config", None), "data", None)
+    landmark = getattr(landmark, "landmark", None)
+    if landmark is not None:
+        out.horizon = float(landmark.horizon)
+        out.landmarks = [float(t) for t in landmark.times]
     return out
 
 
@@ -196,11 +228,17 @@ def input_limits(inputs: ModelInputs) -> dict[str, Limit]:
     return out
 
 
-def refusals(inputs: ModelInputs, patient: NewPatient) -> list[str]:
+def refusals(inputs: ModelInputs, patient: NewPatient, time_unit: str = "") -> list[str]:
     """Why the form's values cannot be predicted from (empty when they can): clinical numbers
-    that are not finite or lie outside :func:`input_limits`. Unknown (empty) values are fine."""
+    that are not finite or lie outside :func:`input_limits`; visits without a time, at a
+    negative time or twice at one time (:func:`~multimodal.dashboard.visits.visit_refusals`).
+    Unknown (empty) values are fine; visit values far outside the training range are refused by
+    the model's input checks when it predicts. ``time_unit``: of the visit times, for the
+    messages."""
     limits = input_limits(inputs)
     out = []
+    if inputs.variables:
+        out = visit_table.visit_refusals(patient.visits, patient.visits_raw, time_unit)
     for c, v in patient.clinical.items():
         if c not in limits or _missing(v):
             continue
@@ -236,6 +274,15 @@ def missing_handling(inputs: ModelInputs, patient: NewPatient) -> list[str]:
         for c in inputs.categorical:
             if _missing(patient.clinical.get(c)):
                 out.append(f"{c} unknown: the model's 'unknown' level, as in training.")
+    for m, names in inputs.variables.items():
+        if m not in patient.present(inputs):
+            continue
+        never = [v for v in names if v not in visit_table.measured(patient.visits)["variables"]]
+        if never:
+            out.append(
+                f"{m}: {', '.join(never)} never measured: the model's 'never measured' "
+                "indicator, as for a training patient without such a measurement."
+            )
     for m in inputs.of_kind("genomics"):
         if m in patient.present(inputs):
             given = patient.genomics.reindex(inputs.genes).notna().sum()
@@ -273,6 +320,14 @@ def modality_status(inputs: ModelInputs, patient: NewPatient) -> pd.DataFrame:
             )
         elif kind == "imaging":
             detail = f"file {patient.image[0]}" if used else "no image given"
+        elif kind == "longitudinal":
+            got = visit_table.measured(patient.visits)
+            detail = (
+                f"{got['visits']} visit(s), {got['values']} value(s) of "
+                f"{len(got['variables'])} of {len(inputs.variables.get(m, []))} variables"
+                if used
+                else "no visit values given"
+            )
         else:
             detail = "not available in the form"
         rows.append((m, kind, "used" if used else "not used", detail))
@@ -306,12 +361,21 @@ def read_genomics_row(data: bytes) -> pd.Series:
 @dataclass
 class NewPatient:
     """Form values: ``clinical`` column -> value; ``report`` text; ``genomics`` gene -> value;
-    ``image`` (file name, bytes) for ``image_modality``."""
+    ``image`` (file name, bytes) for ``image_modality``; ``visits`` (a landmark run): one row
+    per visit, ``time`` and a column per variable (:mod:`~multimodal.dashboard.visits`), as
+    numbers, ``visits_raw`` as typed (to name cells that are not numbers)."""
 
     clinical: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
     genomics: pd.Series | None = None
     image: tuple[str, bytes] | None = None
+    visits: pd.DataFrame | None = None
+    visits_raw: pd.DataFrame | None = None
+
+    def landmark(self) -> float:
+        """The landmark a landmark run predicts at: the last visit's time (0 without visits)."""
+        last = visit_table.last_visit(self.visits)
+        return 0.0 if last is None else last
 
     def present(self, inputs: ModelInputs) -> set[str]:
         out = set()
@@ -324,6 +388,8 @@ class NewPatient:
                 out.add(m)
             if kind == "imaging" and self.image is not None:
                 out.add(m)
+            if kind == "longitudinal" and visit_table.measured(self.visits)["values"]:
+                out.add(m)
         return out
 
 
@@ -335,8 +401,13 @@ def _missing(v: Any) -> bool:
     )
 
 
-def build_cohort(inputs: ModelInputs, patient: NewPatient, workdir: str | Path):
+def build_cohort(
+    inputs: ModelInputs, patient: NewPatient, workdir: str | Path, time_unit: str | None = None
+):
     """A one-patient :class:`~multimodal.data.cohort.Cohort` (id ``new-patient``).
+
+    ``time_unit``: the unit of the visit times (the cohort's). The patient's outcome is unknown
+    (a landmark run: no follow-up time, so any landmark is a time the patient is alive at).
 
     Raises
     ------
@@ -386,11 +457,22 @@ def build_cohort(inputs: ModelInputs, patient: NewPatient, workdir: str | Path):
             target.write_bytes(data)
             spec["spatial_dims"] = inputs.spatial_dims.get(m, 3)
             frame = pd.DataFrame([{"patient_id": pid, "path": target.name}])
+        elif kind == "longitudinal":
+            from multimodal.data.longitudinal import TIME_UNITS
+
+            frame = visit_table.long_table(patient.visits, pid)
+            frame = frame[frame["variable"].isin(inputs.variables.get(m, []))]
+            if time_unit in TIME_UNITS:
+                spec["time_unit"] = time_unit
         else:
             continue
         source = build_source(m, frame, spec, f"{m} (form)", problems, known, workdir)
         if source is not None:
             sources[m] = source
     problems.raise_if_any()
-    patients = pd.DataFrame({"time": [0.0], "event": [False]}, index=known)
+    if inputs.horizon is not None:  # a landmark run: the follow-up is unknown, not over at 0
+        # (a float NaN event: landmarking reads a nullable boolean <NA> as a value)
+        patients = pd.DataFrame({"time": [np.nan], "event": [np.nan]}, index=known)
+    else:
+        patients = pd.DataFrame({"time": [0.0], "event": [False]}, index=known)
     return Cohort(patients, sources, name="new-patient", root=workdir)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from multimodal.dashboard.vocabulary import hazard_ratio, round_horizons
+from multimodal.dashboard.vocabulary import hazard_ratio, horizon_label, round_horizons
 
 if TYPE_CHECKING:  # pragma: no cover
     from multimodal.dashboard.run_data import RunData
@@ -32,9 +32,12 @@ __all__ = [
     "PatientPrediction",
     "conditional_survival",
     "curve_grid",
+    "curve_limit",
     "fold_predictions",
     "horizons_for",
+    "latest_landmark_prediction",
     "oof_prediction",
+    "run_horizons",
     "similar_patients",
 ]
 
@@ -42,6 +45,24 @@ __all__ = [
 def horizons_for(time_unit: str) -> dict[str, float]:
     """1, 3 and 5 years in the cohort's time unit (:func:`~multimodal.dashboard.vocabulary.round_horizons`)."""
     return round_horizons(time_unit)
+
+
+def run_horizons(run: RunData) -> dict[str, float]:
+    """The horizons of a run's tiles and tables: 1, 3 and 5 years; for a landmark run those
+    within its horizon (times count from the landmark and stop there) and the horizon itself."""
+    horizon = run.horizon
+    if horizon is None:
+        return horizons_for(run.time_unit)
+    out = {k: t for k, t in horizons_for(run.time_unit).items() if t <= horizon + 1e-9}
+    if not any(abs(t - horizon) < 1e-9 for t in out.values()):
+        out[horizon_label(horizon, run.time_unit)] = float(horizon)
+    return out
+
+
+def curve_limit(run: RunData) -> float:
+    """How far a run's curves are drawn: a landmark run's horizon (it predicts no further),
+    else the longest follow-up."""
+    return float(run.horizon) if run.horizon is not None else float(run.max_time)
 
 
 def curve_grid(max_time: float, n: int = 80, extra: list[float] | None = None) -> list[float]:
@@ -187,6 +208,7 @@ def fold_predictions(
     times: list[float],
     reference: dict[int, float] | None = None,
     pooled_reference: float | None = None,
+    landmark: float | None = None,
 ) -> PatientPrediction:
     """Predict with each fold model separately (ensemble mean and spread).
 
@@ -203,6 +225,9 @@ def fold_predictions(
         (:meth:`~multimodal.dashboard.run_data.RunData.reference_risks`), for hazard ratios.
     pooled_reference : the ensemble's reference
         (:meth:`~multimodal.dashboard.run_data.RunData.pooled_reference`).
+    landmark : a landmark run's landmark (:meth:`TrainedModel.predict`): S(s + t | alive at s)
+        from what was measured up to ``s``, ``times`` counting from ``s`` (up to the horizon).
+        None: a landmark run predicts at each patient's latest measurement.
     """
     from multimodal.models.run import TrainedModel
 
@@ -211,7 +236,7 @@ def fold_predictions(
     frame = None
     for fm in model.folds:
         single = TrainedModel(model.run_dir, model.config, [fm], model.times, model.device)
-        frame = single.predict(cohort, list(times))
+        frame = single.predict(cohort, list(times), landmark=landmark)
         risks.append(frame["risk"].to_numpy(float))
         survs.append(frame[cols].to_numpy(float))
     ids = frame["patient_id"].astype(str).tolist()
@@ -267,6 +292,17 @@ def oof_prediction(run: RunData, ids: list[str], endpoint: str | None = None) ->
         pooled_reference=run.pooled_reference(ep.name),
         status=dict.fromkeys(map(str, ids), "ok"),
     )
+
+
+def latest_landmark_prediction(run: RunData, ids: list[str]) -> PatientPrediction:
+    """A landmark run's saved predictions (``predictions.csv``, no model needed) of its
+    patients, each at the latest landmark the run predicted it at: :func:`oof_prediction` of
+    those (patient, landmark) rows, under the patients' ids. Times count from the landmark."""
+    rows = [run.landmark_rows(str(p)) for p in ids]
+    pred = oof_prediction(run, [str(r["patient_id"].iloc[-1]) for r in rows])
+    pred.ids = [str(p) for p in ids]
+    pred.status = dict.fromkeys(pred.ids, "ok")
+    return pred
 
 
 def conditional_survival(times: np.ndarray, survival: np.ndarray, survived: float) -> pd.DataFrame:

@@ -11,6 +11,16 @@ Out-of-fold table
 each patient's *validation* row (an honest out-of-fold prediction). Cox risks are defined up to a
 constant per fold model, so validation risks are centred on the mean training risk of their fold
 (the convention of :class:`multimodal.models.run.TrainedModel`) before they are pooled.
+
+Landmark runs
+-------------
+A run trained with ``data.landmark`` (dynamic prediction, :mod:`multimodal.data.landmark`) has
+one row per (patient, landmark): ``patient_id`` is ``"<patient>@<s>"``, ``landmark_patient``
+the patient and ``landmark`` the landmark ``s``; ``time``/``event`` count from the landmark and
+stop at the horizon. :meth:`RunData.oof` then has one row per *patient* (its validation row at its
+earliest landmark; percentiles among the fold's training rows of every landmark), and
+:meth:`RunData.at_landmark` is the run as seen at one landmark: a plain run of the patients
+followed at ``s``, keyed by patient, whose C-index is the run's ``c_index_lm<s>``.
 """
 
 from __future__ import annotations
@@ -25,10 +35,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from multimodal.data.landmark import LANDMARK_COLUMN, PATIENT_COLUMN
+from multimodal.evaluation.dynamic import landmark_key
 from multimodal.exceptions import MultimodalError, RunFolderError
 from multimodal.runfolder import RunFolder
 
-__all__ = ["Endpoint", "RunData", "find_cohort", "load_run_data"]
+__all__ = ["Endpoint", "LandmarkSetup", "RunData", "find_cohort", "load_run_data"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +75,33 @@ class Endpoint:
         }.get(self.name, self.name)
 
 
+@dataclass(frozen=True)
+class LandmarkSetup:
+    """How a landmark run was trained (``data.landmark`` of its config).
+
+    Attributes
+    ----------
+    times : the training landmarks (cohort time unit).
+    horizon : predictions reach ``horizon`` after the landmark (S(s + t | alive at s), t <=
+        horizon).
+    eval_times : the landmarks the per-landmark metrics were computed at (the training
+        landmarks when the config names none).
+    """
+
+    times: list[float]
+    horizon: float
+    eval_times: list[float]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LandmarkSetup | None:
+        raw = (config.get("data") or {}).get("landmark")
+        if not isinstance(raw, dict) or raw.get("horizon") is None:
+            return None
+        times = [float(t) for t in raw.get("times") or []]
+        evals = raw.get("eval_times")
+        return cls(times, float(raw["horizon"]), [float(t) for t in evals] if evals else times)
+
+
 @dataclass
 class RunData:
     """What the dashboard knows about a run, read from its folder.
@@ -77,6 +116,8 @@ class RunData:
     cohort_path : the cohort the run was trained on, when found.
     time_unit : unit of ``time`` (``"months"`` unless the cohort says otherwise).
     notes : things the page should tell the user (e.g. the cohort could not be found).
+    landmark_at : for the view of a landmark run at one landmark (:meth:`at_landmark`): that
+        landmark; None otherwise.
     """
 
     run_dir: Path
@@ -89,7 +130,9 @@ class RunData:
     cohort_path: Path | None = None
     time_unit: str = "months"
     notes: list[str] = field(default_factory=list)
+    landmark_at: float | None = None
     _oof: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _views: dict[float, RunData] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -197,6 +240,76 @@ class RunData:
         values = s[:, j] + w * (s[:, j + 1] - s[:, j]) if len(times) > 1 else s[:, 0]
         return pd.Series(values, index=oof.index, name=f"S({t:g})")
 
+    # ------------------------------------------------------------------------- landmark runs
+    @property
+    def is_landmark(self) -> bool:
+        """Whether the predictions are (patient, landmark) rows of a landmark run."""
+        return PATIENT_COLUMN in self.predictions.columns and LANDMARK_COLUMN in self.predictions
+
+    @property
+    def landmark_setup(self) -> LandmarkSetup | None:
+        """The run's ``data.landmark`` (None for a run without landmarking)."""
+        return LandmarkSetup.from_config(self.config)
+
+    @property
+    def landmarks(self) -> list[float]:
+        """The landmarks of the predictions' rows, in order (empty for other runs)."""
+        if not self.is_landmark:
+            return []
+        s = pd.to_numeric(self.predictions[LANDMARK_COLUMN], errors="coerce").to_numpy(float)
+        return [float(v) for v in np.unique(s[np.isfinite(s)])]
+
+    @property
+    def horizon(self) -> float | None:
+        """A landmark run's horizon (how far after the landmark it predicts); None otherwise."""
+        setup = self.landmark_setup
+        return setup.horizon if setup is not None and self.is_landmark else None
+
+    def landmark_rows(self, patient_id: str) -> pd.DataFrame:
+        """A landmark run's rows of one patient (every fold, split and landmark), by landmark;
+        empty for other runs."""
+        p = self.predictions
+        if not self.is_landmark:
+            return p.iloc[:0]
+        rows = p[p[PATIENT_COLUMN].astype(str) == str(patient_id)]
+        return rows.sort_values(LANDMARK_COLUMN, kind="stable")
+
+    def at_landmark(self, landmark: float) -> RunData:
+        """The run at one landmark ``s``: the rows of the patients followed at ``s`` as a plain
+        run keyed by patient (outcomes from ``s``, up to the horizon). Its folds' ``c_index`` is
+        the run's ``c_index_lm<s>`` (recomputed from the rows when the run did not score that
+        landmark); the metrics over every landmark's rows (Uno's C, IBS, td-AUC) are left out.
+
+        Raises
+        ------
+        KeyError
+            ``landmark`` is not one of :attr:`landmarks`.
+        """
+        s = float(landmark)
+        if s in self._views:
+            return self._views[s]
+        known = np.asarray(self.landmarks)
+        if not known.size or not np.isclose(known, s).any():
+            raise KeyError(f"landmark {s:g} is not one of the run's landmarks {self.landmarks}")
+        p = self.predictions
+        rows = p[np.isclose(pd.to_numeric(p[LANDMARK_COLUMN], errors="coerce"), s)].copy()
+        rows["patient_id"] = rows.pop(PATIENT_COLUMN).astype(str)
+        rows = rows.drop(columns=[LANDMARK_COLUMN])
+        view = RunData(
+            run_dir=self.run_dir,
+            config=self.config,
+            meta=self.meta,
+            metrics=_metrics_at(self.metrics, s),
+            predictions=rows.reset_index(drop=True),
+            history=self.history,
+            endpoints=_endpoints(rows, self.endpoint().name),
+            cohort_path=self.cohort_path,
+            time_unit=self.time_unit,
+            landmark_at=s,
+        )
+        self._views[s] = view
+        return view
+
     @property
     def proportional_hazards(self) -> bool:
         """Whether ``risk`` is a Cox log-hazard (head ``cox``): then hazard ratios and effects in
@@ -265,12 +378,35 @@ def _endpoints(frame: pd.DataFrame, main: str) -> list[Endpoint]:
     return out
 
 
+def _metrics_at(metrics: dict[str, Any], landmark: float) -> dict[str, Any]:
+    """``metrics.json`` of a landmark run as seen at one landmark: ``c_index`` is that landmark's
+    ``c_index_lm<s>`` (absent when it was not scored); the metrics over all rows are dropped."""
+    c_key = f"c_index_{landmark_key(landmark)}"
+    pooled = ("c_index", "uno_c", "td_auc", "ibs")
+
+    def one(m: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in m.items() if k not in pooled and not k.startswith(pooled)}
+        if m.get(c_key) is not None:
+            out["c_index"] = m[c_key]
+        return out
+
+    out = one(metrics)
+    out["folds"] = [one(f) for f in metrics.get("folds") or []]
+    return out
+
+
 def _out_of_fold(pred: pd.DataFrame, ep: Endpoint) -> pd.DataFrame:
     p = pred
     has_split = "split" in p.columns and "fold" in p.columns
     val = p[p["split"].astype(str).isin(["val", "validation", "test"])] if has_split else p
     if val.empty:
         val = p
+    if PATIENT_COLUMN in val.columns and LANDMARK_COLUMN in val.columns:
+        # a landmark run: one row per patient, its earliest landmark (every row of the fold's
+        # training part, all landmarks, stays the reference of percentiles and hazard ratios)
+        val = val.sort_values(LANDMARK_COLUMN, kind="stable").assign(
+            patient_id=lambda f: f[PATIENT_COLUMN].astype(str)
+        )
     cols = {ep.time: "time", ep.event: "event", ep.risk: "risk"}
     cols.update({c: f"surv_{t:g}" for t, c in ep.surv.items()})
     fold = val["fold"] if "fold" in val else pd.Series(0, index=val.index)
@@ -382,6 +518,10 @@ def load_run_data(run_dir: str | Path, cohort: str | Path | None = None) -> RunD
 
 
 def _time_unit(path: Path) -> str:
+    """The unit of the cohort's times: ``patients.time_unit`` of a manifest; years for the Mayo
+    PBC file (:mod:`multimodal.data.pbc` reads its ``years`` column); else months."""
+    if path.name.lower() in ("pbc2.csv", "pbc2.csv.gz"):
+        return "years"
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         try:
             raw = yaml.safe_load(path.read_text()) or {}

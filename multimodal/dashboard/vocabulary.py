@@ -21,6 +21,7 @@ __all__ = [
     "effect_sentence",
     "event_probability_label",
     "explanation_horizon",
+    "fmt_horizon",
     "fmt_hr",
     "fmt_pct",
     "fmt_points",
@@ -31,6 +32,7 @@ __all__ = [
     "round_horizons",
     "survival_label",
     "time_axis",
+    "time_since_axis",
 ]
 
 #: Length of one year in each time unit the cohorts use (months are the default).
@@ -70,9 +72,19 @@ def horizon_label(t: float, unit: str) -> str:
     return fmt_time(t, unit, digits=0 if float(t).is_integer() else 1)
 
 
-def event_probability_label(label: str) -> str:
-    """``"event probability by 3 years"`` (1 - S(t))."""
-    return f"event probability by {label}"
+def fmt_horizon(t: float, unit: str) -> str:
+    """A horizon in words with its unit: ``"2 years (24 months)"``, ``"5 years"``,
+    ``"18 months"``."""
+    label = horizon_label(t, unit)
+    plain = fmt_time(t, unit, digits=0 if float(t).is_integer() else 1)
+    return label if label == plain or unit.lower().startswith("year") else f"{label} ({plain})"
+
+
+def event_probability_label(label: str, within: bool = False) -> str:
+    """``"event probability by 3 years"`` (1 - S(t)); ``within``: ``"event probability within
+    3 years"``, for a landmark run's times that count from the landmark (1 - S(s + t | alive at
+    s))."""
+    return f"event probability {'within' if within else 'by'} {label}"
 
 
 def survival_label(label: str) -> str:
@@ -83,6 +95,11 @@ def survival_label(label: str) -> str:
 def time_axis(unit: str) -> str:
     """The x-axis title of every survival plot."""
     return f"time ({unit})"
+
+
+def time_since_axis(unit: str, since: str = "the landmark") -> str:
+    """The x-axis title of a landmark run's curves, whose times count from the landmark."""
+    return f"time since {since} ({unit})"
 
 
 def fmt_time(t: float, unit: str, digits: int = 1) -> str:

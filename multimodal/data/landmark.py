@@ -193,9 +193,11 @@ def _residual_outcomes(
                 beyond = t > horizon
             t = np.where(beyond, horizon, t)
         rows[tcol] = t
-        if ecol in rows:
-            ev = rows[ecol]
-            rows[ecol] = ev.where(ev.isna(), ev.astype(bool) & ~beyond)
+        if ecol in rows:  # unknown events (new patients) stay unknown
+            ev = rows[ecol].astype("boolean")
+            rows[ecol] = (
+                (ev & ~beyond) if not ev.isna().any() else ev.where(ev.isna(), ev & ~beyond)
+            )
     return rows
 
 

@@ -47,3 +47,18 @@ def tiny_model(tiny_run):
     from multimodal.models.run import load_run
 
     return load_run(tiny_run)
+
+
+@pytest.fixture(scope="session")
+def landmark_run(tmp_path_factory) -> Path:
+    """A one-fold landmark run (``data.landmark``, horizon 24 months) on the tiny longitudinal
+    cohort of ``tests/longitudinal``: ``<tmp>/cohort`` (80 patients, ``marker`` and ``noise``
+    measured every ~6 months) and ``<tmp>/run``. Trains in seconds."""
+    import multimodal
+    from tests.longitudinal.conftest import TINY_CONFIG, write_cohort
+
+    root = tmp_path_factory.mktemp("dash-landmark")
+    manifest = write_cohort(root / "cohort")
+    config = dict(TINY_CONFIG, data={**TINY_CONFIG["data"], "cohort": str(manifest)})
+    multimodal.train(config, out=root / "run")
+    return root / "run"

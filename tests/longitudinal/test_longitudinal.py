@@ -369,3 +369,17 @@ def test_implausible_measurement_is_refused(tiny_run, tiny_cohort_path):
     assert "marker" in frame.loc["P000", "input_issues"]
     assert np.isnan(frame.loc["P000", "risk"])
     assert (frame.drop(index="P000")["status"] == "ok").all()
+
+
+def test_new_patients_without_outcomes_predict_at_a_landmark(tiny_run, tiny_cohort_path):
+    model = load_run(tiny_run.run_dir)
+    cohort = Cohort.load(tiny_cohort_path)
+    sub = cohort.subset(list(cohort.patients.index[:3]))
+    unknown = sub.patients.copy()
+    unknown["time"] = np.nan
+    unknown["event"] = pd.array([pd.NA] * len(unknown), dtype="boolean")
+    new = Cohort(unknown, sub.sources)
+    surv = model.predict_survival(new, times=[6, 12], landmark=6)
+    assert surv.notna().all().all()
+    no_event = Cohort(unknown.drop(columns=["event"]), sub.sources)
+    assert model.predict_survival(no_event, times=[6], landmark=6).notna().all().all()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
@@ -169,20 +168,9 @@ def test_explain_every_method(run, cli, tmp_path):
     assert meta["n_fold_models"] == 1  # one trained fold
 
 
-def test_dashboard_patient_page_full_explanation(run, monkeypatch, request):
+def test_dashboard_patient_page_full_explanation(run, monkeypatch):
     run.require_trained()
-    if run.name == "longitudinal.yaml":
-        request.node.add_marker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="the dashboard does not yet show landmark runs (rows are patient@landmark; "
-                "issue #17's dashboard part is open)",
-            )
-        )
-    pid = run.complete_val_patients(1)[0]
-    preds = run.predictions()
-    if "landmark_patient" in preds:  # a landmark run lists (patient, landmark) rows
-        pid = preds.loc[preds["landmark_patient"] == pid, "patient_id"].iloc[-1]
+    pid = run.complete_val_patients(1)[0]  # a landmark run's page lists patients, not rows
     monkeypatch.setenv(ENV_RUN, str(run.dir))
     monkeypatch.delenv(ENV_COHORT, raising=False)  # the run's config says where its cohort is
     monkeypatch.delenv(ENV_PASSWORD, raising=False)
