@@ -383,3 +383,33 @@ def test_new_patients_without_outcomes_predict_at_a_landmark(tiny_run, tiny_coho
     assert surv.notna().all().all()
     no_event = Cohort(unknown.drop(columns=["event"]), sub.sources)
     assert model.predict_survival(no_event, times=[6], landmark=6).notna().all().all()
+
+
+@needs_pbc
+def test_pbc2_competing_risks_at_landmarks(tmp_path):
+    """Transplantation vs death (the competing endpoint) trains and predicts on landmark rows."""
+    import multimodal
+
+    cfg = {
+        "endpoint": "competing",
+        "data": {
+            "cohort": str(SHARED),
+            "folds": 5,
+            "fold_indices": [0],
+            "landmark": {"times": [0, 1, 2, 3], "horizon": 5},
+        },
+        "encoders": {"labs": {"name": "longitudinal_mlp", "out_dim": 4}},
+        "fusion": {"name": "concat", "dim": 4},
+        "members": {"clinical": True, "linear": ["labs"], "deep": False},
+        "head": {"name": "cox"},
+        "train": {"epochs": 1, "progress": False, "refit": False},
+        "eval": {"bootstrap": 0, "n_times": 3},
+    }
+    result = multimodal.train(cfg, out=tmp_path / "run")
+    fold = result.metrics["folds"][0]
+    assert 0.6 < fold["c_index_death"] <= 1.0  # death: cause 2
+    assert 0.5 < fold["c_index_progression"] <= 1.0  # transplantation: cause 1
+    model = load_run(tmp_path / "run")
+    cohort = Cohort.load(SHARED)
+    cif = model.predict_cif(cohort.subset(list(cohort.patients.index[:5])), [1, 3], cause="death")
+    assert cif.shape == (5, 2)
