@@ -39,8 +39,8 @@ def test_ddp_gathered_cox_loss_equals_full_batch(tmp_path):
     time = torch.randint(1, 8, (19,), generator=g).float()  # ties across ranks
     event = torch.rand(19, generator=g) < 0.6
     # a gloo worker is now and then aborted with SIGABRT on a busy 2-core machine (2 of about 20
-    # runs here, before the worker computed anything): up to three attempts, each with a fresh
-    # rendezvous; a wrong result still fails below
+    # runs here; the cause was not found): up to three attempts, each with a fresh rendezvous; a
+    # wrong result still fails below
     for attempt in range(3):
         out = tmp_path / f"attempt{attempt}"
         out.mkdir()
