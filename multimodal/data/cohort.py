@@ -178,7 +178,9 @@ def load_tcga(
         problems.raise_if_any()
     if tables.patients is None:
         return None
-    cohort = Cohort(tables.patients, tables.sources, name=tables.name, root=tables.root)
+    cohort = Cohort(
+        tables.patients, tables.sources, name=tables.name, root=tables.root, time_unit="months"
+    )
     if splits_name is not None:
         cohort = _restrict_to_split(cohort, tables.root, splits_name)
     cohort.sources = _drop_empty_sources(cohort.sources, len(cohort), problems)
@@ -214,6 +216,7 @@ class Cohort:
         folds_dir: Path | None = None,
         known_ids: Iterable[str] | None = None,
         manifest: Manifest | None = None,
+        time_unit: str | None = None,
     ) -> None:
         self.patients = patients
         self.sources = dict(sources or {})
@@ -222,6 +225,14 @@ class Cohort:
         self.folds_dir = Path(folds_dir) if folds_dir is not None else None
         self.known_ids = pd.Index(list(known_ids) if known_ids is not None else patients.index)
         self.manifest = manifest
+        self._time_unit = time_unit
+
+    @property
+    def time_unit(self) -> str | None:
+        """The unit of ``time``: the manifest's ``patients.time_unit``, else what the loader knew
+        (``years`` for the PBC file), else None (not stated)."""
+        unit = getattr(self.manifest, "time_unit", None) if self.manifest is not None else None
+        return unit or self._time_unit
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -274,7 +285,8 @@ class Cohort:
         from multimodal.data.pbc import read_pbc2
 
         patients, sources = read_pbc2(path)
-        return cls(patients, sources, name="pbc2", root=Path(path).parent)
+        # root: the file itself, so that a run records where its cohort is (``_meta.cohort_path``)
+        return cls(patients, sources, name="pbc2", root=Path(path), time_unit="years")
 
     @classmethod
     def load(cls, path: str | Path, require_outcomes: bool = True) -> Cohort:
@@ -365,7 +377,14 @@ class Cohort:
         patients = self.patients[keep]
         sources = {m: s.subset(patients.index) for m, s in self.sources.items()}
         return Cohort(
-            patients, sources, self.name, self.root, self.folds_dir, self.known_ids, self.manifest
+            patients,
+            sources,
+            self.name,
+            self.root,
+            self.folds_dir,
+            self.known_ids,
+            self.manifest,
+            self._time_unit,
         )
 
     def filter(self, fn: Callable[[pd.DataFrame], Any]) -> Cohort:

@@ -170,6 +170,7 @@ def landmark_cohort(
         folds_dir=None,
         known_ids=rows.index,
         manifest=cohort.manifest,
+        time_unit=getattr(cohort, "time_unit", None),
     )
     out.landmark_horizon = horizon
     return out

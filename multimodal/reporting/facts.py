@@ -110,7 +110,7 @@ def gather(run_dir: str | Path, cohort: Any = None) -> RunFacts:
     )
     facts.cohort, facts.cohort_path = _cohort(facts, cohort)
     if facts.cohort is not None:
-        unit = getattr(getattr(facts.cohort, "manifest", None), "time_unit", None)
+        unit = getattr(facts.cohort, "time_unit", None)
         facts.unit_stated = bool(unit) or getattr(facts.cohort, "manifest", None) is None
         facts.time_unit = time_unit_of(facts.cohort)
     return facts

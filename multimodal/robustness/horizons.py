@@ -19,9 +19,11 @@ YEAR_IN: dict[str, float] = {"days": 365.25, "weeks": 365.25 / 7, "months": 12.0
 
 
 def time_unit_of(cohort: Any) -> str:
-    """The cohort's time unit (``patients.time_unit`` of its manifest); ``months`` otherwise
-    (TCGA folders and manifests that do not say)."""
-    unit = getattr(getattr(cohort, "manifest", None), "time_unit", None)
+    """The cohort's time unit (``Cohort.time_unit``: its manifest's ``patients.time_unit``, or
+    what its loader knew); ``months`` otherwise (TCGA folders and manifests that do not say)."""
+    unit = getattr(cohort, "time_unit", None) or getattr(
+        getattr(cohort, "manifest", None), "time_unit", None
+    )
     return str(unit).lower() if unit else "months"
 
 

@@ -130,6 +130,11 @@ def _validation_folds(trained: Any, cohort: Any) -> list[FoldCase]:
     """Each fold model with its validation patients (``predictions.csv``) that the cohort has."""
     preds = RunFolder(trained.run_dir).read_predictions()
     val = preds[preds["split"] == "val"]
+    if trained.config.data.landmark is not None and "landmark" not in cohort.patients:
+        # a landmark run's rows are (patient, landmark): the cohort as training stacked it
+        from multimodal.training.trainer import landmarked_for_training, trainable_cohort
+
+        cohort = landmarked_for_training(trained.config, trainable_cohort(cohort, trained.endpoint))
     known = set(map(str, cohort.patients.index))
     folds = []
     for fm in trained.folds:

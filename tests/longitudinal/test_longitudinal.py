@@ -353,6 +353,8 @@ def test_pbc2_loader():
     assert len(cohort.sources["labs"].table) > 15000
     lm = landmark_cohort(cohort, [1, 2, 3, 4, 5], horizon=5)
     assert lm.patients.groupby("landmark").size().tolist() == [290, 278, 245, 225, 202]
+    # times are years, and the landmark view and subsets say so (reports, dashboard horizons)
+    assert cohort.time_unit == lm.time_unit == cohort.subset(["PBC-001"]).time_unit == "years"
 
 
 def test_implausible_measurement_is_refused(tiny_run, tiny_cohort_path):
