@@ -450,24 +450,14 @@ def find_cohort(
     or relative to the working directory or the run folder), else the folder ``train`` recorded
     (``_meta.cohort_path``), else a ``cohort/`` folder next to the run (the demo layout
     ``runs/demo/{cohort,fusion}``)."""
-    from multimodal.data.cohort import locate_cohort
+    from multimodal.data.cohort import locate_cohort, locate_run_cohort
 
-    candidates: list[Path] = []
     if explicit:
-        candidates.append(Path(explicit))
-    configured = (config.get("data") or {}).get("cohort")
-    if configured:
-        p = Path(str(configured))
-        candidates += [p] if p.is_absolute() else [p, run_dir / p, run_dir.parent / p]
-    if recorded:
-        candidates.append(Path(str(recorded)))
-    candidates += [run_dir.parent / "cohort", run_dir / "cohort"]
-    for c in candidates:
         try:
-            return locate_cohort(c)[1]
+            return locate_cohort(explicit)[1]
         except MultimodalError:
-            continue
-    return None
+            pass
+    return locate_run_cohort(run_dir, config, recorded)
 
 
 def load_run_data(run_dir: str | Path, cohort: str | Path | None = None) -> RunData:

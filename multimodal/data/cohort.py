@@ -30,7 +30,14 @@ from multimodal.exceptions import DataError, MultimodalError
 from multimodal.registry import did_you_mean
 
 # parse_patients lives in multimodal.data.patients (below the TCGA reader); importable from here too
-__all__ = ["ALL_MODALITIES", "Cohort", "load_tcga", "locate_cohort", "parse_patients"]
+__all__ = [
+    "ALL_MODALITIES",
+    "Cohort",
+    "load_tcga",
+    "locate_cohort",
+    "locate_run_cohort",
+    "parse_patients",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,31 @@ def locate_cohort(path: str | Path) -> tuple[str, Path]:
             "and is not a TCGA folder (no clinical.csv)"
         )
     raise DataError(f"cohort {path} not found; give a manifest file or a TCGA folder")
+
+
+def locate_run_cohort(
+    run_dir: str | Path, config: dict[str, Any], recorded: str | Path | None = None
+) -> Path | None:
+    """Where a trained run's cohort is (:func:`locate_cohort` of the first that is one):
+    ``data.cohort`` of the run's ``config`` (absolute, or relative to the working directory, the
+    run folder or its parent), else the path ``train`` recorded (``_meta.cohort_path``), else a
+    ``cohort/`` folder beside or inside the run (the demo layout ``runs/demo/{cohort,fusion}``);
+    None when none is."""
+    run_dir = Path(run_dir)
+    candidates: list[Path] = []
+    configured = (config.get("data") or {}).get("cohort")
+    if configured:
+        p = Path(str(configured))
+        candidates += [p] if p.is_absolute() else [p, run_dir / p, run_dir.parent / p]
+    if recorded:
+        candidates.append(Path(str(recorded)))
+    candidates += [run_dir.parent / "cohort", run_dir / "cohort"]
+    for c in candidates:
+        try:
+            return locate_cohort(c)[1]
+        except MultimodalError:
+            continue
+    return None
 
 
 def _load_from_manifest(

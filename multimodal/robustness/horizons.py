@@ -63,25 +63,9 @@ def find_run_cohort(run_dir: str | Path, explicit: str | Path | None = None) -> 
     """Where a run's cohort is: ``explicit`` (a :class:`~multimodal.exceptions.DataError` when it
     is not a cohort), else ``data.cohort`` of its config, else the folder ``train`` recorded
     (``_meta.cohort_path``), else ``cohort/`` beside or inside the run; None when none is."""
-    from multimodal.data.cohort import locate_cohort
-    from multimodal.exceptions import MultimodalError
+    from multimodal.data.cohort import locate_cohort, locate_run_cohort
 
     if explicit:
         return locate_cohort(explicit)[1]
-    run_dir = Path(run_dir)
     raw = RunFolder(run_dir).read_config_raw()
-    candidates: list[Path] = []
-    configured = (raw.get("data") or {}).get("cohort")
-    if configured:
-        p = Path(str(configured))
-        candidates += [p] if p.is_absolute() else [p, run_dir / p, run_dir.parent / p]
-    recorded = (raw.get("_meta") or {}).get("cohort_path")
-    if recorded:
-        candidates.append(Path(str(recorded)))
-    candidates += [run_dir.parent / "cohort", run_dir / "cohort"]
-    for c in candidates:
-        try:
-            return locate_cohort(c)[1]
-        except MultimodalError:
-            continue
-    return None
+    return locate_run_cohort(run_dir, raw, (raw.get("_meta") or {}).get("cohort_path"))
