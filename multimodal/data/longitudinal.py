@@ -39,12 +39,24 @@ __all__ = [
     "LongitudinalSource",
     "check_against_outcomes",
     "convert_time",
+    "ols_slope",
 ]
 
 #: Length of each accepted time unit in years.
 TIME_UNITS = {"days": 1 / 365.25, "weeks": 7 / 365.25, "months": 1 / 12, "years": 1.0}
 
 _KEY = ["patient_id", "time", "variable"]
+
+
+def ols_slope(time: np.ndarray, value: np.ndarray) -> float:
+    """Least-squares slope of ``value`` over ``time`` (per unit of time); 0 with fewer than two
+    distinct times (one visit: no trend yet)."""
+    t = np.asarray(time, dtype=np.float64)
+    x = np.asarray(value, dtype=np.float64)
+    if len(t) < 2 or np.ptp(t) <= 0:
+        return 0.0
+    tc = t - t.mean()
+    return float((tc * (x - x.mean())).sum() / (tc * tc).sum())
 
 
 def convert_time(values: Any, unit: str, to_unit: str) -> Any:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.data.landmark import landmark_cohort
-from multimodal.data.longitudinal import LongitudinalSource
+from multimodal.data.longitudinal import LongitudinalSource, ols_slope
 from multimodal.evaluation.dynamic import horizon_brier
 from multimodal.survival.metrics import harrell_c
 
@@ -53,14 +53,10 @@ def landmark_design(
     if mode == "last":
         for v in slope_variables:
             part = table[table["variable"] == v]
-            slopes = {}
-            for pid, g in part.groupby("patient_id", sort=False):
-                t, x = g["time"].to_numpy(float), g["value"].to_numpy(float)
-                if len(t) > 1 and np.ptp(t) > 0:
-                    tc = t - t.mean()
-                    slopes[pid] = float((tc * (x - x.mean())).sum() / (tc * tc).sum())
-                else:
-                    slopes[pid] = 0.0
+            slopes = {
+                pid: ols_slope(g["time"].to_numpy(float), g["value"].to_numpy(float))
+                for pid, g in part.groupby("patient_id", sort=False)
+            }
             wide[f"{v}_slope"] = pd.Series(slopes).reindex(wide.index).fillna(0.0)
     clinical = next((src for src in cohort.sources.values() if src.kind == "clinical"), None)
     if clinical is not None:

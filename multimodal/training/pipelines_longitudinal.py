@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from multimodal.data.landmark import check_landmarked
+from multimodal.data.longitudinal import ols_slope
 from multimodal.training.pipeline_base import PIPELINES, ModalityPipeline, _present
 from multimodal.training.stores import DictStore
 from multimodal.types import InputSpec
@@ -159,10 +160,7 @@ class LongitudinalPipeline(ModalityPipeline):
             z = h["z"].to_numpy(dtype=np.float64)
             base = int(j) * parts
             out[base + 0] = z[-1]
-            if len(t) > 1 and np.ptp(t) > 0:
-                tc = t - t.mean()
-                slope = float((tc * (z - z.mean())).sum() / (tc * tc).sum())
-                out[base + 1] = np.clip(slope * self.time_scale, -5.0, 5.0)
+            out[base + 1] = np.clip(ols_slope(t, z) * self.time_scale, -5.0, 5.0)
             out[base + 2] = z[0]
             out[base + 3] = z.max()
             out[base + 4] = 0.0
