@@ -370,6 +370,23 @@ def probability_tiles(
         )
 
 
+MEDIAN_HELP = "predicted median survival time: where the survival curve crosses 50%"
+
+
+def median_tile(col, pred, pid: str, fold: int | None, unit: str, help: str = MEDIAN_HELP) -> None:
+    """The predicted median survival of ``fold``'s model (None: the ensemble), with the range over
+    the fold models."""
+    med, lo, hi = pred.median(pid, fold)
+    col.metric(
+        "median survival",
+        fmt_time(med, unit),
+        None if np.isnan(lo) else f"folds {fmt_time(lo, unit)}–{fmt_time(hi, unit)}",
+        help=help,
+        delta_color="off",
+        delta_arrow="off",
+    )
+
+
 def hazard_tile(col, run: RunData, pred, pid: str, fold: int | None) -> None:
     """The hazard ratio against the cohort's median patient (Cox runs), with the fold range."""
     if not run.proportional_hazards:

@@ -50,9 +50,9 @@ from .common import (
     Ctx,
     csv_download,
     curve_downloads,
-    fmt_time,
     get_profile,
     hazard_tile,
+    median_tile,
     probability_tiles,
 )
 
@@ -256,7 +256,6 @@ def _show(ctx: Ctx, result: dict) -> None:
         st.warning(f"Input checks: {issue}")
 
     group, pct = risk_position(run, pred.risk(pid))
-    med, lo, hi = pred.median(pid)
     horizons = run_horizons(run)
     landmark = result.get("landmark")
     since = None if landmark is None else "the last visit"
@@ -266,14 +265,7 @@ def _show(ctx: Ctx, result: dict) -> None:
     top[2].metric(
         "risk percentile", f"{pct:.0f}%", help="share of training patients with a lower risk"
     )
-    top[3].metric(
-        "median survival",
-        fmt_time(med, unit),
-        None if np.isnan(lo) else f"folds {fmt_time(lo, unit)}–{fmt_time(hi, unit)}",
-        help="predicted median survival time: where the survival curve crosses 50%",
-        delta_color="off",
-        delta_arrow="off",
-    )
+    median_tile(top[3], pred, pid, None, unit)
     probability_tiles(
         st.columns(len(horizons)),
         pred,

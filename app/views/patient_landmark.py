@@ -31,8 +31,8 @@ from .common import (
     Ctx,
     csv_download,
     curve_downloads,
-    fmt_time,
     hazard_tile,
+    median_tile,
     png_download,
     predict_patients,
     probability_tiles,
@@ -97,16 +97,15 @@ def _tiles(ctx: Ctx, pid: str, pred, fold: int, last: float, cohort) -> None:
         "n/a" if np.isnan(pct) else f"{pct:.0f}%",
         help="share of the fold model's training (patient, landmark) rows with a lower risk",
     )
-    med, lo, hi = pred.median(pid, fold)
-    top[3].metric(
-        "median survival",
-        fmt_time(med, unit),
-        None if np.isnan(lo) else f"folds {fmt_time(lo, unit)}–{fmt_time(hi, unit)}",
+    median_tile(
+        top[3],
+        pred,
+        pid,
+        fold,
+        unit,
         help="predicted median survival time after the latest visit: where the survival curve "
         f"crosses 50% (not reached when it stays above within the horizon, {run.horizon:g} "
         f"{unit})",
-        delta_color="off",
-        delta_arrow="off",
     )
     probability_tiles(
         st.columns(len(horizons)),

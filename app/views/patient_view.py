@@ -34,11 +34,11 @@ from .common import (
     Ctx,
     at_risk_caption,
     curve_downloads,
-    fmt_time,
     get_groups,
     get_profile,
     has_explain,
     hazard_tile,
+    median_tile,
     patient_evidence,
     patient_points,
     patient_saliency,
@@ -105,15 +105,7 @@ def render(ctx: Ctx) -> None:
         f"{row['percentile']:.0f}%",
         help="share of the fold model's training patients with a lower predicted risk",
     )
-    med, lo, hi = pred.median(pid, fold)
-    top[3].metric(
-        "median survival",
-        fmt_time(med, unit),
-        None if np.isnan(lo) else f"folds {fmt_time(lo, unit)}–{fmt_time(hi, unit)}",
-        help="predicted median survival time: where the survival curve crosses 50%",
-        delta_color="off",
-        delta_arrow="off",
-    )
+    median_tile(top[3], pred, pid, fold, unit)
     probability_tiles(
         st.columns(len(horizons)), pred, pid, fold, horizons, unit, float(run.max_time)
     )
