@@ -6,33 +6,13 @@ from pathlib import Path
 
 import pytest
 
-TINY = {
-    "data": {"folds": 2, "image_size": 8, "genomics_max_features": 30},
-    "encoders": {
-        "clinical": {"name": "clinical_mlp", "out_dim": 4},
-        "genomics": {"name": "snn", "out_dim": 4},
-        "report": {"name": "text_mlp", "out_dim": 4},
-        "ct": {"name": "small_cnn", "out_dim": 4},
-    },
-    "fusion": {"name": "attention_gated", "dim": 4},
-    "train": {"epochs": 2, "batch_size": 32, "patience": 5, "progress": False, "refit": False},
-    "eval": {"n_times": 4, "bootstrap": 0},
-}
+from tests._tiny_run import train_tiny_run
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """``<tmp>/cohort`` (44 synthetic patients, 8^3 CT) and ``<tmp>/run`` trained on it."""
-    import multimodal
-    from multimodal.data.synth import generate_cohort
-
-    root = tmp_path_factory.mktemp("dash")
-    generate_cohort(
-        root / "cohort", n_patients=44, seed=5, missing_rate=0.2, image_size=8, n_genes=40
-    )
-    cohort = multimodal.Cohort.load(root / "cohort" / "cohort.yaml")
-    multimodal.train(TINY, cohort=cohort, out=root / "run")
-    return root / "run"
+    return train_tiny_run(tmp_path_factory.mktemp("dash"), n_patients=44, seed=5, batch_size=32)
 
 
 @pytest.fixture(scope="session")

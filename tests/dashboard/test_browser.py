@@ -11,29 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests._browser import CHROMIUM, CHROMIUM_ARGS
+from tests._browser import chromium_or_skip as _chromium_or_skip
+
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _chromium_or_skip() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true but {CHROMIUM} is missing; scripts/browser.sh installs it")
-    pytest.skip(f"{CHROMIUM} not installed (bash scripts/browser.sh)")
 
 
 def _free_port() -> int:

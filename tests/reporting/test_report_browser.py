@@ -4,30 +4,12 @@ CI=true (`.ci/run` installs it with scripts/browser.sh)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
+from tests._browser import CHROMIUM, CHROMIUM_ARGS
+from tests._browser import chromium_or_skip as _chromium_or_skip
+
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _chromium_or_skip() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true but {CHROMIUM} is missing; scripts/browser.sh installs it")
-    pytest.skip(f"{CHROMIUM} not installed (bash scripts/browser.sh)")
 
 
 def test_report_opens_without_errors_or_requests(report_html, tmp_path):
