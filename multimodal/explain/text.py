@@ -18,6 +18,15 @@ so a positive value means the sentence raised the predicted risk:
   inferior.") is credited with the risk the findings lose when they are diluted less.
 - tokenized reports (``text_transformer``) and token-window chunking have no sentence embedding
   to replace: there the sentence is left out (``counterfactual`` says which was used).
+- lexical features (``data.text_features="lexical"``: TF-IDF of the report's words) have no
+  neutral sentence either: the sentence is left out, i.e. the report's features are recomputed
+  without it -- exactly the report's term counts less the sentence's (the pipeline reads the
+  same sentences). For the report's linear member a sentence's attribution is then the sum, over
+  the terms it holds, of coefficient times the change of the term's column (with sublinear term
+  frequency a term the report repeats elsewhere changes less). A report whose only sentence is
+  left out counts as missing the modality, as for the other "sentence removed" cases. With
+  ``"both"`` the embedding columns get the neutral sentence as above and the lexical columns the
+  report without the sentence (``counterfactual`` is ``"neutral sentence, terms removed"``).
 
 The shortened report goes through the fold's own fitted text pipeline (its sentence embeddings
 and standardisation), so the encoder and the report's linear member see what they would see for
@@ -79,8 +88,13 @@ COLUMNS = [
     "counterfactual",
 ]
 
-#: What a sentence is compared with: replaced by the neutral sentence, or left out.
-COUNTERFACTUALS: tuple[str, ...] = ("neutral sentence", "sentence removed")
+#: What a sentence is compared with: replaced by the neutral sentence, or left out, or (embedding
+#: and lexical features side by side) the neutral sentence in the embedding, its terms left out.
+COUNTERFACTUALS: tuple[str, ...] = (
+    "neutral sentence",
+    "sentence removed",
+    "neutral sentence, terms removed",
+)
 
 
 def sentence_spans(text: str) -> list[tuple[str, int, int]]:
@@ -166,14 +180,22 @@ def _neutral(
     The pipeline pools standardised sentence embeddings by their mean (dense) or keeps them as
     tokens, and the neutral sentence standardises to zero: for a report of n sentences the
     replaced report is ``(n - 1) / n`` times the shortened one (dense), or the shortened one plus
-    a zero token. None where the pipeline does not embed sentences (then the sentence is removed).
+    a zero token. With lexical features after the embedding (``text_features="both"``) only the
+    embedding columns are scaled; the lexical columns stay those of the shortened report (the
+    sentence's terms removed; an empty shortened report has none of the terms). None where the
+    pipeline does not embed sentences, or its features are lexical only (then the sentence is
+    removed).
     """
     sentences = getattr(getattr(pipeline, "ctx", None), "text_chunking", None) == "sentences"
     if not (isinstance(pipeline, TextPipeline) and sentences):
         return None
+    if pipeline.text_features == "lexical":
+        return None
     present = np.ones(len(n_sentences), dtype=bool)  # a one-sentence report is one neutral one
     if isinstance(shortened, DenseStore):
         keep = torch.from_numpy(((n_sentences - 1) / n_sentences).astype(np.float32))
+        if pipeline.text_features == "both":
+            return _neutral_embedding_only(pipeline, shortened, keep)
         values = shortened.values * keep.reshape(-1, *[1] * (shortened.values.dim() - 1))
         return DenseStore(spec=shortened.spec, present=present, values=values)
     if isinstance(shortened, TokenStore):
@@ -181,6 +203,21 @@ def _neutral(
         values = [torch.cat([v.reshape(-1, dim), torch.zeros(1, dim)]) for v in shortened.values]
         return TokenStore(spec=shortened.spec, present=present, values=values)
     return None
+
+
+def _neutral_embedding_only(
+    pipeline: TextPipeline, shortened: DenseStore, keep: torch.Tensor
+) -> DenseStore:
+    """``text_features="both"``: the embedding columns scaled by ``keep`` (the neutral sentence),
+    the lexical columns those of the shortened report (an empty one: the empty report's)."""
+    values = shortened.values.clone()
+    width = values.shape[1] - pipeline.n_terms
+    values[:, :width] *= keep.reshape(-1, 1)
+    empty = torch.from_numpy(~np.asarray(shortened.present, dtype=bool))
+    if bool(empty.any()):
+        values[empty, width:] = torch.from_numpy(pipeline.lexical_features([""]))
+    present = np.ones(len(keep), dtype=bool)
+    return DenseStore(spec=shortened.spec, present=present, values=values)
 
 
 def _counterfactual_store(
@@ -192,6 +229,8 @@ def _counterfactual_store(
     neutral = _neutral(pipeline, store, n_sentences)
     if neutral is None:  # a report whose only sentence is removed counts as missing
         return store, COUNTERFACTUALS[1]
+    if getattr(pipeline, "text_features", "embedding") == "both":
+        return neutral, COUNTERFACTUALS[2]
     return neutral, COUNTERFACTUALS[0]
 
 

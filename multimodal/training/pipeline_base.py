@@ -33,6 +33,8 @@ class PreprocessContext:
     text_model: str | None = None
     text_max_length: int = 256
     text_chunking: str = "sentences"
+    text_features: str = "embedding"
+    text_max_terms: int = 1000
     image_size: int = 32
     image_intensity: Any = "scale"
     genomics_max_features: int | None = None
@@ -48,6 +50,8 @@ class PreprocessContext:
             text_model=d.text_model,
             text_max_length=d.text_max_length,
             text_chunking=d.text_chunking,
+            text_features=d.text_features,
+            text_max_terms=d.text_max_terms,
             image_size=d.image_size,
             image_intensity=(
                 d.image_intensity

@@ -1,9 +1,11 @@
-"""The report-text pipeline: sentences (bounded in length and number), embeddings, caching."""
+"""The report-text pipeline: sentences (bounded in length and number), embeddings or lexical
+features (``data.text_features``), caching."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -11,6 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from multimodal.data.lexical import LexicalVectorizer, term_counts
+from multimodal.exceptions import ConfigError, DataError
 from multimodal.training.pipeline_base import (
     PIPELINES,
     ModalityPipeline,
@@ -25,6 +29,7 @@ __all__ = [
     "MAX_REPORT_CHARS",
     "MAX_REPORT_CHUNKS",
     "MAX_SENTENCE_CHARS",
+    "TEXT_FEATURES",
     "TextPipeline",
     "report_chunks",
     "split_sentences",
@@ -46,6 +51,12 @@ MAX_SENTENCE_CHARS = 1000
 MAX_REPORT_CHUNKS = 1000
 #: Characters embedded per report at most (whole sentences); the rest is left out.
 MAX_REPORT_CHARS = 50_000
+
+
+#: What a pooled text input holds (``data.text_features``).
+TEXT_FEATURES: tuple[str, ...] = ("embedding", "lexical", "both")
+#: Least number of training reports a lexical term occurs in.
+LEXICAL_MIN_DF = 5
 
 
 def _pieces(sentence: str, max_chars: int) -> Iterator[str]:
@@ -105,6 +116,18 @@ class TextPipeline(ModalityPipeline):
     sentence-level chunks are what explanations highlight. The pooled (or per-chunk) embeddings are
     standardised with the training fold's mean and standard deviation.
     A patient whose report text is empty counts as missing the modality.
+
+    ``data.text_features`` chooses what a pooled encoder (``text_mlp``) and the report's linear
+    member see: ``"embedding"`` (the above), ``"lexical"`` (TF-IDF of the negation-marked words
+    and word pairs of the report's sentences, :mod:`multimodal.data.lexical`, fitted on the
+    training reports; no transformer model is loaded) or ``"both"`` (the standardised pooled
+    embedding, then the lexical features). The lexical features read the same sentences the
+    embeddings do (:func:`report_chunks`, one per line), so a report without sentence j has
+    exactly the terms of the report less those of sentence j. The dense store's
+    :class:`~multimodal.types.InputSpec` names its columns (``feature_names``: the terms, after
+    ``embedding_<i>`` for ``"both"``) and, for ``"both"``, records the split as
+    ``groups``/``group_names`` (``["embedding", "lexical"]``). Token and tokenized encoders
+    (``text_chunks``, ``text_transformer``) take sentence embeddings or tokens only.
     """
 
     kind = "text"
@@ -173,12 +196,46 @@ class TextPipeline(ModalityPipeline):
             MAX_SENTENCE_CHARS,
         )
 
+    @property
+    def text_features(self) -> str:
+        """``"embedding"``, ``"lexical"`` or ``"both"``: fitted or loaded, else the context's."""
+        return self.__dict__.get("features_") or self.ctx.text_features
+
+    @property
+    def n_terms(self) -> int:
+        """Lexical feature columns (the last ones of the dense store); 0 without lexical features."""
+        vectorizer = getattr(self, "vectorizer_", None)
+        return 0 if vectorizer is None else vectorizer.n_terms
+
+    def _check_features(self, modality: str) -> str:
+        features = self.ctx.text_features
+        if features not in TEXT_FEATURES:
+            raise ConfigError(
+                f"data.text_features is {features!r}; choose one of {list(TEXT_FEATURES)}"
+            )
+        if features != "embedding" and self.encoder in self.TOKEN_ENCODERS:
+            reads = "sentence embeddings one by one"
+        elif features != "embedding" and self.encoder in self.TOKENIZED_ENCODERS:
+            reads = "the tokenized report"
+        else:
+            return features
+        raise ConfigError(
+            f"data.text_features={features!r} gives one feature vector per report, but the "
+            f"encoder {self.encoder!r} of text modality {modality!r} reads {reads}. Use the "
+            "text_mlp encoder (or a linear member) with lexical features, or set "
+            "data.text_features=embedding"
+        )
+
     def fit(self, source: Any, train_ids: list[str]) -> TextPipeline:
+        self.features_ = self._check_features(getattr(source, "name", self.kind))
+        self.vectorizer_ = None
         if self.encoder in self.TOKENIZED_ENCODERS:
             return self
         texts = self._texts(source)
         chosen = [i for i in train_ids if i in texts.index]
-        if not chosen:
+        if self.features_ != "embedding":
+            self._fit_lexical(source, [texts[i] for i in chosen], chosen)
+        if not chosen or self.features_ == "lexical":
             self.mean_ = self.std_ = None
             return self
         chunks = self._chunk_embeddings([texts[i] for i in chosen], chosen)
@@ -191,6 +248,53 @@ class TextPipeline(ModalityPipeline):
         self.std_ = np.maximum(rows.std(0), 1e-6)
         return self
 
+    def _fit_lexical(self, source: Any, texts: list[str], ids: list[str]) -> None:
+        """Fit the lexical vocabulary, idf and z-scores on the training reports ``texts``."""
+        vectorizer = LexicalVectorizer(min_df=LEXICAL_MIN_DF, max_terms=self.ctx.text_max_terms)
+        try:
+            self.vectorizer_ = vectorizer.fit_counts(self._term_counts(texts, ids))
+        except ValueError:
+            name = getattr(source, "name", self.kind)
+            raise DataError(
+                f"text modality {name!r}: lexical features (data.text_features="
+                f"{self.features_!r}) cannot be fitted on the {len(texts)} training report(s) "
+                f"of this fold: no term occurs in at least {LEXICAL_MIN_DF} of them (and varies "
+                "between them). Use data.text_features=embedding for so few reports"
+            ) from None
+
+    def _term_counts(self, texts: list[str], ids: list[str]) -> list[Counter[str]]:
+        """Lexical term counts of each report: the sum over its sentences (memoised per run)."""
+        memo: dict[str, Counter[str]] = self.ctx.memo.setdefault("text-lexical-sentences", {})
+        out = []
+        for text, pid in zip(texts, ids, strict=True):
+            chunks, cut = report_chunks(text)
+            if cut:
+                self._warn_cut(pid, text, chunks)
+            total: Counter[str] = Counter()
+            for chunk in chunks:
+                if chunk not in memo:
+                    memo[chunk] = term_counts(chunk)
+                total.update(memo[chunk])
+            out.append(total)
+        return out
+
+    def lexical_features(self, texts: list[str]) -> np.ndarray:
+        """(n, n_terms) float32 lexical features of ``texts`` as the pipeline computes them
+        (through :func:`report_chunks`); an empty text is a report with none of the terms.
+
+        Raises
+        ------
+        RuntimeError : the pipeline has no lexical features (``text_features="embedding"``).
+        """
+        if getattr(self, "vectorizer_", None) is None:
+            raise RuntimeError("this text pipeline has no lexical features")
+        ids = [f"text {i}" for i in range(len(texts))]
+        counts = [
+            self._term_counts([t], [i])[0] if str(t).strip() else Counter()
+            for t, i in zip(texts, ids, strict=True)
+        ]
+        return self.vectorizer_.transform_counts(counts)
+
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         if getattr(self, "mean_", None) is None:
             return x
@@ -202,6 +306,33 @@ class TextPipeline(ModalityPipeline):
         chosen = [i for i, p in zip(ids, present) if p]
         if self.encoder in self.TOKENIZED_ENCODERS:
             return self._tokenized(texts, ids, chosen, present)
+        features = self.text_features
+        if features == "embedding":
+            return self._embedding_store(texts, ids, chosen, present)
+        lexical = np.zeros((len(ids), self.n_terms), dtype=np.float32)
+        if chosen:
+            counts = self._term_counts([texts[i] for i in chosen], chosen)
+            lexical[present] = self.vectorizer_.transform_counts(counts)
+        names = list(self.vectorizer_.terms_)
+        if features == "lexical":
+            spec = InputSpec(kind="text", in_features=self.n_terms, feature_names=names)
+            return DenseStore(spec=spec, present=present, values=torch.from_numpy(lexical))
+        embedding = self._embedding_store(texts, ids, chosen, present).values.numpy()
+        dim = embedding.shape[1]
+        spec = InputSpec(
+            kind="text",
+            in_features=dim + self.n_terms,
+            feature_names=[f"embedding_{j}" for j in range(dim)] + names,
+            groups=[list(range(dim)), list(range(dim, dim + self.n_terms))],
+            group_names=["embedding", "lexical"],
+        )
+        x = np.concatenate([embedding, lexical], axis=1)
+        return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
+
+    def _embedding_store(
+        self, texts: pd.Series, ids: list[str], chosen: list[str], present: np.ndarray
+    ) -> DenseStore | TokenStore:
+        """Standardised sentence embeddings: pooled (dense) or one token per chunk."""
         dim = int(self._embedder().dim)
         chunks = (
             dict(zip(chosen, self._chunk_embeddings([texts[i] for i in chosen], chosen)))
@@ -244,15 +375,29 @@ class TextPipeline(ModalityPipeline):
 
     def state(self) -> dict[str, Any]:
         mean = getattr(self, "mean_", None)
-        return {
+        vectorizer = getattr(self, "vectorizer_", None)
+        out = {
             "text_model": self.ctx.text_model,
             "max_length": self.ctx.text_max_length,
             "chunking": self.ctx.text_chunking,
             "mean": None if mean is None else mean.tolist(),
             "std": None if mean is None else self.std_.tolist(),
+            "features": self.text_features,
         }
+        if vectorizer is not None:
+            out["lexical"] = vectorizer.state()
+        return out
 
     def load_state(self, state: dict[str, Any]) -> TextPipeline:
+        """Restore :meth:`state`; a state saved before lexical features means ``"embedding"``."""
         self.ctx.text_chunking = state.get("chunking", self.ctx.text_chunking)
         self.mean_, self.std_ = _saved_stats(state, np.float32)
+        self.features_ = state.get("features", "embedding")
+        if self.features_ not in TEXT_FEATURES:
+            raise ValueError(f"text features {self.features_!r} are not one of {TEXT_FEATURES}")
+        self.vectorizer_ = None
+        if self.features_ != "embedding":
+            if not isinstance(state.get("lexical"), dict):
+                raise ValueError(f"{self.features_!r} text features without a lexical vocabulary")
+            self.vectorizer_ = LexicalVectorizer.from_state(state["lexical"])
         return self
