@@ -1,6 +1,7 @@
 """Command line: thin wrappers over library functions.
 
     multimodal synth --out DIR --n-patients N --seed S [--longitudinal [--n-markers K]]
+    multimodal synth --layout tcga --out DIR [--n-patients N] [--seed S]
     multimodal validate MANIFEST_OR_TCGA_FOLDER [--all-files] [--sample N]
     multimodal train --config CONFIG [--cohort PATH] [--out RUN_DIR] [--set key=value ...]
     multimodal evaluate RUN_DIR
@@ -20,6 +21,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -92,7 +94,16 @@ def version() -> None:
 @_friendly
 def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write the cohort into."),
-    n_patients: int = typer.Option(500, "--n-patients", min=10),
+    layout: Literal["demo", "tcga"] = typer.Option(
+        "demo",
+        "--layout",
+        help="demo: manifest cohort with images; tcga: the TCGA folder layout (clinical.csv, "
+        "genomics.csv.gz, reports, published-style folds, truth.csv); the options below "
+        "--seed apply to demo only.",
+    ),
+    n_patients: int | None = typer.Option(
+        None, "--n-patients", min=10, help="Default 500 (demo), 600 (tcga)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     missing_rate: float = typer.Option(0.2, "--missing-rate", min=0.0, max=0.95),
     image_size: int = typer.Option(64, "--image-size", min=8),
@@ -111,8 +122,18 @@ def synth(
     ),
 ) -> None:
     """Write a synthetic multimodal cohort (manifest + files + ground_truth.csv)."""
+    if layout == "tcga":
+        from multimodal.data.synth_tcga import write_tcga_cohort
+
+        folder = write_tcga_cohort(out, n_patients=n_patients or 600, seed=seed)
+        typer.echo(f"wrote {folder} (TCGA layout, {n_patients or 600} patients; truth.csv)")
+        typer.echo(
+            f"train: multimodal train --config configs/tcga.yaml --cohort {folder} --out runs/x"
+        )
+        return
     from multimodal.data.synth import generate_cohort
 
+    n_patients = n_patients or 500
     res = generate_cohort(
         out,
         n_patients=n_patients,
