@@ -113,6 +113,13 @@ class DataConfig(_Strict):
     text_max_length: int = Field(256, ge=16)
     text_chunking: Literal["sentences", "tokens"] = "sentences"
     """Reports are embedded per sentence (default) or per overlapping token window, then pooled."""
+    text_features: Literal["embedding", "lexical", "both"] = "embedding"
+    """What a pooled text encoder (``text_mlp``) and the text's linear member see: ``embedding``
+    (sentence embeddings of ``text_model``, pooled), ``lexical`` (TF-IDF of the report's words and
+    word pairs, negated words marked -- "no lymphovascular invasion" -- fitted on the training
+    patients and saved with the model), or ``both`` (the two side by side)."""
+    text_max_terms: int = Field(1000, ge=1)
+    """Most terms a lexical text representation keeps (the most frequent in training reports)."""
     cache_dir: str | None = None
     """Embedding cache (text, frozen images); default ``~/.cache/multimodal``."""
     landmark: LandmarkConfig | None = None
@@ -177,6 +184,40 @@ class MembersConfig(_Strict):
     """The linear term of a grouped genomics table (pathways, gene families) takes one score per
     group -- the mean of its z-scored features -- instead of every feature. The deep genomics
     branch still sees every feature."""
+    trees: list[Literal["boosting", "forest"]] = Field(default_factory=list)
+    """Tree-ensemble members beside the linear ones (``stacked`` only; single-output Cox heads):
+    ``boosting`` (gradient-boosted Cox trees) and ``forest`` (a random survival forest), fitted
+    with scikit-survival on the clinical covariates and the selected features of ``tree_inputs``
+    (:mod:`multimodal.models.trees`). The stacked second stage weighs their out-of-fold scores
+    with the linear members'; a member that does not help gets weight 0."""
+    tree_inputs: list[str] = Field(default_factory=lambda: ["genomics"])
+    """Modalities besides the clinical covariates that the tree members see (dense feature
+    vectors: genomics, or text with a pooled encoder); absent ones are skipped."""
+    tree_features: int = Field(50, ge=0)
+    """Features of each ``tree_inputs`` modality the trees see: the ones with the largest
+    univariate Cox score statistic on the patients the trees are fitted on."""
+    tree_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per kind, scikit-survival options over the defaults (``{forest: {n_estimators: 100}}``)."""
+    stack_nonnegative: bool = True
+    """``stacked``: the second stage's member weights are kept >= 0 (a member whose out-of-fold
+    scores would get a negative weight is dropped and the rest refitted)."""
+
+    @model_validator(mode="after")
+    def _trees_need_stacking(self) -> MembersConfig:
+        if self.trees and self.combine != "stacked":
+            raise ConfigError(
+                f"members.trees {self.trees} needs members.combine: stacked (the second stage "
+                "weighs the trees' out-of-fold scores); set members.combine: stacked or remove "
+                "members.trees"
+            )
+        if self.trees and not self.clinical:
+            raise ConfigError("members.trees needs members.clinical: true")
+        unknown = sorted(set(self.tree_options) - set(self.trees))
+        if unknown:
+            raise ConfigError(
+                f"members.tree_options names {unknown}, which are not in members.trees {self.trees}"
+            )
+        return self
 
 
 #: Config keys of earlier releases -> their place now (``upgrade_legacy_config`` moves them; a new

@@ -147,7 +147,7 @@ def head_outputs(
     # given encoder outputs; the mask hides a modality from both
     inputs = {
         m: live[m] if m in live else to_device(fi.data.stores[m].batch(rows), fi.device)
-        for m in model.members
+        for m in model.member_modalities
     }
     emb = {m: embeddings[m] for m in model.modalities if m not in live}
     if live:

@@ -7,6 +7,7 @@ No training code here: :mod:`multimodal.training` fits it, :mod:`multimodal.mode
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -20,10 +21,12 @@ from multimodal.config import (
     MembersConfig,
     resolve_head_name,
 )
+from multimodal.console import warn_once
 from multimodal.encoders import ENCODERS
-from multimodal.exceptions import MissingModalityError
+from multimodal.exceptions import ConfigError, MissingModalityError
 from multimodal.fusion import FUSIONS, modality_dropout
 from multimodal.models.members import LINEAR_KINDS, LinearMember
+from multimodal.models.tree_terms import TREE_INPUT_KINDS, TreeTerms
 from multimodal.survival.heads import HEADS
 from multimodal.types import Batch, InputSpec
 
@@ -34,6 +37,8 @@ __all__ = [
     "spec_from_dict",
     "upgrade_state_dict",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Encoder used for a modality kind when the config names none.
 DEFAULT_ENCODERS: dict[str, str] = {
@@ -150,7 +155,35 @@ class MultimodalSurvivalModel(nn.Module):
             for m in members.linear:
                 if m in specs and m not in self.members:  # absent: not used in this run
                     self.members[m] = LinearMember(m, specs[m], n_out, members.group_means)
+        self.trees = self._tree_terms(specs, members, n_out, endpoint)
         self._register_load_state_dict_pre_hook(self._upgrade_keys)
+
+    def _tree_terms(
+        self, specs: dict[str, InputSpec], members: MembersConfig, n_out: int, endpoint: str
+    ) -> TreeTerms | None:
+        """The tree members (``members.trees``): single-output Cox-type heads only."""
+        if not members.trees or self.clinical_modality is None:
+            return None
+        if n_out != 1:
+            warn_once(
+                log,
+                f"members.trees {members.trees} skipped: the {endpoint!r} endpoint's head has "
+                f"{n_out} outputs, and tree members are fitted for one Cox risk",
+            )
+            return None
+        inputs = []
+        for m in members.tree_inputs:
+            if m not in specs or m == self.clinical_modality:
+                continue
+            spec = specs[m]
+            if spec.tokens or not spec.in_features or spec.kind not in TREE_INPUT_KINDS:
+                raise ConfigError(
+                    f"members.tree_inputs: {m!r} ({spec.kind}) cannot feed the tree members; "
+                    "they take one feature vector per patient (genomics, or text with a pooled "
+                    "encoder such as text_mlp). Remove it from members.tree_inputs."
+                )
+            inputs.append(m)
+        return TreeTerms(inputs, list(members.trees))
 
     def _upgrade_keys(self, state_dict, prefix, *args, **kwargs) -> None:
         """Load weights saved before linear members existed (see :func:`upgrade_state_dict`)."""
@@ -168,6 +201,12 @@ class MultimodalSurvivalModel(nn.Module):
     def embed(self, inputs: dict[str, Any], modalities: list[str] | None = None) -> dict[str, Any]:
         """Encoder outputs: modality -> (B, D) tensor or TokenSet."""
         return {m: self.encoders[m](inputs[m]) for m in modalities or self.modalities}
+
+    @property
+    def member_modalities(self) -> list[str]:
+        """Modalities whose raw inputs the linear and tree members read."""
+        tree = list(self.trees.inputs) if self.trees is not None else []
+        return list(dict.fromkeys([*self.members, *tree]))
 
     def linear_designs(
         self, inputs: dict[str, Any], mask: dict[str, torch.Tensor]
@@ -216,7 +255,13 @@ class MultimodalSurvivalModel(nn.Module):
                 outputs = outputs + offset
             else:
                 total = total + offset
-        return outputs + total if len(self.members) > 1 else outputs
+        if self.trees is not None and self.trees.fitted:
+            clinical = self.clinical_modality
+            design = self.members[clinical].design(inputs[clinical])
+            design = design * mask[clinical].to(design.dtype)[:, None]
+            tree = self.trees(design, inputs, mask).to(outputs.dtype)
+            total = total + (tree if outputs.dim() == 1 else tree.unsqueeze(-1))
+        return outputs + total if len(self.members) > 1 or self.trees is not None else outputs
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Head outputs for a batch: (B,) risk for Cox, (B, T) logits for discrete heads."""
@@ -234,5 +279,6 @@ class MultimodalSurvivalModel(nn.Module):
             "specs": {m: asdict(s) for m, s in self.specs.items()},
             "clinical_modality": self.clinical_modality,
             "members": list(self.members),
+            "trees": list(self.trees.kinds) if self.trees is not None else [],
             "n_parameters": int(sum(p.numel() for p in self.parameters())),
         }

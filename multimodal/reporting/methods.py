@@ -28,6 +28,13 @@ HEADS_TEXT = {
 }
 
 
+#: How the methods section names each tree member kind.
+TREES_TEXT = {
+    "boosting": "gradient-boosted Cox trees (scikit-survival)",
+    "forest": "a random survival forest (scikit-survival)",
+}
+
+
 def _key(label: str, value: str) -> str:
     return f"<div><b>{html.escape(value)}</b>{html.escape(label)}</div>"
 
@@ -253,6 +260,19 @@ def model_section(facts: RunFacts) -> Section:
             else ""
         )
         + f"; combined '{members.get('combine', 'joint')}'.",
+        *(
+            [
+                "Tree members: "
+                + ", ".join(TREES_TEXT.get(k, k) for k in members["trees"])
+                + " on the clinical covariates and the "
+                + f"{members.get('tree_features', 50)} features of "
+                + f"{', '.join(members.get('tree_inputs') or ['genomics'])} with the largest "
+                "univariate Cox score on the training patients; fixed hyper-parameters; weighed "
+                "with the linear members by a Cox model on their out-of-fold scores."
+            ]
+            if members.get("trees")
+            else []
+        ),
         (
             "Deep residual: per-modality encoders ("
             + ", ".join(
@@ -281,7 +301,10 @@ def model_section(facts: RunFacts) -> Section:
         rows.append(
             {
                 "fold": k,
-                "members": ", ".join(meta.get("members") or []) or "none",
+                "members": ", ".join(
+                    [*(meta.get("members") or []), *(f"tree:{k}" for k in meta.get("trees") or [])]
+                )
+                or "none",
                 "ridge penalties": ", ".join(
                     f"{m}={fmt(p, 3)}" for m, p in (fit.get("penalties") or {}).items()
                 )

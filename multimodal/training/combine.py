@@ -92,6 +92,7 @@ class _Problem:
     ridge: float
     everyone: torch.Tensor
     groups: np.ndarray | None = None
+    trees: _TreeProblem | None = None
 
     def fit(
         self, rows: torch.Tensor, penalties: dict[str, float], free: tuple[str, ...] | None = None
@@ -106,6 +107,71 @@ class _Problem:
 
     def output(self, coef: dict[str, torch.Tensor]) -> torch.Tensor:
         return blocks_output(self.designs, coef)
+
+
+@dataclass
+class _TreeProblem:
+    """The tree members' fitting problem on the same training patients (numpy, CPU)."""
+
+    terms: Any  # multimodal.models.tree_terms.TreeTerms
+    clinical: np.ndarray
+    inputs: dict[str, tuple[np.ndarray, np.ndarray]]
+    time: np.ndarray
+    event: np.ndarray
+    n_features: int
+    options: dict[str, dict[str, Any]]
+    seed: int
+
+    def design(self, rows: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
+        parts = [self.clinical[rows]]
+        for m, (x, present) in self.inputs.items():
+            parts.append(x[rows][:, columns[m]] * present[rows, None])
+            parts.append(present[rows, None])
+        return np.concatenate(parts, axis=1)
+
+    def fit(self, kind: str, rows: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]:
+        """One ensemble of ``kind`` on ``rows``, its features chosen on ``rows`` alone."""
+        from multimodal.models.tree_terms import select_columns
+        from multimodal.models.trees import fit_tree_ensemble
+
+        t, e = self.time[rows], self.event[rows]
+        columns = {
+            m: select_columns(x[rows], present[rows], t, e, self.n_features)
+            for m, (x, present) in self.inputs.items()
+        }
+        ensemble = fit_tree_ensemble(
+            kind, self.design(rows, columns), t, e, seed=self.seed, options=self.options.get(kind)
+        )
+        return ensemble, columns
+
+    def predict(self, fitted: tuple[Any, dict[str, np.ndarray]], rows: np.ndarray) -> np.ndarray:
+        ensemble, columns = fitted
+        return ensemble.predict_numpy(self.design(rows, columns))
+
+
+def _tree_problem(model: Any, batch: Any, designs: dict, members: MembersConfig, seed: int):
+    """The tree members' problem, or None when the model has none."""
+    terms = getattr(model, "trees", None)
+    if terms is None:
+        return None
+    x_c, present_c = designs[model.clinical_modality]
+    inputs = {
+        m: (
+            batch.inputs[m].float().reshape(len(present_c), -1).cpu().numpy().astype(np.float64),
+            batch.mask[m].cpu().numpy().astype(np.float64),
+        )
+        for m in terms.inputs
+    }
+    return _TreeProblem(
+        terms=terms,
+        clinical=(x_c * present_c[:, None]).cpu().numpy().astype(np.float64),
+        inputs=inputs,
+        time=batch.time.cpu().numpy().astype(np.float64),
+        event=batch.event.cpu().numpy().astype(bool),
+        n_features=int(members.tree_features),
+        options=dict(members.tree_options),
+        seed=seed,
+    )
 
 
 def fit_linear_members(
@@ -157,16 +223,26 @@ def fit_linear_members(
         everyone=torch.arange(len(data), device=batch.time.device),
         groups=getattr(data, "groups", None),
     )
-    strategy = members.combine if len(model.members) > 1 else "joint"
+    if not multi:
+        problem.trees = _tree_problem(model, batch, designs, members, seed)
+    has_trees = problem.trees is not None
+    strategy = members.combine if len(model.members) > 1 or has_trees else "joint"
     coef, penalties, weights = COMBINERS.get(strategy)(problem, members, seed)
+    trees = coef.pop(_TREES, None)
     with torch.no_grad():
-        loss = float(loss_fn(problem.output(coef), problem.everyone))
+        out = problem.output(coef)
+        if trees is not None:
+            out = out + torch.as_tensor(trees["train_output"], dtype=out.dtype, device=out.device)
+        loss = float(loss_fn(out, problem.everyone))
     fit = LinearFit(strategy, {problem.clinical: problem.ridge, **penalties}, weights, loss)
-    return fit if _install(model, coef, fit) else None
+    return fit if _install(model, coef, fit, trees) else None
 
 
-def _install(model: Any, coef: dict[str, torch.Tensor], fit: LinearFit) -> bool:
-    """Copy the fitted coefficients into the members; zero the head on the fused representation."""
+def _install(
+    model: Any, coef: dict[str, torch.Tensor], fit: LinearFit, trees: dict | None = None
+) -> bool:
+    """Copy the fitted coefficients (and tree members) into the model; zero the head on the
+    fused representation."""
     if not np.isfinite(fit.loss) or not all(bool(torch.isfinite(w).all()) for w in coef.values()):
         for lm in model.members.values():
             torch.nn.init.zeros_(lm.linear.weight)
@@ -175,6 +251,8 @@ def _install(model: Any, coef: dict[str, torch.Tensor], fit: LinearFit) -> bool:
     with torch.no_grad():
         for m, lm in model.members.items():
             lm.linear.weight.copy_(coef[m])
+    if trees is not None:
+        _install_trees(model.trees, trees)
     for m, lm in model.members.items():  # held at the penalised fit from here on
         if m != model.clinical_modality:
             lm.linear.weight.requires_grad_(False)
@@ -184,6 +262,25 @@ def _install(model: Any, coef: dict[str, torch.Tensor], fit: LinearFit) -> bool:
             head_linear.weight.zero_()
     log.debug("linear members: %s", fit.to_dict())
     return True
+
+
+#: Key of the tree members' fit in a combiner's coefficient dict (never a modality name).
+_TREES = "__trees__"
+
+
+def _install_trees(terms: Any, trees: dict) -> None:
+    """Put the fitted ensembles, their chosen columns and stacking weights into ``terms``."""
+    device = terms.weight.device
+    for m, cols in trees["columns"].items():
+        terms.columns[m].index = torch.as_tensor(cols, dtype=torch.long, device=device)
+    for kind in terms.kinds:
+        ensemble, center, spread = trees["ensembles"][kind]
+        if ensemble is not None:  # a kind whose fit failed stays empty, with weight 0
+            terms.ensembles[kind].set_ensemble(ensemble, center, spread)
+    terms.ensembles.to(device)
+    terms.weight = torch.as_tensor(
+        [trees["weights"][k] for k in terms.kinds], dtype=torch.float32, device=device
+    )
 
 
 @COMBINERS.register("joint")
@@ -233,9 +330,12 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
        training patients and scores the held-out fold: out-of-fold scores for every patient.
     2. The penalty whose out-of-fold scores fit best beside the clinical covariates (a Cox model
        on both; each penalty has the same one extra coefficient) is kept.
-    3. A Cox model on the clinical covariates and every member's out-of-fold scores weighs them;
-       each member's coefficients are its penalised fit on every training patient, times that
-       weight.
+    3. Each tree member (``members.trees``) is fitted on ``folds - 1`` folds (its features chosen
+       on them alone) and scores the held-out fold; its scores are standardised.
+    4. A Cox model on the clinical covariates and every member's out-of-fold scores weighs them
+       (weights kept >= 0 with ``members.stack_nonnegative``); each linear member's coefficients
+       are its penalised fit on every training patient, times that weight; each tree member is
+       refitted on every training patient and its standardised score counts with its weight.
     """
     clinical, everyone = problem.clinical, problem.everyone
     x_c, present_c = problem.designs[clinical]
@@ -243,29 +343,18 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     splits = stratified_splits(problem.event, folds, seed, everyone.device, problem.groups)
 
     def second_stage(scores: dict[str, torch.Tensor]):
-        """Clinical coefficients and one weight per (member, output) on ``scores``; the loss."""
-        w_c = torch.zeros(n_out, x_c.shape[1], device=x_c.device, requires_grad=True)
-        gamma = torch.zeros(len(scores), n_out, device=x_c.device, requires_grad=True)
-        stacked = torch.stack(list(scores.values()))  # (members, n, n_out)
-        opt = torch.optim.LBFGS([w_c, gamma], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
-
-        def out() -> torch.Tensor:
-            return (x_c @ w_c.T) * present_c[:, None] + (stacked * gamma[:, None, :]).sum(0)
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            loss = (
-                problem.loss_fn(out(), everyone)
-                + problem.ridge * w_c.pow(2).sum()
-                + 1e-4 * gamma.pow(2).sum()
-            )
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            loss = float(problem.loss_fn(out(), everyone))
-            return w_c.detach(), dict(zip(scores, gamma.detach())), loss
+        """Clinical coefficients and one weight per (member, output) on ``scores``; the loss.
+        With ``members.stack_nonnegative`` a negative weight is set to 0 and the rest refitted."""
+        names = list(scores)
+        keep = torch.ones(len(names), n_out, device=x_c.device)
+        while True:
+            w_c, gamma, loss = _second_stage_fit(problem, x_c, present_c, scores, keep)
+            negative = (gamma < 0) & (keep > 0)
+            if not members.stack_nonnegative or not bool(negative.any()):
+                break
+            keep = keep * (~negative).to(keep.dtype)
+        gamma = gamma * keep
+        return w_c, dict(zip(names, gamma)), loss
 
     candidates = [lam for lam in members.penalties if lam < max(members.penalties)]
     candidates = candidates or list(members.penalties)
@@ -285,12 +374,19 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             if best is None or loss < best[0]:
                 best = (loss, lam, scores)
         _, chosen[m], oof[m] = best
+    tree_fits = _tree_members(problem.trees, splits) if problem.trees is not None else {}
+    for kind, fitted in tree_fits.items():
+        oof[f"{TREE_PREFIX}{kind}"] = torch.as_tensor(
+            fitted["oof"][:, None], dtype=x_c.dtype, device=x_c.device
+        )
     w_c, gamma, _ = second_stage(oof)
     coef = {clinical: w_c}
     for m in problem.designs:
         if m != clinical:
             direction = problem.fit(everyone, {m: chosen[m]}, free=(clinical, m))[0][m]
             coef[m] = gamma[m][:, None] * direction
+    if problem.trees is not None:
+        coef[_TREES] = _tree_coef(problem.trees, tree_fits, gamma)
     weights = {m: [round(float(g), 4) for g in gamma[m]] for m in gamma}
     # per fold, in model.json; the run summarises them once (members_summary)
     log.debug(
@@ -300,6 +396,92 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         weights,
     )
     return coef, chosen, weights
+
+
+#: Prefix of a tree member's name among the stacked weights (``tree:boosting``).
+TREE_PREFIX = "tree:"
+
+
+def _second_stage_fit(problem, x_c, present_c, scores: dict[str, torch.Tensor], keep):
+    """A Cox model on the clinical design and ``scores`` (members, n, n_out) with the weights
+    outside ``keep`` held at 0: (clinical coefficients, weights (members, n_out), loss)."""
+    n_out, everyone = problem.n_outputs, problem.everyone
+    w_c = torch.zeros(n_out, x_c.shape[1], device=x_c.device, requires_grad=True)
+    gamma = torch.zeros(len(scores), n_out, device=x_c.device, requires_grad=True)
+    stacked = torch.stack(list(scores.values()))  # (members, n, n_out)
+    opt = torch.optim.LBFGS([w_c, gamma], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def out() -> torch.Tensor:
+        g = gamma * keep
+        return (x_c @ w_c.T) * present_c[:, None] + (stacked * g[:, None, :]).sum(0)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = (
+            problem.loss_fn(out(), everyone)
+            + problem.ridge * w_c.pow(2).sum()
+            + 1e-4 * gamma.pow(2).sum()
+        )
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        loss = float(problem.loss_fn(out(), everyone))
+        return w_c.detach(), (gamma * keep).detach(), loss
+
+
+def _tree_members(trees: _TreeProblem, splits: list[tuple]) -> dict[str, dict[str, Any]]:
+    """Per tree kind: out-of-fold scores on ``splits`` (standardised by their own mean and SD)
+    and the ensemble fitted on every training patient. A kind whose fit fails is left out."""
+    n = len(trees.time)
+    everyone = np.arange(n)
+    fits: dict[str, dict[str, Any]] = {}
+    for kind in trees.terms.kinds:
+        raw = np.zeros(n)
+        try:
+            for rows_fit, rows_held in splits:
+                fit_rows, held = rows_fit.cpu().numpy(), rows_held.cpu().numpy()
+                raw[held] = trees.predict(trees.fit(kind, fit_rows), held)
+            full = trees.fit(kind, everyone)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            log.warning("tree member %r left out: its fit failed (%s)", kind, exc)
+            continue
+        center, spread = float(raw.mean()), float(raw.std())
+        if not np.isfinite(spread) or spread < 1e-12:
+            log.warning("tree member %r left out: its out-of-fold scores do not vary", kind)
+            continue
+        fits[kind] = {
+            "oof": (raw - center) / spread,
+            "full": full,
+            "center": center,
+            "spread": spread,
+            "train": (trees.predict(full, everyone) - center) / spread,
+        }
+    return fits
+
+
+def _tree_coef(trees: _TreeProblem, fits: dict, gamma: dict[str, torch.Tensor]) -> dict:
+    """What :func:`_install_trees` puts into the model (an unfitted kind gets weight 0)."""
+    weights = {
+        k: float(gamma[f"{TREE_PREFIX}{k}"][0]) if k in fits else 0.0 for k in trees.terms.kinds
+    }
+    columns = next(iter(fits.values()))["full"][1] if fits else {m: [] for m in trees.inputs}
+    train_output = np.zeros(len(trees.time))
+    ensembles = {}
+    for k in trees.terms.kinds:
+        if k in fits:
+            f = fits[k]
+            ensembles[k] = (f["full"][0], f["center"], f["spread"])
+            train_output += weights[k] * f["train"]
+        else:
+            ensembles[k] = (None, 0.0, 1.0)
+    return {
+        "columns": columns,
+        "ensembles": ensembles,
+        "weights": weights,
+        "train_output": train_output[:, None],
+    }
 
 
 def stratified_splits(event, folds: int, seed: int, device=None, groups=None) -> list[tuple]:
@@ -381,7 +563,9 @@ def members_summary(
     parts = []
     if done:
         base = next(iter(done[0]["penalties"]))
-        names = list(dict.fromkeys(m for f in done for m in f["penalties"]))
+        names = list(
+            dict.fromkeys(m for f in done for m in [*f["penalties"], *(f.get("weights") or {})])
+        )
         of = f"{len(done)} folds" if len(done) == n else f"{len(done)} of {n} folds"
         if any(f["combine"] == "stacked" for f in done):
             weight = {

@@ -291,5 +291,6 @@ def _fold_meta(
         "clinical_modality": model.clinical_modality,
         "modalities": modalities,
         "members": list(model.members),
+        "trees": list(model.trees.kinds) if model.trees is not None else [],
         "linear_fit": linear.to_dict() if linear is not None else None,
     }

@@ -1,0 +1,131 @@
+"""The TCGA default config on a synthetic cohort in the TCGA layout, against its ground truth.
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/tcga_synthetic.py [--n-patients 1000] [--seed 0] \
+        [--out runs/bench_tcga_synth] [--write-docs docs/benchmarks.md]
+
+The cohort is written by ``multimodal synth --layout tcga`` (:func:`write_tcga_cohort`): its
+genomics carry an interaction with stage and its structured reports a signal of their own (often
+negated phrasings). ``configs/tcga.yaml`` as shipped and the classical baselines are trained on
+its 5 folds; each is scored by Harrell's C on the validation patients, next to the C of the true
+log-hazard on the same patients. The ablation rows (``--ablations``) train the same config
+without the tree members, without the report text, and with sentence embeddings instead of the
+lexical text features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _common import cpu_name, write_section
+
+from multimodal.data.synth_tcga import write_tcga_cohort
+from multimodal.evaluation.benchmark import run_benchmark
+from multimodal.survival.metrics import harrell_c
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = ("clinical", "genomics", "report", "report_structured")
+ABLATIONS = {
+    "ours without tree members": (ALL, ["members.trees=[]"]),
+    "ours without report text": (("clinical", "genomics"), []),
+    "ours, text as sentence embeddings": (ALL, ["data.text_features=embedding"]),
+}
+log = logging.getLogger("bench.tcga_synthetic")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-patients", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_tcga_synth")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "tcga.yaml")
+    ap.add_argument("--ablations", action="store_true")
+    ap.add_argument("--write-docs", type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    t_all = time.perf_counter()
+    data = args.out / f"cohort_n{args.n_patients}_seed{args.seed}"
+    if not (data / "clinical.csv").is_file():
+        write_tcga_cohort(data, n_patients=args.n_patients, seed=args.seed)
+    truth = pd.read_csv(data / "truth.csv").set_index("patient_id")
+    variants = {"ours": (ALL, [])}
+    if args.ablations:
+        variants.update(ABLATIONS)
+    frames, seconds = [], {}
+    for i, (name, (mods, overrides)) in enumerate(variants.items()):
+        t0 = time.perf_counter()
+        res = run_benchmark(
+            data,
+            args.out / f"variant_{i}",
+            config=args.config,
+            variants={"ours": mods},
+            baselines=("clinical_cox", "coxnet", "rsf") if i == 0 else (),
+            overrides=overrides,
+            n_boot=0,
+        )
+        seconds[name] = time.perf_counter() - t0
+        p = res.predictions.copy()
+        p.loc[p.model == "ours", "model"] = name
+        frames.append(p)
+    preds = pd.concat(frames, ignore_index=True)
+    preds["patient_id"] = preds["patient_id"].astype(str)
+    rows = []
+    ref = preds[preds.model == "ours"]
+    truth_c = [
+        harrell_c(
+            g.time.to_numpy(float),
+            g.event.to_numpy(bool),
+            truth.loc[g.patient_id, "true_log_hazard"].to_numpy(float),
+        )
+        for _, g in ref.groupby("fold")
+    ]
+    for model, g in preds.groupby("model", sort=False):
+        cs = [
+            harrell_c(f.time.to_numpy(float), f.event.to_numpy(bool), f.risk.to_numpy(float))
+            for _, f in g.groupby("fold")
+        ]
+        rows.append((model, float(np.mean(cs)), float(np.std(cs, ddof=1))))
+    truth_mean = float(np.mean(truth_c))
+    command = "OMP_NUM_THREADS=1 .venv/bin/python bench/tcga_synthetic.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    lines = [
+        "## TCGA-layout synthetic cohort: the default config against the ground truth",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only, torch threads "
+        f"{os.environ.get('OMP_NUM_THREADS', 'default')}; Python {platform.python_version()}; "
+        f"date {dt.date.today().isoformat()}; wall time {(time.perf_counter() - t_all) / 60:.1f} "
+        "min.",
+        "",
+        f"Cohort: `multimodal synth --layout tcga --n-patients {args.n_patients} --seed "
+        f"{args.seed}` (genomic signature acting only in stage III/IV; structured reports with "
+        "findings no other modality carries, often negated). 5 folds; Harrell's C on the "
+        "validation patients, mean ± SD over folds.",
+        "",
+        "| model | C-index | gap to the truth |",
+        "|:--|--:|--:|",
+        f"| true log-hazard | {truth_mean:.3f} | 0 |",
+    ]
+    for model, c, sd in rows:
+        lines.append(f"| {model} | {c:.3f} ± {sd:.3f} | {truth_mean - c:.3f} |")
+    lines += ["", "Wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())]
+    md = "\n".join(lines)
+    print(md)
+    if args.write_docs:
+        write_section(args.write_docs, md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
