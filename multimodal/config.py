@@ -196,6 +196,10 @@ class MembersConfig(_Strict):
     tree_features: int = Field(50, ge=0)
     """Features of each ``tree_inputs`` modality the trees see: the ones with the largest
     univariate Cox score statistic on the patients the trees are fitted on."""
+    tree_scores: list[str] = Field(default_factory=list)
+    """``tree_inputs`` whose linear member's risk score (its ridge direction, fitted on the same
+    patients as the trees) the trees also see: a tree can then let a modality's risk score count
+    differently by stage or age (effect modification), which a linear term cannot."""
     tree_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per kind, scikit-survival options over the defaults (``{forest: {n_estimators: 100}}``)."""
     stack_nonnegative: bool = True
@@ -212,6 +216,13 @@ class MembersConfig(_Strict):
             )
         if self.trees and not self.clinical:
             raise ConfigError("members.trees needs members.clinical: true")
+        unscored = sorted(set(self.tree_scores) - (set(self.tree_inputs) & set(self.linear)))
+        if unscored:
+            raise ConfigError(
+                f"members.tree_scores names {unscored}: each must be in members.tree_inputs "
+                f"{self.tree_inputs} and in members.linear {self.linear} (its linear member gives "
+                "the score)"
+            )
         unknown = sorted(set(self.tree_options) - set(self.trees))
         if unknown:
             raise ConfigError(

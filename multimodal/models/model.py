@@ -183,7 +183,7 @@ class MultimodalSurvivalModel(nn.Module):
                     "encoder such as text_mlp). Remove it from members.tree_inputs."
                 )
             inputs.append(m)
-        return TreeTerms(inputs, list(members.trees))
+        return TreeTerms(inputs, list(members.trees), list(members.tree_scores))
 
     def _upgrade_keys(self, state_dict, prefix, *args, **kwargs) -> None:
         """Load weights saved before linear members existed (see :func:`upgrade_state_dict`)."""

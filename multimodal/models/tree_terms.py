@@ -51,6 +51,18 @@ class _Columns(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class _Score(nn.Module):
+    """The linear direction (float64, empty until fitted) whose risk score the trees see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(0, dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        resize_to_state(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class TreeTerms(nn.Module):
     """The tree members of one model.
 
@@ -58,12 +70,15 @@ class TreeTerms(nn.Module):
     ----------
     inputs : modalities besides the clinical covariates whose chosen features the trees see.
     kinds : tree-ensemble kinds (``boosting``, ``forest``), one member each.
+    scored : inputs whose linear member's risk score the trees also see (``members.tree_scores``).
     """
 
-    def __init__(self, inputs: list[str], kinds: list[str]) -> None:
+    def __init__(self, inputs: list[str], kinds: list[str], scored: list[str] = ()) -> None:
         super().__init__()
         self.inputs, self.kinds = list(inputs), list(kinds)
+        self.scored = [m for m in scored if m in self.inputs]
         self.columns = nn.ModuleDict({m: _Columns() for m in self.inputs})
+        self.scores = nn.ModuleDict({m: _Score() for m in self.scored})
         self.ensembles = nn.ModuleDict({k: TreeMember() for k in self.kinds})
         self.register_buffer("weight", torch.zeros(len(self.kinds)))
 
@@ -83,15 +98,21 @@ class TreeTerms(nn.Module):
         columns: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """(B, p) design of the trees: the clinical design, then per input modality its chosen
-        features (zero where the modality is missing or hidden) and its presence flag.
+        features (zero where the modality is missing or hidden) and its presence flag, then per
+        scored input its linear risk score ``x @ direction`` (zero where missing), in float64.
         ``columns`` (default: the fitted ones) overrides the chosen features while fitting."""
-        parts = [clinical.float()]
+        parts = [clinical.double()]
         for m in self.inputs:
             cols = self.columns[m].index if columns is None else columns[m]
-            x = inputs[m].float().reshape(inputs[m].shape[0], -1)
+            x = inputs[m].double().reshape(inputs[m].shape[0], -1)
             present = mask[m].to(x.dtype)
             parts.append(x[:, cols.to(x.device)] * present[:, None])
             parts.append(present[:, None])
+        for m in self.scored:
+            x = inputs[m].double().reshape(inputs[m].shape[0], -1)
+            w = self.scores[m].weight
+            score = x @ w if w.numel() == x.shape[1] else torch.zeros_like(x[:, 0])
+            parts.append((score * mask[m].to(x.dtype))[:, None])
         return torch.cat(parts, dim=1)
 
     def member_scores(self, design: torch.Tensor) -> dict[str, torch.Tensor]:

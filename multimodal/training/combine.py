@@ -122,15 +122,23 @@ class _TreeProblem:
     options: dict[str, dict[str, Any]]
     seed: int
 
-    def design(self, rows: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
+    def design(
+        self, rows: np.ndarray, columns: dict[str, np.ndarray], scores: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """The trees' design (:meth:`TreeTerms.design`): clinical, per input its chosen
+        features and presence flag, then per scored input its linear member's risk score."""
         parts = [self.clinical[rows]]
         for m, (x, present) in self.inputs.items():
             parts.append(x[rows][:, columns[m]] * present[rows, None])
             parts.append(present[rows, None])
+        for m, w in scores.items():
+            x, present = self.inputs[m]
+            parts.append(((x[rows] @ w) * present[rows])[:, None])
         return np.concatenate(parts, axis=1)
 
-    def fit(self, kind: str, rows: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]:
-        """One ensemble of ``kind`` on ``rows``, its features chosen on ``rows`` alone."""
+    def fit(self, kind: str, rows: np.ndarray, scores: dict[str, np.ndarray]) -> tuple:
+        """One ensemble of ``kind`` on ``rows``, its features chosen on ``rows`` alone; ``scores``
+        are the linear members' directions fitted on the same rows."""
         from multimodal.models.tree_terms import select_columns
         from multimodal.models.trees import fit_tree_ensemble
 
@@ -139,14 +147,15 @@ class _TreeProblem:
             m: select_columns(x[rows], present[rows], t, e, self.n_features)
             for m, (x, present) in self.inputs.items()
         }
+        design = self.design(rows, columns, scores)
         ensemble = fit_tree_ensemble(
-            kind, self.design(rows, columns), t, e, seed=self.seed, options=self.options.get(kind)
+            kind, design, t, e, seed=self.seed, options=self.options.get(kind)
         )
-        return ensemble, columns
+        return ensemble, columns, scores
 
-    def predict(self, fitted: tuple[Any, dict[str, np.ndarray]], rows: np.ndarray) -> np.ndarray:
-        ensemble, columns = fitted
-        return ensemble.predict_numpy(self.design(rows, columns))
+    def predict(self, fitted: tuple, rows: np.ndarray) -> np.ndarray:
+        ensemble, columns, scores = fitted
+        return ensemble.predict_numpy(self.design(rows, columns, scores))
 
 
 def _tree_problem(model: Any, batch: Any, designs: dict, members: MembersConfig, seed: int):
@@ -273,6 +282,8 @@ def _install_trees(terms: Any, trees: dict) -> None:
     device = terms.weight.device
     for m, cols in trees["columns"].items():
         terms.columns[m].index = torch.as_tensor(cols, dtype=torch.long, device=device)
+    for m, w in trees["scores"].items():
+        terms.scores[m].weight = torch.as_tensor(w, dtype=torch.float64, device=device)
     for kind in terms.kinds:
         ensemble, center, spread = trees["ensembles"][kind]
         if ensemble is not None:  # a kind whose fit failed stays empty, with weight 0
@@ -360,6 +371,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     candidates = candidates or list(members.penalties)
     oof: dict[str, torch.Tensor] = {}
     chosen: dict[str, float] = {}
+    split_directions: dict[str, list[torch.Tensor]] = {}
     for m in problem.designs:
         if m == clinical:
             continue
@@ -367,24 +379,35 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         best = None
         for lam in candidates:
             scores = torch.zeros(len(everyone), n_out, device=x_c.device)
+            per_split = []
             for rows_fit, rows_held in splits:
                 coef, _ = problem.fit(rows_fit, {m: lam}, free=(clinical, m))
                 scores[rows_held] = ((x @ coef[m].T) * present[:, None])[rows_held]
+                per_split.append(coef[m])
             loss = second_stage({m: scores})[2]
             if best is None or loss < best[0]:
-                best = (loss, lam, scores)
-        _, chosen[m], oof[m] = best
-    tree_fits = _tree_members(problem.trees, splits) if problem.trees is not None else {}
+                best = (loss, lam, scores, per_split)
+        _, chosen[m], oof[m], split_directions[m] = best
+    directions = {
+        m: problem.fit(everyone, {m: chosen[m]}, free=(clinical, m))[0][m] for m in chosen
+    }
+    tree_fits = {}
+    if problem.trees is not None:
+        scored = [m for m in members.tree_scores if m in problem.trees.inputs and m in chosen]
+        tree_fits = _tree_members(
+            problem.trees,
+            splits,
+            [{m: _vector(split_directions[m][j]) for m in scored} for j in range(len(splits))],
+            {m: _vector(directions[m]) for m in scored},
+        )
     for kind, fitted in tree_fits.items():
         oof[f"{TREE_PREFIX}{kind}"] = torch.as_tensor(
             fitted["oof"][:, None], dtype=x_c.dtype, device=x_c.device
         )
     w_c, gamma, _ = second_stage(oof)
     coef = {clinical: w_c}
-    for m in problem.designs:
-        if m != clinical:
-            direction = problem.fit(everyone, {m: chosen[m]}, free=(clinical, m))[0][m]
-            coef[m] = gamma[m][:, None] * direction
+    for m, direction in directions.items():
+        coef[m] = gamma[m][:, None] * direction
     if problem.trees is not None:
         coef[_TREES] = _tree_coef(problem.trees, tree_fits, gamma)
     weights = {m: [round(float(g), 4) for g in gamma[m]] for m in gamma}
@@ -431,19 +454,31 @@ def _second_stage_fit(problem, x_c, present_c, scores: dict[str, torch.Tensor], 
         return w_c.detach(), (gamma * keep).detach(), loss
 
 
-def _tree_members(trees: _TreeProblem, splits: list[tuple]) -> dict[str, dict[str, Any]]:
+def _vector(direction: torch.Tensor) -> np.ndarray:
+    """A single-output linear member's (1, p) coefficients as a float64 vector."""
+    return direction.detach().reshape(-1).cpu().numpy().astype(np.float64)
+
+
+def _tree_members(
+    trees: _TreeProblem,
+    splits: list[tuple],
+    split_scores: list[dict[str, np.ndarray]],
+    scores: dict[str, np.ndarray],
+) -> dict[str, dict[str, Any]]:
     """Per tree kind: out-of-fold scores on ``splits`` (standardised by their own mean and SD)
-    and the ensemble fitted on every training patient. A kind whose fit fails is left out."""
+    and the ensemble fitted on every training patient. ``split_scores`` (per split) and
+    ``scores`` (every patient) are the linear directions whose risk scores the trees also see,
+    fitted on the same patients as the trees. A kind whose fit fails is left out."""
     n = len(trees.time)
     everyone = np.arange(n)
     fits: dict[str, dict[str, Any]] = {}
     for kind in trees.terms.kinds:
         raw = np.zeros(n)
         try:
-            for rows_fit, rows_held in splits:
+            for (rows_fit, rows_held), sc in zip(splits, split_scores, strict=True):
                 fit_rows, held = rows_fit.cpu().numpy(), rows_held.cpu().numpy()
-                raw[held] = trees.predict(trees.fit(kind, fit_rows), held)
-            full = trees.fit(kind, everyone)
+                raw[held] = trees.predict(trees.fit(kind, fit_rows, sc), held)
+            full = trees.fit(kind, everyone, scores)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             log.warning("tree member %r left out: its fit failed (%s)", kind, exc)
             continue
@@ -466,7 +501,10 @@ def _tree_coef(trees: _TreeProblem, fits: dict, gamma: dict[str, torch.Tensor]) 
     weights = {
         k: float(gamma[f"{TREE_PREFIX}{k}"][0]) if k in fits else 0.0 for k in trees.terms.kinds
     }
-    columns = next(iter(fits.values()))["full"][1] if fits else {m: [] for m in trees.inputs}
+    if fits:
+        _, columns, scores = next(iter(fits.values()))["full"]
+    else:
+        columns, scores = {m: [] for m in trees.inputs}, {}
     train_output = np.zeros(len(trees.time))
     ensembles = {}
     for k in trees.terms.kinds:
@@ -478,6 +516,7 @@ def _tree_coef(trees: _TreeProblem, fits: dict, gamma: dict[str, torch.Tensor]) 
             ensembles[k] = (None, 0.0, 1.0)
     return {
         "columns": columns,
+        "scores": scores,
         "ensembles": ensembles,
         "weights": weights,
         "train_output": train_output[:, None],
