@@ -331,14 +331,16 @@ def _highlight(text: str, spans: pd.DataFrame, col: str, fmt, threshold: float) 
         out.append(html.escape(text[pos:start]))
         value = float(s[col])
         piece = html.escape(text[start:end])
+        title = html.escape(fmt(value))
+        words = evidence.sentence_terms(s, col)  # lexical report features: the words behind it
+        if words:  # a line break inside the attribute (a literal one would become <br> below)
+            title += "&#10;" + html.escape("words: " + "; ".join(f"{t} {fmt(v)}" for t, v in words))
         if abs(value) < threshold or not np.isfinite(value):
-            out.append(f'<span title="{html.escape(fmt(value))}">{piece}</span>')
+            out.append(f'<span title="{title}">{piece}</span>')
         else:
             a = 0.15 + 0.45 * abs(value) / scale
             color = _rgba(_RAISE if value > 0 else _LOWER, a)
-            out.append(
-                f'<span style="background:{color}" title="{html.escape(fmt(value))}">{piece}</span>'
-            )
+            out.append(f'<span style="background:{color}" title="{title}">{piece}</span>')
         pos = end
     out.append(html.escape(text[pos:]))
     return "".join(out).replace("\n", "<br>")
@@ -358,7 +360,8 @@ def _legend(units: _Units, threshold: float) -> str:
     ]
     rest = (
         f"unshaded: changes it by less than {threshold:g} {units.short}. Shade relative to the "
-        "largest sentence; hover a sentence for its value. Each value: the change when the "
+        "largest sentence; hover a sentence for its value (with word features also the words "
+        "that move it most, each removed from the sentence). Each value: the change when the "
         "sentence is replaced by a neutral (training-average) sentence; values within the fold "
         "models' own disagreement are shrunk toward zero."
     )

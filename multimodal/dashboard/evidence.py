@@ -8,7 +8,8 @@ spans and saliency); the page says which of two budgets it shows:
    run for the selected patient, in memory. Files read:
    ``modality_contributions.csv`` (patient_id, modality, loo_delta, shapley),
    ``features.csv`` (patient_id, modality, feature, group, attribution),
-   ``text_spans.csv`` (patient_id, sentence_index, start, end, attribution),
+   ``text_spans.csv`` (patient_id, sentence_index, start, end, attribution, and ``terms``
+   when the run's report features are lexical),
    ``saliency/<patient_id>__<modality>.npy``.
 2. Otherwise the same explanation for the selected patient only with a cheap budget
    (:func:`compute_evidence`, :data:`QUICK_BUDGET`): exact Shapley values of the modalities
@@ -40,6 +41,7 @@ __all__ = [
     "in_points",
     "read_explanation_tables",
     "saliency_unavailable",
+    "sentence_terms",
 ]
 
 #: Sentences whose effect is below this many percentage points are left unshaded.
@@ -64,7 +66,8 @@ class Evidence:
     contributions : modality, loo_delta, shapley (risk units; positive = raises risk).
     features : modality, feature, group, attribution.
     groups : modality, group, attribution (pathways).
-    spans : sentence_index, start, end, attribution, sentence (character offsets in the text).
+    spans : sentence_index, start, end, attribution, sentence (character offsets in the text),
+        terms (lexical report features: the words that carry the sentence, "" otherwise).
     saliency : modality -> (C, *image_size) occlusion map (positive = raises risk).
     text : the report text the spans refer to ("" when none).
     saliency_images : modality -> the preprocessed image a saliency map refers to, when known.
@@ -281,7 +284,8 @@ def image_saliency(model: Any, cohort: Any, patient_id: str, modality: str) -> n
 
 # ---------------------------------------------------------------------------------- units
 def in_points(ev: Evidence, survival: float) -> Evidence:
-    """A copy of ``ev`` with a ``points`` column on every table: the attribution in percentage
+    """A copy of ``ev`` with a ``points`` column on every table (and ``terms_points`` on the
+    report sentences: their terms' ``(term, points)`` pairs): the attribution in percentage
     points of the event probability by the horizon at which the patient's predicted survival
     probability is ``survival`` (:func:`~multimodal.dashboard.vocabulary.points_from_risk`,
     exact for a Cox model: removing the item's share of the log-hazard changes S(t) to
@@ -305,7 +309,27 @@ def in_points(ev: Evidence, survival: float) -> Evidence:
     for frame in (out.features, out.groups, out.spans):
         if not frame.empty and "attribution" in frame:
             frame["points"] = points_from_risk(frame["attribution"].to_numpy(float), survival)
+    if not out.spans.empty and "terms" in out.spans:
+        out.spans["terms_points"] = [_terms_in_points(t, survival) for t in out.spans["terms"]]
     return out
+
+
+def _terms_in_points(terms: Any, survival: float) -> list[tuple[str, float]]:
+    """A sentence's ``(term, value)`` pairs with each value in percentage points (as
+    :func:`in_points` converts a sentence's attribution)."""
+    return [(t, float(points_from_risk(v, survival))) for t, v in sentence_terms({"terms": terms})]
+
+
+def sentence_terms(row: Any, col: str = "attribution") -> list[tuple[str, float]]:
+    """The terms of a report sentence (a row of :attr:`Evidence.spans`) that carry its effect,
+    as ``(term, value)`` pairs, largest first: values in risk units, or in percentage points when
+    ``col`` is ``"points"`` (after :func:`in_points`). None without lexical report features."""
+    from multimodal.explain.explanation import parse_terms
+
+    if col == "points":
+        found = row.get("terms_points")
+        return list(found) if isinstance(found, list) else []
+    return parse_terms(row.get("terms"))
 
 
 def saliency_unavailable(model: Any, modality: str) -> str | None:

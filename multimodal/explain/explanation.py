@@ -10,7 +10,8 @@ Files (read by the dashboard; columns may grow, never shrink)::
       features.csv                  patient_id, modality, feature, group, value, attribution
       text_spans.csv                patient_id, modality, sentence_index, start, end, sentence,
                                     attribution, attention, attribution_raw, noise_sd,
-                                    counterfactual
+                                    counterfactual, terms (:func:`format_terms`; "" without
+                                    lexical text features)
       saliency.csv                  patient_id, modality, image_path, shape, file, image_file
       saliency/<patient_id>__<modality>.npy          saliency (C, *image_size), float32
       saliency/<patient_id>__<modality>__image.npy   the preprocessed image it refers to
@@ -28,7 +29,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Explanation", "saliency_file"]
+__all__ = [
+    "MAX_SHOWN_TERMS",
+    "TERM_DECIMALS",
+    "Explanation",
+    "format_terms",
+    "parse_terms",
+    "saliency_file",
+]
+
+#: Terms listed per sentence in ``text_spans``' ``terms`` column at most.
+MAX_SHOWN_TERMS = 5
+#: Terms whose value rounds to zero at this many decimals are not listed.
+TERM_DECIMALS = 3
 
 _TABLES = {
     "modality_contributions": "modality_contributions.csv",
@@ -45,6 +58,32 @@ def saliency_file(patient_id: str, modality: str) -> str:
     return f"{safe}.npy"
 
 
+def format_terms(values: list[tuple[str, float]]) -> str:
+    """The ``terms`` cell of a report sentence: ``"neg_lymphovascular neg_invasion -0.213;
+    poorly differentiated +0.081"``.
+
+    The :data:`MAX_SHOWN_TERMS` terms of largest ``|value|`` (ties by the term), with
+    :data:`TERM_DECIMALS` decimals; terms whose value rounds to zero are left out ("" when none
+    is left). A term is one or two words (letters and digits, ``neg_`` before a negated word), so
+    neither ``"; "`` nor the last space of an entry is ambiguous (:func:`parse_terms`).
+    """
+    floor = 0.5 * 10.0**-TERM_DECIMALS
+    kept = [(t, float(v)) for t, v in values if abs(float(v)) >= floor]
+    kept.sort(key=lambda tv: (-abs(tv[1]), tv[0]))
+    return "; ".join(f"{t} {v:+.{TERM_DECIMALS}f}" for t, v in kept[:MAX_SHOWN_TERMS])
+
+
+def parse_terms(terms: Any) -> list[tuple[str, float]]:
+    """``(term, value)`` pairs of a ``terms`` cell (:func:`format_terms`); NaN or "" give none."""
+    if not isinstance(terms, str) or not terms.strip():
+        return []
+    out = []
+    for entry in terms.split("; "):
+        term, _, value = entry.strip().rpartition(" ")
+        out.append((term, float(value)))
+    return out
+
+
 @dataclass
 class Explanation:
     """Why the model predicts what it predicts, per patient (see :func:`multimodal.explain.explain`).
@@ -54,7 +93,8 @@ class Explanation:
     modality_contributions : one row per (patient, modality): leave-one-out and Shapley values at
         the risk level and, per horizon, in survival-probability units.
     features : one row per (patient, feature): genomic and clinical attributions.
-    text_spans : one row per (patient, report sentence): character span and attribution.
+    text_spans : one row per (patient, report sentence): character span and attribution, and
+        with lexical text features the sentence's terms that carry it (``terms``).
     saliency_index : one row per explained image; ``saliency`` holds the maps.
     saliency : ``(patient_id, modality) -> (saliency map, preprocessed image)``, both (C, *S).
     bags : one row per (patient, bag instance): attention weight.
@@ -141,6 +181,9 @@ class Explanation:
                 if path.is_file() and path.stat().st_size > 1
                 else pd.DataFrame()
             )
+        spans = tables["text_spans"]
+        if "terms" in spans:  # "" (no lexical features) reads back as NaN
+            tables["text_spans"] = spans.assign(terms=spans["terms"].fillna("").astype(str))
         saliency = {}
         index = tables["saliency_index"]
         if len(index):

@@ -1,4 +1,5 @@
-"""Sentence attributions for report text: each sentence against a neutral sentence.
+"""Sentence attributions for report text: each sentence against a neutral sentence, and with
+lexical features the words that carry it.
 
 The text input of a model is built from the sentences of a patient's report (sentence embeddings,
 pooled or as a set; or the tokenized report). A sentence's attribution is the change in risk when
@@ -46,6 +47,14 @@ of a report's sentences is the ensemble's; what changes is that boilerplate sent
 weighs within its own noise are no longer shaded as evidence. With one fold model there is no
 noise estimate and ``attribution == attribution_raw``.
 
+**The words of a sentence.** With lexical features each sentence's ``terms`` list the words and
+word pairs (``neg_`` before a negated word) that move the risk most (:func:`term_attributions`):
+a term's value is the fold-averaged change in risk when the report loses the sentence's
+occurrences of the term -- its count lowered by the sentence's, its column recomputed, every
+other column kept -- shrunk within the noise like the sentences. Same unit as ``attribution``;
+for the report's linear member a sentence's unshrunk term values sum to its
+``attribution_raw``. "" for sentence-embedding runs.
+
 Spans are character offsets into the patient's text as ``cohort.sources[m].texts()`` returns it
 (several reports of a patient joined in date order by a blank line). For the ``text_chunks``
 encoder the attention weight of each sentence is reported too.
@@ -53,12 +62,15 @@ encoder the attention weight of each sentence is reported too.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from multimodal.data.lexical import term_counts
 from multimodal.explain._forward import (
     BATCH,
     FoldInputs,
@@ -69,10 +81,18 @@ from multimodal.explain._forward import (
     take,
     to_device,
 )
+from multimodal.explain.explanation import format_terms
 from multimodal.training.preprocess import TextPipeline, split_sentences
 from multimodal.training.stores import DenseStore, ModalityStore, TokenStore
 
-__all__ = ["COUNTERFACTUALS", "sentence_attributions", "sentence_spans", "shrink_to_noise"]
+__all__ = [
+    "COUNTERFACTUALS",
+    "TERM_COLUMNS",
+    "sentence_attributions",
+    "sentence_spans",
+    "shrink_to_noise",
+    "term_attributions",
+]
 
 COLUMNS = [
     "patient_id",
@@ -86,6 +106,18 @@ COLUMNS = [
     "attribution_raw",
     "noise_sd",
     "counterfactual",
+    "terms",
+]
+
+#: Columns of :func:`term_attributions`.
+TERM_COLUMNS = [
+    "patient_id",
+    "modality",
+    "sentence_index",
+    "term",
+    "attribution",
+    "attribution_raw",
+    "noise_sd",
 ]
 
 #: What a sentence is compared with: replaced by the neutral sentence, or left out, or (embedding
@@ -234,14 +266,25 @@ def _counterfactual_store(
     return neutral, COUNTERFACTUALS[0]
 
 
+#: The changed report input of pseudo-patients ``sel``: (model input, report present or not).
+Changed = Callable[[np.ndarray], tuple[Any, np.ndarray]]
+
+
 def _fold_deltas(
     fi: FoldInputs, m: str, parents: np.ndarray, shortened: pd.Series, n_sentences: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray] | None, str]:
     """Risk(report) - risk(counterfactual report) for every pseudo-patient of one fold model."""
+    store, counterfactual = _counterfactual_store(fi, m, shortened, n_sentences)
+    deltas = _risk_changes(fi, m, parents, lambda sel: (store.batch(sel), store.present[sel]))
+    return deltas, _attention(fi, m, np.unique(parents)), counterfactual
+
+
+def _risk_changes(fi: FoldInputs, m: str, parents: np.ndarray, changed: Changed) -> np.ndarray:
+    """Risk(report) - risk(changed report) of one fold model for pseudo-patients of rows
+    ``parents``: the changed report goes live (its encoder and its linear member both read it)."""
     model, data = fi.model, fi.data
     present = present_matrix(data, model.modalities)
     col = model.modalities.index(m)
-    store, counterfactual = _counterfactual_store(fi, m, shortened, n_sentences)
     emb = encode(model, data, fi.device)
     deltas = np.zeros(len(parents))
     with torch.no_grad():
@@ -252,13 +295,22 @@ def _fold_deltas(
             seen = present[rows].copy()
             mask = {k: torch.from_numpy(seen[:, j].copy()) for j, k in enumerate(model.modalities)}
             full = risk_of(model, head_outputs(fi, rows, mask, e)).cpu().numpy()
-            # the counterfactual report goes live: its encoder and its linear member both read it
-            live = {m: to_device(store.batch(sel), fi.device)}
-            seen[:, col] &= store.present[sel]
+            x, alive = changed(sel)
+            live = {m: to_device(x, fi.device)}
+            seen[:, col] &= alive
             mask = {k: torch.from_numpy(seen[:, j].copy()) for j, k in enumerate(model.modalities)}
             short = head_outputs(fi, rows, mask, e, live=live)
             deltas[sel] = full - risk_of(model, short).cpu().numpy()
-    return deltas, _attention(fi, m, np.unique(parents)), counterfactual
+    return deltas
+
+
+def _report_sentences(
+    data: Any, m: str, texts: pd.Series
+) -> Iterator[tuple[int, str, list[tuple[str, int, int]]]]:
+    """``(row, patient_id, sentence_spans)`` of every patient of ``data`` with a report."""
+    for r, pid in enumerate(data.ids):
+        if data.stores[m].present[r]:
+            yield r, pid, sentence_spans(str(texts[pid]))
 
 
 def _pseudo_patients(
@@ -266,10 +318,7 @@ def _pseudo_patients(
 ) -> tuple[list[tuple], np.ndarray, pd.Series]:
     """One record per (patient, sentence), its patient's row, and the report without it."""
     parents, pseudo, records = [], {}, []
-    for r, pid in enumerate(data.ids):
-        if not data.stores[m].present[r]:
-            continue
-        spans = sentence_spans(str(texts[pid]))
+    for r, pid, spans in _report_sentences(data, m, texts):
         for j, (sent, a, b) in enumerate(spans):
             rest = [s for k, (s, _, _) in enumerate(spans) if k != j]
             pseudo[f"{pid}\x00{j}"] = "\n".join(rest)
@@ -299,6 +348,8 @@ def _modality_frame(folds: list[FoldInputs], m: str, texts: pd.Series) -> pd.Dat
     frame["attribution_raw"] = raw
     frame["noise_sd"] = noise
     frame["counterfactual"] = " / ".join(sorted(counterfactuals))
+    terms = _modality_terms(folds, m, texts)
+    frame["terms"] = "" if terms is None else _terms_column(frame, terms)
     return frame
 
 
@@ -309,11 +360,13 @@ def sentence_attributions(folds: list[FoldInputs], cohort: Any) -> pd.DataFrame:
     Returns
     -------
     DataFrame ``patient_id, modality, sentence_index, start, end, sentence, attribution,
-    attention, attribution_raw, noise_sd, counterfactual``: ``attribution`` is the shrunk value
-    (what to show), ``attribution_raw`` the ensemble's mean change in risk, ``noise_sd`` the
+    attention, attribution_raw, noise_sd, counterfactual, terms``: ``attribution`` is the shrunk
+    value (what to show), ``attribution_raw`` the ensemble's mean change in risk, ``noise_sd`` the
     report's pooled jackknife standard error (NaN with one fold model), ``counterfactual`` one of
     :data:`COUNTERFACTUALS`; ``attention`` the mean attention weight over the folds for
-    attention-pooling text encoders, NaN otherwise.
+    attention-pooling text encoders, NaN otherwise; ``terms`` the sentence's lexical terms of
+    largest ``|attribution|`` (:func:`term_attributions`, formatted by
+    :func:`~multimodal.explain.explanation.format_terms`), "" without lexical features.
     """
     model = folds[0].model
     frames = []
@@ -339,3 +392,113 @@ def _align_attention(
         if len(w) == n_sent:
             out[i] = float(w[j])
     return out
+
+
+# ------------------------------------------------------------------------------ lexical terms
+def term_attributions(folds: list[FoldInputs], cohort: Any) -> pd.DataFrame:
+    """The lexical terms of each report sentence and how much each moves the risk.
+
+    For text modalities whose pipeline has lexical features (``data.text_features`` ``"lexical"``
+    or ``"both"``): term t of sentence j counts ``c_j(t)`` times in the sentence and ``c(t)`` in
+    the report; its attribution is ``risk(report) - risk(report with c(t) - c_j(t) occurrences of
+    t)`` -- the report without the sentence's occurrences of the term (for a term only this
+    sentence holds: the report without the term). Only the term's lexical column changes
+    (recomputed by the fold's vectorizer); with ``"both"`` the embedding columns stay the
+    report's. A fold model whose vocabulary lacks the term gives 0. The values are averaged over
+    the fold models and shrunk by their disagreement like the sentences'
+    (:func:`shrink_to_noise`, the noise pooled over the terms of a report), in the same unit
+    (change in risk). Each column of the lexical features depends on its own term only, so
+    where the model is linear in them (the report's linear member) a sentence's term values,
+    unshrunk, sum to its ``attribution_raw`` (``"lexical"``; except a report's only sentence,
+    whose removal leaves no report).
+
+    Returns
+    -------
+    DataFrame :data:`TERM_COLUMNS`, one row per (patient, modality, sentence, kept term of any
+    fold's vocabulary), largest ``|attribution|`` first within a sentence; empty without
+    lexical features.
+    """
+    model = folds[0].model
+    frames = []
+    for m in [m for m in model.modalities if model.specs[m].kind == "text"]:
+        source = getattr(cohort, "sources", {}).get(m)
+        frame = None if source is None else _modality_terms(folds, m, source.texts())
+        if frame is not None:
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TERM_COLUMNS)
+
+
+def _lexical(fi: FoldInputs, m: str) -> bool:
+    """Whether the fold's pipeline for ``m`` has lexical columns in a dense store."""
+    pipeline = fi.fold.pipelines.get(m)
+    return (
+        isinstance(pipeline, TextPipeline)
+        and pipeline.n_terms > 0
+        and isinstance(fi.data.stores[m], DenseStore)
+    )
+
+
+def _modality_terms(folds: list[FoldInputs], m: str, texts: pd.Series) -> pd.DataFrame | None:
+    """:func:`term_attributions` of one text modality (None without lexical features)."""
+    if not all(_lexical(fi, m) for fi in folds):
+        return None
+    vocabulary = set().union(*(fi.fold.pipelines[m].vectorizer_.terms_ for fi in folds))
+    records, pairs = [], []  # pairs: (row, term, occurrences left) per (sentence, term)
+    for r, pid, spans in _report_sentences(folds[0].data, m, texts):
+        counts = [term_counts(sent) for sent, _, _ in spans]
+        report = sum(counts, Counter())
+        for j, c in enumerate(counts):
+            for term in sorted(t for t in c if t in vocabulary):
+                records.append((pid, m, j, term))
+                pairs.append((r, term, report[term] - c[term]))
+    if not records:
+        return None
+    per_fold = np.stack([_fold_term_deltas(fi, m, pairs) for fi in folds])
+    rows = np.array([r for r, _, _ in pairs], dtype=np.int64)
+    _, report_of = np.unique(rows, return_inverse=True)
+    attribution, raw, noise = shrink_to_noise(per_fold, report_of)
+    frame = pd.DataFrame(records, columns=TERM_COLUMNS[:4])
+    frame["attribution"], frame["attribution_raw"], frame["noise_sd"] = attribution, raw, noise
+    order = frame.assign(size=-frame["attribution"].abs())
+    order = order.sort_values(["patient_id", "sentence_index", "size", "term"], kind="stable")
+    return frame.loc[order.index].reset_index(drop=True)
+
+
+def _fold_term_deltas(fi: FoldInputs, m: str, pairs: list[tuple[int, str, int]]) -> np.ndarray:
+    """Risk(report) - risk(report with ``left`` occurrences of the term) for each ``(row, term,
+    left)`` of one fold model (0 where its vocabulary lacks the term)."""
+    pipeline = fi.fold.pipelines[m]
+    vectorizer = pipeline.vectorizer_
+    column = {t: j for j, t in enumerate(vectorizer.terms_)}
+    known = np.array([i for i, (_, t, _) in enumerate(pairs) if t in column], dtype=np.int64)
+    out = np.zeros(len(pairs))
+    if not len(known):
+        return out
+    values = fi.data.stores[m].values
+    width = values.shape[1] - pipeline.n_terms  # the lexical columns come last
+
+    def changed(sel: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        chosen = [pairs[i] for i in known[sel]]
+        x = values[torch.as_tensor([r for r, _, _ in chosen])].clone()
+        cols = np.array([column[t] for _, t, _ in chosen])
+        # each lexical column depends on its own term's count only
+        lexical = vectorizer.transform_counts([Counter({t: k}) for _, t, k in chosen])
+        at = np.arange(len(chosen))
+        x[torch.from_numpy(at), torch.from_numpy(width + cols)] = torch.from_numpy(
+            lexical[at, cols]
+        )
+        return x, np.ones(len(chosen), dtype=bool)
+
+    parents = np.array([pairs[i][0] for i in known], dtype=np.int64)
+    out[known] = _risk_changes(fi, m, parents, changed)
+    return out
+
+
+def _terms_column(frame: pd.DataFrame, terms: pd.DataFrame) -> list[str]:
+    """The ``terms`` cell of each sentence of ``frame`` (one modality) from its term rows."""
+    cells = {
+        (str(pid), int(j)): format_terms(list(zip(g["term"], g["attribution"], strict=True)))
+        for (pid, j), g in terms.groupby(["patient_id", "sentence_index"], sort=False)
+    }
+    keys = zip(frame["patient_id"].astype(str), frame["sentence_index"].astype(int), strict=True)
+    return [cells.get(key, "") for key in keys]
