@@ -57,8 +57,11 @@ log = logging.getLogger("bench.tcga_accuracy")
 
 def fold_c(pred: pd.DataFrame) -> pd.Series:
     """Harrell's C per fold of one model's validation predictions."""
-    return pred.groupby("fold").apply(
-        lambda g: harrell_c(g.time.to_numpy(float), g.event.to_numpy(bool), g.risk.to_numpy(float))
+    return pd.Series(
+        {
+            k: harrell_c(g.time.to_numpy(float), g.event.to_numpy(bool), g.risk.to_numpy(float))
+            for k, g in pred.groupby("fold")
+        }
     )
 
 

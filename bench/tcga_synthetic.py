@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         res = run_benchmark(
             data,
-            args.out / f"variant_{i}",
+            args.out / data.name / f"variant_{i}",
             config=args.config,
             variants={"ours": mods},
             baselines=("clinical_cox", "coxnet", "rsf") if i == 0 else (),
