@@ -78,14 +78,14 @@ def test_tree_terms_save_and_load_into_an_empty_model(tmp_path, scored):
 
 
 def test_a_hidden_modality_leaves_the_trees_its_absence_only():
-    terms, clinical, inputs, mask = _fitted_terms(True)
+    terms, clinical, inputs, _ = _fitted_terms(True)
     hidden = {"genomics": torch.zeros(len(clinical), dtype=torch.bool)}
     design = terms.design(clinical, inputs, hidden)
     assert torch.all(design[:, 2:] == 0)  # features, presence flag and score all zero
 
 
 def test_config_rules_of_tree_members():
-    with pytest.raises(ValueError, match="needs members.combine: stacked"):
+    with pytest.raises(ValueError, match=r"needs members\.combine: stacked"):
         MembersConfig(trees=["forest"])
     with pytest.raises(ValueError, match="tree_scores"):
         MembersConfig(trees=["forest"], combine="stacked", tree_scores=["genomics"])
