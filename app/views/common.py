@@ -8,7 +8,9 @@ a prediction the run folder does not hold. Nothing here logs patient ids or text
 
 from __future__ import annotations
 
+import ast
 import os
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -115,6 +117,28 @@ def _model_loader(run_dir: str) -> dict:
     return {"future": None, "lock": threading.Lock()}
 
 
+def _serialise_ast_parse() -> None:
+    """Let one thread at a time run :func:`ast.parse` (Python < 3.13).
+
+    CPython 3.11 and 3.12 count the AST conversion's recursion depth in interpreter-wide state, so
+    two threads parsing at once can fail with "SystemError: AST constructor recursion depth
+    mismatch". Streamlit parses a page's script in its script thread while the warm-up thread
+    imports torch modules that parse their own source (``torch._jit_internal``); one lock around
+    ``ast.parse`` keeps them apart. Parsing is rare and short, so the lock costs nothing.
+    """
+    if sys.version_info >= (3, 13) or getattr(ast.parse, "_multimodal_locked", False):
+        return
+    original, lock = ast.parse, threading.RLock()
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(*args, **kwargs)
+
+    parse._multimodal_locked = True  # type: ignore[attr-defined]
+    parse.__doc__ = original.__doc__
+    ast.parse = parse
+
+
 def warm_up(ctx: Ctx) -> None:
     """Start loading the fold models in a background thread once the page is drawn, so that the
     patient, compare and new-patient pages find them loaded. Cheap when already started; does
@@ -130,6 +154,7 @@ def warm_up(ctx: Ctx) -> None:
         if cohort is not None:
             known = set(map(str, cohort.patients.index))
             pid = next((i for i in ctx.run.oof().index if i in known), None)
+        _serialise_ast_parse()
         pool = ThreadPoolExecutor(1, thread_name_prefix="mm-dashboard-warmup")
         loader["future"] = pool.submit(_load_and_warm, ctx.run_dir, cohort, pid)
         pool.shutdown(wait=False)
