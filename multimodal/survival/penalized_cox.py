@@ -152,10 +152,12 @@ class PenalizedCox:
         opt = torch.optim.LBFGS(
             trainable, lr=1.0, max_iter=self.max_iter, line_search_fn="strong_wolfe"
         )
+        # blocks held at zero add exactly nothing: leave them out of every evaluation
+        active = {name: b for name, b in blocks.items() if free is None or name in free}
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(blocks_output(blocks, coef), rows)
+            loss = loss_fn(blocks_output(active, coef), rows)
             for name, w in coef.items():
                 if w.requires_grad:
                     loss = loss + self._penalty_of(name) * w.pow(2).sum()
