@@ -388,7 +388,8 @@ def bench_trainer(s: Settings, device: str, workdir: Path) -> dict[str, Any]:
         (
             "multimodal.train",
             ours["epoch_s"],
-            "per epoch: C-index on the training patients + checkpoint",
+            "per epoch: training-state checkpoint (train.checkpoint_every 1), loss statistics, "
+            "history; no hold-out here (early_stopping_fraction 0)",
             n_params_ours,
         ),
         ("plain PyTorch loop", base, "optimiser steps only", n_params),
