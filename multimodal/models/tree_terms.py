@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from multimodal.models.trees import TreeMember
+from multimodal.models.trees import SizedByState, TreeMember
 
 __all__ = ["TREE_INPUT_KINDS", "TreeTerms", "select_columns", "univariate_cox_scores"]
 
@@ -31,39 +31,15 @@ __all__ = ["TREE_INPUT_KINDS", "TreeTerms", "select_columns", "univariate_cox_sc
 TREE_INPUT_KINDS = ("genomics", "text", "imaging")
 
 
-def resize_to_state(module: nn.Module, state_dict: dict[str, Any], prefix: str) -> None:
-    """Give each of ``module``'s own buffers the shape of its tensor in ``state_dict``."""
-    for name, buf in list(module._buffers.items()):
-        saved = state_dict.get(prefix + name)
-        if buf is not None and saved is not None and tuple(saved.shape) != tuple(buf.shape):
-            module._buffers[name] = torch.zeros(saved.shape, dtype=buf.dtype, device=buf.device)
+class _Fitted(SizedByState):
+    """One fitted vector (a buffer named ``name``), empty until the combiner fills it."""
 
-
-class _Columns(nn.Module):
-    """The chosen feature columns of one input modality (an int64 buffer, empty until fitted)."""
-
-    def __init__(self) -> None:
+    def __init__(self, name: str, dtype: torch.dtype) -> None:
         super().__init__()
-        self.register_buffer("index", torch.zeros(0, dtype=torch.long))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        resize_to_state(self, state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.register_buffer(name, torch.zeros(0, dtype=dtype))
 
 
-class _Score(nn.Module):
-    """The linear direction (float64, empty until fitted) whose risk score the trees see."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("weight", torch.zeros(0, dtype=torch.float64))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        resize_to_state(self, state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-class TreeTerms(nn.Module):
+class TreeTerms(SizedByState):
     """The tree members of one model.
 
     Parameters
@@ -77,14 +53,12 @@ class TreeTerms(nn.Module):
         super().__init__()
         self.inputs, self.kinds = list(inputs), list(kinds)
         self.scored = [m for m in scored if m in self.inputs]
-        self.columns = nn.ModuleDict({m: _Columns() for m in self.inputs})
-        self.scores = nn.ModuleDict({m: _Score() for m in self.scored})
+        # per input: the chosen feature columns (``index``) and, if scored, the linear
+        # direction whose risk score the trees see (``weight``)
+        self.columns = nn.ModuleDict({m: _Fitted("index", torch.long) for m in self.inputs})
+        self.scores = nn.ModuleDict({m: _Fitted("weight", torch.float64) for m in self.scored})
         self.ensembles = nn.ModuleDict({k: TreeMember() for k in self.kinds})
         self.register_buffer("weight", torch.zeros(len(self.kinds)))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        resize_to_state(self, state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def fitted(self) -> bool:
@@ -96,11 +70,13 @@ class TreeTerms(nn.Module):
         inputs: dict[str, Any],
         mask: dict[str, torch.Tensor],
         columns: dict[str, torch.Tensor] | None = None,
+        scores: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """(B, p) design of the trees: the clinical design, then per input modality its chosen
         features (zero where the modality is missing or hidden) and its presence flag, then per
         scored input its linear risk score ``x @ direction`` (zero where missing), in float64.
-        ``columns`` (default: the fitted ones) overrides the chosen features while fitting."""
+        ``columns`` and ``scores`` (default: the fitted ones) override the chosen features and
+        the directions while fitting (the combiner's inner folds)."""
         parts = [clinical.double()]
         for m in self.inputs:
             cols = self.columns[m].index if columns is None else columns[m]
@@ -110,7 +86,7 @@ class TreeTerms(nn.Module):
             parts.append(present[:, None])
         for m in self.scored:
             x = inputs[m].double().reshape(inputs[m].shape[0], -1)
-            w = self.scores[m].weight
+            w = self.scores[m].weight if scores is None else scores[m].double()
             score = x @ w if w.numel() == x.shape[1] else torch.zeros_like(x[:, 0])
             parts.append((score * mask[m].to(x.dtype))[:, None])
         return torch.cat(parts, dim=1)

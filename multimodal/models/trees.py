@@ -33,6 +33,7 @@ from multimodal.registry import did_you_mean
 __all__ = [
     "TREE_DEFAULTS",
     "TREE_KINDS",
+    "SizedByState",
     "TreeEnsemble",
     "TreeKind",
     "TreeMember",
@@ -406,15 +407,23 @@ def _float32_floor(threshold: np.ndarray) -> np.ndarray:
     return t32
 
 
-def _resize_buffers_to_state(module: nn.Module, state_dict: dict[str, Any], prefix: str) -> None:
-    """Give each of ``module``'s own buffers the shape of its tensor in ``state_dict``."""
-    for name, buf in list(module._buffers.items()):
-        saved = state_dict.get(prefix + name)
-        if buf is not None and saved is not None and tuple(saved.shape) != tuple(buf.shape):
-            module._buffers[name] = torch.zeros(saved.shape, dtype=buf.dtype, device=buf.device)
+class SizedByState(nn.Module):
+    """A module whose buffers take the shapes of the tensors it loads.
+
+    Fitted sizes (trees, nodes, chosen columns) are unknown when a model is built from its
+    config, so such buffers start empty and are resized to the saved tensors before the usual
+    loading copies them in.
+    """
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name, buf in list(self._buffers.items()):
+            saved = state_dict.get(prefix + name)
+            if buf is not None and saved is not None and tuple(saved.shape) != tuple(buf.shape):
+                self._buffers[name] = torch.zeros(saved.shape, dtype=buf.dtype, device=buf.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-class TreeMember(nn.Module):
+class TreeMember(SizedByState):
     """A fixed tree-ensemble term of a model: ``forward(x) = (raw(x) - center) / spread``.
 
     Built empty (zero-size buffers; ``forward`` returns zeros) and filled by
@@ -480,10 +489,6 @@ class TreeMember(nn.Module):
             setattr(self, name, torch.tensor(val, dtype=torch.float64, device=device))
         self.depth = torch.tensor(ensemble.max_depth, dtype=torch.int64, device=device)
         self.n_features = torch.tensor(ensemble.n_features, dtype=torch.int64, device=device)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        _resize_buffers_to_state(self, state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def leaves(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_trees) global leaf index of each row of ``x`` (B, n_features) in each tree."""

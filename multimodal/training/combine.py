@@ -111,11 +111,18 @@ class _Problem:
 
 @dataclass
 class _TreeProblem:
-    """The tree members' fitting problem on the same training patients (numpy, CPU)."""
+    """The tree members' fitting problem on the same training patients.
+
+    The trees' design comes from the model's own :meth:`TreeTerms.design` (the one inference
+    uses), with the columns and linear directions of each fit passed in; ``arrays`` are numpy
+    copies of the inputs for choosing those columns.
+    """
 
     terms: Any  # multimodal.models.tree_terms.TreeTerms
-    clinical: np.ndarray
-    inputs: dict[str, tuple[np.ndarray, np.ndarray]]
+    clinical: torch.Tensor
+    inputs: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]]
     time: np.ndarray
     event: np.ndarray
     n_features: int
@@ -125,16 +132,18 @@ class _TreeProblem:
     def design(
         self, rows: np.ndarray, columns: dict[str, np.ndarray], scores: dict[str, np.ndarray]
     ) -> np.ndarray:
-        """The trees' design (:meth:`TreeTerms.design`): clinical, per input its chosen
-        features and presence flag, then per scored input its linear member's risk score."""
-        parts = [self.clinical[rows]]
-        for m, (x, present) in self.inputs.items():
-            parts.append(x[rows][:, columns[m]] * present[rows, None])
-            parts.append(present[rows, None])
-        for m, w in scores.items():
-            x, present = self.inputs[m]
-            parts.append(((x[rows] @ w) * present[rows])[:, None])
-        return np.concatenate(parts, axis=1)
+        """:meth:`TreeTerms.design` of ``rows`` with these chosen columns and directions."""
+        device = self.clinical.device
+        idx = torch.as_tensor(rows, device=device)
+        with torch.no_grad():
+            design = self.terms.design(
+                self.clinical[idx],
+                {m: x[idx] for m, x in self.inputs.items()},
+                {m: present[idx] for m, present in self.mask.items()},
+                columns={m: torch.as_tensor(c, device=device) for m, c in columns.items()},
+                scores={m: torch.as_tensor(w, device=device) for m, w in scores.items()},
+            )
+        return design.cpu().numpy()
 
     def fit(self, kind: str, rows: np.ndarray, scores: dict[str, np.ndarray]) -> tuple:
         """One ensemble of ``kind`` on ``rows``, its features chosen on ``rows`` alone; ``scores``
@@ -145,7 +154,7 @@ class _TreeProblem:
         t, e = self.time[rows], self.event[rows]
         columns = {
             m: select_columns(x[rows], present[rows], t, e, self.n_features)
-            for m, (x, present) in self.inputs.items()
+            for m, (x, present) in self.arrays.items()
         }
         design = self.design(rows, columns, scores)
         ensemble = fit_tree_ensemble(
@@ -164,17 +173,20 @@ def _tree_problem(model: Any, batch: Any, designs: dict, members: MembersConfig,
     if terms is None:
         return None
     x_c, present_c = designs[model.clinical_modality]
-    inputs = {
-        m: (
-            batch.inputs[m].float().reshape(len(present_c), -1).cpu().numpy().astype(np.float64),
-            batch.mask[m].cpu().numpy().astype(np.float64),
-        )
-        for m in terms.inputs
-    }
+    inputs = {m: batch.inputs[m].reshape(len(present_c), -1) for m in terms.inputs}
+    mask = {m: batch.mask[m] for m in terms.inputs}
     return _TreeProblem(
         terms=terms,
-        clinical=(x_c * present_c[:, None]).cpu().numpy().astype(np.float64),
+        clinical=x_c * present_c[:, None],  # as the model's forward hides a missing clinical
         inputs=inputs,
+        mask=mask,
+        arrays={
+            m: (
+                inputs[m].double().cpu().numpy(),
+                mask[m].cpu().numpy().astype(np.float64),
+            )
+            for m in terms.inputs
+        },
         time=batch.time.cpu().numpy().astype(np.float64),
         event=batch.event.cpu().numpy().astype(bool),
         n_features=int(members.tree_features),
