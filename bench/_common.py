@@ -6,10 +6,12 @@ The scripts run as ``python bench/<script>.py``, which puts this folder on ``sys
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import platform
 from pathlib import Path
 
-__all__ = ["cpu_name", "replace_section", "write_section"]
+__all__ = ["cpu_name", "machine_line", "replace_section", "write_section"]
 
 
 def cpu_name() -> str:
@@ -21,6 +23,16 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_line(seconds: float) -> str:
+    """``Machine: <cpu>, <n> cores, CPU only, torch threads <OMP_NUM_THREADS>; Python ...; date
+    ...; wall time <m> min.`` for a benchmark's table header."""
+    return (
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only, torch threads "
+        f"{os.environ.get('OMP_NUM_THREADS', 'default')}; Python {platform.python_version()}; "
+        f"date {dt.date.today().isoformat()}; wall time {seconds / 60:.1f} min."
+    )
 
 
 def replace_section(text: str, section: str, heading: str | None = None) -> str:

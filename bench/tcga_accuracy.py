@@ -27,18 +27,15 @@ Nothing here chooses anything on the validation folds.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import cpu_name, write_section
+from _common import machine_line, write_section
 
 from multimodal.evaluation.benchmark import run_benchmark
 from multimodal.evaluation.compare import load_published_mcat
@@ -205,9 +202,7 @@ def markdown(rows: list[dict], mcat: dict[str, float], command: str, seconds: fl
         "## TCGA: one default config on all 14 cohorts (issue #16)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only, torch threads "
-        f"{os.environ.get('OMP_NUM_THREADS', 'default')}; Python {platform.python_version()}; "
-        f"date {dt.date.today().isoformat()}; wall time {seconds / 60:.1f} min.",
+        machine_line(seconds),
         "",
         "Harrell's C on the validation patients of the published PORPOISE/MCAT 5 folds, mean ± SD "
         "over folds. *ours*: `configs/tcga.yaml` as shipped, every modality the cohort has. Best "

@@ -17,17 +17,14 @@ lexical text features.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import cpu_name, write_section
+from _common import machine_line, write_section
 
 from multimodal.data.synth_tcga import write_tcga_cohort
 from multimodal.evaluation.benchmark import run_benchmark
@@ -103,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "## TCGA-layout synthetic cohort: the default config against the ground truth",
         "",
         f"Command: `{command.strip()}`  ",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only, torch threads "
-        f"{os.environ.get('OMP_NUM_THREADS', 'default')}; Python {platform.python_version()}; "
-        f"date {dt.date.today().isoformat()}; wall time {(time.perf_counter() - t_all) / 60:.1f} "
-        "min.",
+        machine_line(time.perf_counter() - t_all),
         "",
         f"Cohort: `multimodal synth --layout tcga --n-patients {args.n_patients} --seed "
         f"{args.seed}` (genomic signature acting only in stage III/IV; structured reports with "
