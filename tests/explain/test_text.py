@@ -71,9 +71,10 @@ def _risk_with_report(model, cohort, pid: str, text: str | None = None) -> float
 
 
 class _Reports:
-    """A text source of one-sentence reports: what a text pipeline's ``transform`` reads."""
+    """A text source of reports: what a text pipeline reads (``texts()``, ``name``)."""
 
     kind = "text"
+    name = "report"
 
     def __init__(self, texts: dict[str, str]) -> None:
         self._texts = pd.Series(texts, dtype=object)

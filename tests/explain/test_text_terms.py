@@ -17,24 +17,14 @@ from multimodal.explain.explanation import (
     parse_terms,
 )
 from multimodal.explain.text import sentence_attributions, term_attributions
+from tests.training.test_text_lexical import CONFIG, _FakeEmbedder
 
 #: clinical covariates + the report's lexical features as linear members, no deep residual: the
 #: model is linear in the report's term columns
 LINEAR_LEXICAL = {
-    "data": {
-        "folds": 2,
-        "modalities": ["clinical", "report"],
-        "text_features": "lexical",
-        "early_stopping_fraction": 0.0,
-    },
-    "encoders": {
-        "clinical": {"name": "clinical_mlp", "out_dim": 4},
-        "report": {"name": "text_mlp", "out_dim": 4},
-    },
-    "fusion": {"name": "attention_gated", "dim": 4},
-    "members": {"linear": ["report"], "deep": False, "penalties": [1.0]},
-    "train": {"epochs": 1, "batch_size": 64, "refit": False, "progress": False},
-    "eval": {"n_times": 4, "bootstrap": 0},
+    **CONFIG,
+    "members": {**CONFIG["members"], "deep": False},
+    "train": {**CONFIG["train"], "epochs": 1},
 }
 
 
@@ -102,6 +92,18 @@ def test_a_sentences_terms_sum_to_its_attribution(lexical_linear):
     assert checked >= 10
 
 
+def _expected_terms(folds, text: str) -> dict[str, float]:
+    """Each term's exact contribution to the report's linear member (its lexical columns, the
+    last ones with ``both``), averaged over the fold models."""
+    expected: dict[str, float] = {}
+    for fi in folds:
+        vectorizer = fi.fold.pipelines["report"].vectorizer_
+        coef = fi.model.members["report"].weight.detach().numpy()[0, -vectorizer.n_terms :]
+        for term, value in vectorizer.contributions(text, coef):
+            expected[term] = expected.get(term, 0.0) + value / len(folds)
+    return expected
+
+
 def test_a_term_is_its_column_of_the_linear_member(lexical_linear):
     """Each term of the report's linear member: coefficient times the change of its column when
     the sentence's occurrences leave the report (the vectorizer's exact contribution when only
@@ -113,27 +115,12 @@ def test_a_term_is_its_column_of_the_linear_member(lexical_linear):
     one = _with_report(cohort, pid, text)
     folds = fold_inputs(model, one, [pid])
     terms = term_attributions(folds, one)
-    expected = {}
-    for fi in folds:
-        vectorizer = fi.fold.pipelines["report"].vectorizer_
-        coef = fi.model.members["report"].weight.detach().numpy()[0]
-        for term, value in vectorizer.contributions(text, coef):
-            expected[term] = expected.get(term, 0.0) + value / len(folds)
+    expected = _expected_terms(folds, text)
     raw = dict(zip(terms["term"], terms["attribution_raw"]))
     assert set(raw) == set(expected)  # every term occurs once: in one sentence
     assert [raw[t] for t in sorted(raw)] == pytest.approx(
         [expected[t] for t in sorted(raw)], abs=1e-5
     )
-
-
-class _WordCountEmbedder:
-    """Deterministic 3-d 'sentence embedding' (word counts): no transformer model needed."""
-
-    dim = 3
-
-    def embed(self, texts):
-        words = ("grade", "invasion", "margins")
-        return np.array([[t.lower().count(w) for w in words] for t in texts], dtype=np.float32)
 
 
 def test_with_both_features_a_term_moves_its_lexical_column_only(tmp_path, monkeypatch):
@@ -142,7 +129,7 @@ def test_with_both_features_a_term_moves_its_lexical_column_only(tmp_path, monke
     from multimodal.data.synth import generate_cohort
     from multimodal.training.pipelines_text import TextPipeline
 
-    monkeypatch.setattr(TextPipeline, "_embedder", lambda self: _WordCountEmbedder())
+    monkeypatch.setattr(TextPipeline, "_embedder", lambda self: _FakeEmbedder())
     generate_cohort(tmp_path / "c", n_patients=60, seed=4, with_images=False, n_genes=20)
     cohort = multimodal.Cohort.load(tmp_path / "c" / "cohort.yaml")
     config = {**LINEAR_LEXICAL, "data": {**LINEAR_LEXICAL["data"], "text_features": "both"}}
@@ -153,12 +140,7 @@ def test_with_both_features_a_term_moves_its_lexical_column_only(tmp_path, monke
     one = _with_report(cohort, pid, text)
     folds = fold_inputs(model, one, [pid])
     terms = term_attributions(folds, one)
-    expected = {}
-    for fi in folds:
-        vectorizer = fi.fold.pipelines["report"].vectorizer_
-        coef = fi.model.members["report"].weight.detach().numpy()[0, -vectorizer.n_terms :]
-        for term, value in vectorizer.contributions(text, coef):
-            expected[term] = expected.get(term, 0.0) + value / len(folds)
+    expected = _expected_terms(folds, text)
     raw = dict(zip(terms["term"], terms["attribution_raw"]))
     assert set(raw) == set(expected) and np.abs(list(raw.values())).max() > 1e-4
     assert [raw[t] for t in sorted(raw)] == pytest.approx(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import multimodal
 from multimodal.exceptions import ConfigError, DataError
 from multimodal.training.preprocess import PIPELINES, PreprocessContext
 from multimodal.training.stores import DenseStore
+from tests.explain.test_text import _Reports
 
 REPORTS = {
     "a": "Grade 3 carcinoma. Lymphovascular invasion: present.",
@@ -23,20 +23,6 @@ REPORTS = {
     "f": "Grade 2. Margins: negative.",
     "empty": "   ",
 }
-
-
-class _Reports:
-    """A text source: what a text pipeline reads (``texts()``, ``name``)."""
-
-    kind = "text"
-    name = "report"
-
-    def __init__(self, texts: dict[str, str]) -> None:
-        self._texts = pd.Series(texts, dtype=object)
-        self.patient_ids = self._texts.index
-
-    def texts(self) -> pd.Series:
-        return self._texts
 
 
 class _FakeEmbedder:
