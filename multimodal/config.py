@@ -95,7 +95,8 @@ class DataConfig(_Strict):
     group_by: str | None = None
     """Group folds by this patient column (e.g. ``site``) so a group never spans train and val."""
     early_stopping_fraction: float = Field(0.15, ge=0.0, lt=0.5)
-    """Share of each training fold held out for early stopping; the reported fold is never used."""
+    """Share of each training fold held out for early stopping; the reported fold is never used.
+    ``0``: no early stopping; every fit runs ``train.epochs`` epochs and keeps the last state."""
     image_size: int = Field(32, ge=8)
     """Images are resized to this edge length (per spatial dimension)."""
     image_intensity: Literal["scale", "zscore"] | tuple[float, float] = "scale"
@@ -285,18 +286,28 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(5.0, gt=0)
     resume: bool = True
     """Continue from checkpoints found in the run folder."""
-    checkpoint_every: int = Field(1, ge=1)
-    """Save the training state every this many epochs (and at a fit's last epoch); an interrupted
-    fold resumes exactly from the last saved epoch, repeating the epochs after it."""
+    checkpoint_every: int | Literal["auto"] = "auto"
+    """Save the training state every this many epochs, and always at a fit's last epoch; an
+    interrupted fold resumes exactly from the last saved epoch, repeating the epochs after it.
+    ``auto``: after the first epoch that ends at least
+    :data:`multimodal.training.loop.AUTO_CHECKPOINT_SECONDS` (60 s) after the previous save (or
+    the fit's start). A model whose epoch takes seconds then loses at most a minute of work
+    to a crash and does not pay for a write every epoch; a model whose epochs take minutes is
+    saved after every epoch."""
+    train_c_index: bool = False
+    """Also compute the C-index on the fit patients after every epoch (history column
+    ``train_c_index``): one forward pass over them per epoch, so off unless asked for. It is
+    never used to choose anything; early stopping uses the held-out part
+    (``data.early_stopping_fraction``), and without one a fit runs all its epochs."""
     threads: int | Literal["auto"] = "auto"
     """Intra-op threads while training (:mod:`multimodal.training.threads`). ``auto``:
     ``OMP_NUM_THREADS`` when set, else the CPUs of this process's affinity mask; one thread for a
     model under 1e6 parameters trained on the CPU. An integer is used as given."""
     progress: bool = True
 
-    @field_validator("threads", mode="before")
+    @field_validator("threads", "checkpoint_every", mode="before")
     @classmethod
-    def _threads(cls, v: Any) -> Any:
+    def _positive_or_auto(cls, v: Any) -> Any:
         if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             return v
         raise ValueError("must be a positive integer (e.g. 1) or 'auto'")

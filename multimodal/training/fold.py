@@ -160,7 +160,8 @@ def run_fold(
         train_data.event, cfg.data.early_stopping_fraction, seed, train_data.groups
     )
     fit_data = train_data.subset(fit_idx)
-    es_data = train_data.subset(es_idx) if len(es_idx) else fit_data
+    # no hold-out (early_stopping_fraction 0): no early stopping, every fit runs all its epochs
+    es_data = train_data.subset(es_idx) if len(es_idx) else None
     cuts = _time_grid(cfg, fit_data)
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
 

@@ -3,17 +3,19 @@
 :func:`fit` trains with an event-balanced sampler; ``train.accumulate`` micro-batches form one Cox
 risk set (gathered across DDP ranks). With a hold-out it keeps the state with the best smoothed
 hold-out C-index; the untrained model -- the fitted linear members with the deep residual at zero
--- is a candidate too, as epoch 0. The training state is checkpointed
-(:mod:`multimodal.training.resume`) every ``train.checkpoint_every`` epochs and at the fit's last
-epoch, so an interrupted fold resumes exactly from the last saved epoch. The loop runs under
-``train.threads`` (:mod:`multimodal.training.threads`: ``auto`` gives a small CPU model one
-thread).
+-- is a candidate too, as epoch 0. Without a hold-out a fit runs all its epochs and computes no
+C-index unless ``train.train_c_index`` asks for the fit patients' one. The training state is
+checkpointed (:mod:`multimodal.training.resume`) every ``train.checkpoint_every`` epochs (``auto``:
+once a minute at most) and at the fit's last epoch, so an interrupted fold resumes exactly from the
+last saved epoch. The loop runs under ``train.threads`` (:mod:`multimodal.training.threads`:
+``auto`` gives a small CPU model one thread).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,13 @@ from multimodal.training.resume import TrainingState, check_resumable, config_fi
 from multimodal.training.samplers import EventBalancedBatchSampler, RandomBatchSampler
 from multimodal.training.threads import training_threads
 
-__all__ = ["EpochInfo", "fit", "snapshot", "targets"]
+__all__ = ["AUTO_CHECKPOINT_SECONDS", "EpochInfo", "fit", "snapshot", "targets"]
 
 log = logging.getLogger(__name__)
+
+#: ``train.checkpoint_every: auto`` saves after the first epoch that ends at least this many
+#: seconds after the previous save (or the fit's start), and at the fit's last epoch.
+AUTO_CHECKPOINT_SECONDS = 60.0
 
 
 @dataclass
@@ -44,6 +50,8 @@ class EpochInfo:
     train_loss: float
     es_c_index: float
     best_c_index: float
+    seconds: float = float("nan")
+    """Wall time of the epoch: its optimiser steps, hold-out scoring and checkpoint."""
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -121,9 +129,11 @@ def _fit(cfg, model, fit_data, es_data, device, ckpt_path, fold, callbacks, epoc
     else:
         sampler = RandomBatchSampler(len(fit_data), tc.batch_size, rng)
     bar = _progress(tc, fold, start, n_epochs, refit=es_data is None)
+    checkpoint = _CheckpointClock(tc.checkpoint_every)
     for epoch in range(start, n_epochs):
         if es_data is not None and best["bad"] >= tc.patience:
             break
+        began = time.perf_counter()
         with track_loss_stats() as stats:
             loss = _train_epoch(cfg, net, model, opt, sampler, fit_data, device)
         score, smoothed = _early_stopping_score(cfg, model, es_data, device, history)
@@ -133,25 +143,28 @@ def _fit(cfg, model, fit_data, es_data, device, ckpt_path, fold, callbacks, epoc
             best = {"score": smoothed, "epoch": epoch + 1, "bad": 0, "state": snapshot(model)}
         else:
             best["bad"] += 1
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": loss,
-                "es_c_index": score,
-                "es_c_index_smoothed": smoothed,
-                "no_event_batches": stats.no_event_batches,
-                "best_epoch": best["epoch"],
-            }
-        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss,
+            "es_c_index": score,
+            "es_c_index_smoothed": smoothed,
+            "no_event_batches": stats.no_event_batches,
+            "best_epoch": best["epoch"],
+        }
+        if tc.train_c_index:
+            row["train_c_index"] = _c_index(cfg, model, fit_data, device)
+        history.append(row)
         last = epoch + 1 == n_epochs or (es_data is not None and best["bad"] >= tc.patience)
-        if dist_utils.is_main() and ((epoch + 1) % tc.checkpoint_every == 0 or last):
+        if dist_utils.is_main() and checkpoint.due(epoch + 1, last):
             TrainingState.capture(model, opt, rng, history, best, epoch + 1, fingerprint).save(
                 ckpt_path
             )
+            checkpoint.saved()
         bar.set_postfix(_figures(loss, score, best["score"]))
         bar.update(1)
+        seconds = time.perf_counter() - began
         for cb in callbacks or []:
-            cb(EpochInfo(fold, epoch + 1, loss, score, best["score"]))
+            cb(EpochInfo(fold, epoch + 1, loss, score, best["score"], seconds))
     bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
@@ -168,12 +181,36 @@ def _param_groups(model: Any, lr: float, clinical_lr: float | None) -> list[dict
     return [{"params": rest}, {"params": list(clinical.parameters()), "lr": clinical_lr}]
 
 
+class _CheckpointClock:
+    """When the training state is saved: every ``every`` epochs, or (``auto``) after the first
+    epoch ending :data:`AUTO_CHECKPOINT_SECONDS` after the previous save; always at the last."""
+
+    def __init__(self, every: int | str) -> None:
+        self.every = every
+        self.last_save = time.monotonic()
+
+    def due(self, epoch: int, last: bool) -> bool:
+        if last:
+            return True
+        if self.every == "auto":
+            return time.monotonic() - self.last_save >= AUTO_CHECKPOINT_SECONDS
+        return epoch % int(self.every) == 0
+
+    def saved(self) -> None:
+        self.last_save = time.monotonic()
+
+
+def _c_index(cfg, model, data, device) -> float:
+    """The head's C-index (``head.score``) of ``model`` on every patient of ``data``."""
+    outputs = head_outputs(model, data, device, cfg.train.precision)
+    return float(model.head.score(outputs, **targets(model, data)))
+
+
 def _early_stopping_score(cfg, model, es_data, device, history) -> tuple[float, float]:
     """(hold-out C-index of this epoch, its mean with the previous ``es_smoothing - 1`` epochs)."""
     if es_data is None:
         return float("nan"), float("nan")
-    outputs = head_outputs(model, es_data, device, cfg.train.precision)
-    score = float(model.head.score(outputs, **targets(model, es_data)))
+    score = _c_index(cfg, model, es_data, device)
     k = cfg.train.es_smoothing
     recent = [h["es_c_index"] for h in history[-(k - 1) :]] if k > 1 else []
     if not np.isfinite(score):

@@ -34,6 +34,7 @@ _NOT_FINGERPRINTED = (
     ("train", "resume"),
     ("train", "progress"),
     ("train", "checkpoint_every"),
+    ("train", "train_c_index"),  # an observation: adds a history column, changes no result
     # threads change only the last bits of floating-point sums: a run may resume on another
     # machine
     ("train", "threads"),

@@ -27,7 +27,13 @@ CONFIG = {
         "genomics": {"name": "snn", "out_dim": 4},
     },
     "fusion": {"name": "concat", "dim": 4},
-    "train": {"epochs": 40, "batch_size": 16, "patience": 40, "progress": False},
+    "train": {
+        "epochs": 40,
+        "batch_size": 16,
+        "patience": 40,
+        "progress": False,
+        "checkpoint_every": 1,  # kills land between saves one epoch apart
+    },
     "eval": {"n_times": 3, "bootstrap": 0},
 }
 

@@ -79,10 +79,48 @@ def test_interrupted_between_checkpoints_resumes_exactly(cohort, tmp_path):
     assert resumed.metrics["folds"][0]["c_index"] == reference.metrics["folds"][0]["c_index"]
 
 
-def test_checkpoint_every_must_be_positive():
+def test_checkpoint_every_must_be_positive_or_auto():
     from multimodal.config import load_config
     from multimodal.exceptions import ConfigError
 
-    assert load_config({}).train.checkpoint_every == 1
-    with pytest.raises(ConfigError, match=r"train\.checkpoint_every"):
-        load_config({"train": {"checkpoint_every": 0}})
+    assert load_config({}).train.checkpoint_every == "auto"
+    assert load_config({"train": {"checkpoint_every": 2}}).train.checkpoint_every == 2
+    for bad in (0, -1, "often", True):
+        with pytest.raises(ConfigError, match=r"train\.checkpoint_every"):
+            load_config({"train": {"checkpoint_every": bad}})
+
+
+def _auto(seconds: float) -> dict:
+    return {**CFG, "train": {**CFG["train"], "checkpoint_every": "auto"}}
+
+
+@pytest.mark.parametrize("seconds, saved_at_five", [(0.0, 5), (3600.0, None)])
+def test_auto_interval_saves_by_elapsed_time_and_resumes_exactly(
+    cohort, tmp_path, monkeypatch, seconds, saved_at_five
+):
+    """``auto``: a save once AUTO_CHECKPOINT_SECONDS have passed (0 s: every epoch; an hour:
+    only the last epoch); a kill before any save restarts the fold, still to the same result."""
+    from multimodal.training import loop
+
+    monkeypatch.setattr(loop, "AUTO_CHECKPOINT_SECONDS", seconds)
+    cfg = _auto(seconds)
+    reference = multimodal.train(cfg, cohort=cohort, out=tmp_path / "ref")
+    assert _saved_epoch(tmp_path / "ref" / "checkpoints" / "fold_0.safetensors") == 7
+
+    def stop_at_five(info):
+        assert info.seconds > 0
+        if info.epoch == 5:
+            raise Stop
+
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        multimodal.train(cfg, cohort=cohort, out=out, callbacks=[stop_at_five])
+    ckpt = out / "checkpoints" / "fold_0.safetensors"
+    if saved_at_five is None:
+        assert not ckpt.exists()
+    else:
+        assert _saved_epoch(ckpt) == saved_at_five
+    multimodal.train(cfg, cohort=cohort, out=out)
+    a = pd.read_csv(reference.run_dir / "predictions.csv")
+    b = pd.read_csv(out / "predictions.csv")
+    assert np.array_equal(a.risk.to_numpy(), b.risk.to_numpy())

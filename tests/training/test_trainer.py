@@ -83,7 +83,12 @@ def test_load_run_predicts_with_missing_modalities(tiny_run, tiny_cohort):
 
 
 def test_resume_after_interruption_matches_uninterrupted(tiny_cohort, tiny_run, tmp_path):
-    cfg = {**TINY, "data": {**TINY["data"], "fold_indices": [0]}}
+    # a save after every epoch, so that the kill after epoch 2 leaves one to resume from
+    cfg = {
+        **TINY,
+        "data": {**TINY["data"], "fold_indices": [0]},
+        "train": {**TINY["train"], "checkpoint_every": 1},
+    }
     reference = tiny_run.metrics["folds"][0]
 
     class Stop(Exception):
@@ -101,6 +106,31 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_cohort, tiny_run, 
     a = pd.read_csv(tiny_run.run_dir / "predictions.csv").query("fold == 0").risk.to_numpy()
     b = pd.read_csv(tmp_path / "predictions.csv").risk.to_numpy()
     assert np.allclose(a, b, atol=1e-6)
+
+
+def test_train_c_index_only_when_asked(tiny_cohort, tiny_run, tmp_path):
+    """The fit patients' C-index is a history column only with train.train_c_index, and asking
+    for it changes no result; without a hold-out no early-stopping C-index is computed."""
+    assert "train_c_index" not in tiny_run.history
+    cfg = {**TINY, "data": {**TINY["data"], "fold_indices": [0]}}
+    asked = multimodal.train(
+        cfg, cohort=tiny_cohort, out=tmp_path / "asked", overrides=["train.train_c_index=true"]
+    )
+    c = asked.history["train_c_index"]
+    assert len(c) == 3 and ((c > 0) & (c <= 1)).all()
+    a = pd.read_csv(tiny_run.run_dir / "predictions.csv").query("fold == 0").risk.to_numpy()
+    b = pd.read_csv(asked.run_dir / "predictions.csv").risk.to_numpy()
+    assert np.array_equal(a, b)
+
+    no_holdout = multimodal.train(
+        cfg,
+        cohort=tiny_cohort,
+        out=tmp_path / "no_holdout",
+        overrides=["data.early_stopping_fraction=0", "train.patience=1"],
+    )
+    hist = no_holdout.history
+    assert hist.epoch.tolist() == [1, 2, 3]  # all epochs: patience plays no part
+    assert hist.es_c_index.isna().all() and "train_c_index" not in hist
 
 
 def test_unknown_modality_is_a_clear_error(tiny_cohort, tmp_path):
