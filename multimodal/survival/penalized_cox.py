@@ -2,7 +2,9 @@
 
 :class:`PenalizedCox` minimises the mean negative Cox partial log-likelihood (Efron or Breslow
 ties, :func:`multimodal.survival.losses.cox_nll`) plus ``penalty * ||w||^2`` by L-BFGS with a
-strong-Wolfe line search, starting from zero. It is written here rather than taken from
+strong-Wolfe line search, starting from zero or from a given solution (a warm start along a
+penalty path: the optimum is unique, so the start changes only how fast it is reached). It is
+written here rather than taken from
 scikit-survival because the model's linear members need what sksurv's ``CoxPHSurvivalAnalysis``
 does not offer: several blocks of covariates with a penalty each (clinical covariates beside a
 genomic table), rows that may lack a block (a missing modality contributes nothing), only some
@@ -64,6 +66,7 @@ class PenalizedCox:
     coef_ : for a plain matrix ``X``: (p,) ndarray (``n_outputs == 1``) or (n_outputs, p); for
         named blocks: dict name -> (n_outputs, p) tensor.
     loss_ : the penalised loss at the solution (inf when the fit diverged).
+    n_iter_ : L-BFGS iterations the fit took.
 
     Examples
     --------
@@ -109,6 +112,7 @@ class PenalizedCox:
         *,
         rows: torch.Tensor | None = None,
         free: tuple[str, ...] | None = None,
+        init: Mapping[str, torch.Tensor] | None = None,
     ) -> PenalizedCox:
         """Fit on ``rows`` of ``X`` (default all).
 
@@ -119,6 +123,8 @@ class PenalizedCox:
             custom ``loss``.
         rows : patients the likelihood runs over (risk sets are formed within them).
         free : blocks that are fitted; the others stay at zero (default: all).
+        init : starting coefficients of some free blocks (name -> (n_outputs, p)), e.g. the
+            solution under a nearby penalty; the others start at zero.
         """
         blocks, matrix = self._as_blocks(X)
         first = next(iter(blocks.values()))[0]
@@ -146,6 +152,9 @@ class PenalizedCox:
             name: torch.zeros(self.n_outputs, x.shape[1], dtype=x.dtype, device=x.device)
             for name, (x, _) in blocks.items()
         }
+        for name, w in (init or {}).items():
+            if name in coef and (free is None or name in free):
+                coef[name] = w.detach().to(coef[name]).clone().reshape(coef[name].shape)
         trainable = [w for name, w in coef.items() if free is None or name in free]
         for w in trainable:
             w.requires_grad_(True)
@@ -164,7 +173,20 @@ class PenalizedCox:
             loss.backward()
             return loss
 
-        self.loss_ = float(opt.step(closure).detach()) if trainable else float("nan")
+        if trainable:
+            opt.step(closure)  # returns the loss at the start, not at the solution
+            with torch.no_grad():
+                self.loss_ = float(
+                    loss_fn(blocks_output(active, coef), rows)
+                    + sum(
+                        self._penalty_of(n) * w.pow(2).sum()
+                        for n, w in coef.items()
+                        if w.requires_grad
+                    )
+                )
+            self.n_iter_ = int(opt.state[trainable[0]].get("n_iter", 0))
+        else:
+            self.loss_, self.n_iter_ = float("nan"), 0
         fitted = {name: w.detach() for name, w in coef.items()}
         if matrix:
             w = fitted["x"].cpu().numpy().astype(float)

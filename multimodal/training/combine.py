@@ -95,14 +95,18 @@ class _Problem:
     trees: _TreeProblem | None = None
 
     def fit(
-        self, rows: torch.Tensor, penalties: dict[str, float], free: tuple[str, ...] | None = None
+        self,
+        rows: torch.Tensor,
+        penalties: dict[str, float],
+        free: tuple[str, ...] | None = None,
+        init: dict[str, torch.Tensor] | None = None,
     ) -> tuple[dict[str, torch.Tensor], float]:
         est = PenalizedCox(
             penalties,
             default_penalty=self.ridge,
             n_outputs=self.n_outputs,
             loss=self.loss_fn,
-        ).fit(self.designs, rows=rows, free=free)
+        ).fit(self.designs, rows=rows, free=free, init=init)
         return est.coef_, est.loss_
 
     def output(self, coef: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -388,14 +392,22 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         if m == clinical:
             continue
         x, present = problem.designs[m]
-        best = None
-        for lam in candidates:
+        # the penalty path from the largest penalty down, each fit warm-started from the one
+        # before on the same split: the same optima, reached in fewer iterations
+        path: dict[float, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        previous: list[dict[str, torch.Tensor] | None] = [None] * len(splits)
+        for lam in sorted(set(candidates), reverse=True):
             scores = torch.zeros(len(everyone), n_out, device=x_c.device)
             per_split = []
-            for rows_fit, rows_held in splits:
-                coef, _ = problem.fit(rows_fit, {m: lam}, free=(clinical, m))
+            for j, (rows_fit, rows_held) in enumerate(splits):
+                coef, _ = problem.fit(rows_fit, {m: lam}, free=(clinical, m), init=previous[j])
                 scores[rows_held] = ((x @ coef[m].T) * present[:, None])[rows_held]
                 per_split.append(coef[m])
+                previous[j] = coef
+            path[lam] = (scores, per_split)
+        best = None
+        for lam in candidates:
+            scores, per_split = path[lam]
             loss = second_stage({m: scores})[2]
             if best is None or loss < best[0]:
                 best = (loss, lam, scores, per_split)
