@@ -53,6 +53,7 @@ __all__ = [
     "ResNetEncoder",
     "SmallCNNEncoder",
     "ViTEncoder",
+    "cached_image_embeddings",
     "load_image",
     "make_image_transforms",
     "precompute_image_embeddings",
@@ -573,6 +574,46 @@ class ImageEmbeddingCache(ArrayCache):
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _embedding_settings(
+    encoder_name: str, spatial_dims: int, size: tuple[int, ...], transform_options: dict[str, Any]
+) -> dict[str, Any]:
+    """The settings part of an embedding's cache key (see :class:`ImageEmbeddingCache`)."""
+    return {
+        "spatial_dims": int(spatial_dims),
+        "image_size": size,
+        **transform_options,
+        "encoder": encoder_name,
+    }
+
+
+def cached_image_embeddings(
+    paths: Sequence[str | Path],
+    cache_dir: str | Path,
+    weights_hash: str,
+    encoder_name: str,
+    spatial_dims: int,
+    image_size: int | Sequence[int],
+    **transform_options: Any,
+) -> list[np.ndarray | None]:
+    """The embeddings of ``paths`` already cached on disk, without the encoder.
+
+    Parameters
+    ----------
+    paths, cache_dir, transform_options : see :func:`precompute_image_embeddings`.
+    weights_hash : the encoder's :func:`weights_fingerprint`.
+    encoder_name : the encoder's class name (``type(encoder).__name__``).
+    spatial_dims, image_size : the images' geometry.
+
+    Returns
+    -------
+    One float32 array (D,) per path, None where nothing is cached.
+    """
+    size = _size(image_size, int(spatial_dims))
+    settings = _embedding_settings(encoder_name, int(spatial_dims), size, transform_options)
+    cache = ImageEmbeddingCache(cache_dir)
+    return [cache.get(cache.key(weights_hash, p, settings)) for p in paths]
+
+
 def precompute_image_embeddings(
     encoder: nn.Module,
     paths: Sequence[str | Path],
@@ -581,6 +622,7 @@ def precompute_image_embeddings(
     image_size: int | Sequence[int] | None = None,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
+    weights_hash: str | None = None,
     **transform_options: Any,
 ) -> np.ndarray:
     """Embed images with a frozen encoder, reusing embeddings cached on disk.
@@ -592,6 +634,8 @@ def precompute_image_embeddings(
     cache_dir : cache root (see :class:`ImageEmbeddingCache`).
     spatial_dims, image_size : default to the encoder's ``spatial_dims`` / ``image_size``.
     batch_size, device : inference settings (do not change the cache key).
+    weights_hash : the encoder's :func:`weights_fingerprint` when the caller has it already
+        (hashing a large backbone's weights takes a while); computed when None.
     transform_options : passed to :func:`load_image`; part of the cache key.
 
     Returns
@@ -603,10 +647,11 @@ def precompute_image_embeddings(
     if spatial_dims is None or image_size is None:
         raise ConfigError("precompute_image_embeddings needs spatial_dims and image_size")
     size = _size(image_size, int(spatial_dims))
-    settings = {"spatial_dims": int(spatial_dims), "image_size": size, **transform_options}
-    settings["encoder"] = type(encoder).__name__
+    settings = _embedding_settings(
+        type(encoder).__name__, int(spatial_dims), size, transform_options
+    )
     cache = ImageEmbeddingCache(cache_dir)
-    whash = weights_fingerprint(encoder)
+    whash = weights_hash or weights_fingerprint(encoder)
     keys = [cache.key(whash, p, settings) for p in paths]
     out: list[np.ndarray | None] = [cache.get(k) for k in keys]
     todo = [i for i, v in enumerate(out) if v is None]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +36,11 @@ class ImagingPipeline(ModalityPipeline):
     The embeddings are standardised with the training fold's mean and standard deviation: a
     frozen backbone's features come on an arbitrary scale (a random-init CNN's vary by about 1e-4
     around 0.07), which a ridge penalty or an MLP would otherwise treat as no signal at all.
+
+    Fitting records what the cache key needs of the backbone (its weights fingerprint, class name
+    and out_dim, plus the size and mtime of its ``pretrained_path``) in :meth:`state`, so a loaded
+    run finds cached embeddings without building the backbone (and importing MONAI); it is built
+    only for images not in the cache, or when the recorded facts no longer hold.
     """
 
     kind = "imaging"
@@ -48,9 +55,11 @@ class ImagingPipeline(ModalityPipeline):
 
     def fit(self, source: Any, train_ids: list[str]) -> ImagingPipeline:
         self.mean_ = self.std_ = None
+        self.backbone_ = None  # training builds the backbone: its facts are recorded anew
         if self.encoder not in self.FROZEN_ENCODERS:
             return self
         store = self._embedded(source, list(train_ids))
+        self.backbone_ = self._backbone_facts(*self._geometry(source))
         if store.present.any():
             # float64: the features' spread can be 1e-4 of their mean, below float32's resolution
             rows = store.values.numpy()[store.present].astype(np.float64)
@@ -113,17 +122,57 @@ class ImagingPipeline(ModalityPipeline):
             self.ctx.memo[key] = net.eval()
         return self.ctx.memo[key]
 
+    def _backbone_facts(self, dims: int, size: tuple[int, ...]) -> dict[str, Any]:
+        """What the embedding cache key needs of the backbone (built here), for :meth:`state`."""
+        key = f"image-backbone-facts:{self.ctx.frozen_image_encoder}:{dims}:{size}"
+        if key not in self.ctx.memo:
+            from multimodal.encoders.imaging import weights_fingerprint
+
+            net = self._backbone(dims, size)
+            self.ctx.memo[key] = {
+                "encoder": type(net).__name__,
+                "fingerprint": weights_fingerprint(net),
+                "out_dim": int(net.out_dim),
+                "spatial_dims": int(dims),
+                "image_size": list(size),
+                "config": self.ctx.frozen_image_encoder,
+                "pretrained": _pretrained_stamp(self.ctx.frozen_image_encoder),
+            }
+        return self.ctx.memo[key]
+
+    def _recorded_facts(self, dims: int, size: tuple[int, ...]) -> dict[str, Any] | None:
+        """The backbone facts saved at training when they still describe the backbone the
+        config builds (same config and geometry, same ``pretrained_path`` file), else None."""
+        facts = getattr(self, "backbone_", None)
+        bb = self.ctx.frozen_image_encoder
+        if not facts or not bb:
+            return None
+        same = (
+            facts.get("spatial_dims") == dims
+            and tuple(facts.get("image_size") or ()) == tuple(size)
+            and _canonical(facts.get("config")) == _canonical(bb)
+            # new weights in the file: a fingerprint of the old ones would find stale embeddings
+            and facts.get("pretrained") == _pretrained_stamp(bb)
+        )
+        return facts if same else None
+
     def _geometry(self, source: Any) -> tuple[int, tuple[int, ...]]:
         dims = int(getattr(source, "spatial_dims", 3) or 3)
         return dims, (self.ctx.image_size,) * dims
 
     def _embedded(self, source: Any, ids: list[str]) -> DenseStore:
-        """Frozen-backbone embeddings as stored (not standardised); zero rows where missing."""
-        from multimodal.encoders.imaging import precompute_image_embeddings
+        """Frozen-backbone embeddings as stored (not standardised); zero rows where missing.
+
+        The backbone is built only when an embedding is not cached under the recorded facts.
+        """
+        from multimodal.encoders.imaging import (
+            cached_image_embeddings,
+            precompute_image_embeddings,
+        )
 
         dims, size = self._geometry(source)
         present, paths = self._paths(source, ids)
-        backbone = self._backbone(dims, size)
+        facts = self._recorded_facts(dims, size)
         # embeddings read once per run: fit and every fold's transforms reuse them (as the text
         # pipeline does its sentence embeddings)
         key = f"image-embeddings:{self.ctx.frozen_image_encoder}:{dims}:{size}"
@@ -131,8 +180,29 @@ class ImagingPipeline(ModalityPipeline):
             f"{key}:{self.ctx.image_intensity}", {}
         )
         todo = list(dict.fromkeys(p for p in paths if p not in memo))
+        cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
+        if todo and facts is not None:
+            found = cached_image_embeddings(
+                todo,
+                cache,
+                facts["fingerprint"],
+                facts["encoder"],
+                dims,
+                size,
+                normalize=self.ctx.image_intensity,
+            )
+            memo.update((p, e) for p, e in zip(todo, found) if e is not None)
+            todo = [p for p, e in zip(todo, found) if e is None]
         if todo:
-            cache = (self.ctx.cache_dir or default_cache_dir()) / "images"
+            backbone = self._backbone(dims, size)
+            built = self._backbone_facts(dims, size)
+            if facts is not None and built["fingerprint"] != facts["fingerprint"]:
+                log.warning(
+                    "the frozen image backbone data.frozen_image_encoder now has other weights "
+                    "than when this model was trained; %d image(s) not in the embedding cache are "
+                    "embedded with the new weights",
+                    len(todo),
+                )
             owners = {p: pid for pid, p in zip([i for i, q in zip(ids, present) if q], paths)}
             emb = _for_patient(
                 source,
@@ -143,11 +213,14 @@ class ImagingPipeline(ModalityPipeline):
                     cache,
                     spatial_dims=dims,
                     image_size=size,
+                    weights_hash=built["fingerprint"],
                     normalize=self.ctx.image_intensity,
                 ),
             )
             memo.update(zip(todo, emb))
-        x = np.zeros((len(ids), int(backbone.out_dim)), dtype=np.float32)
+            facts = facts or built
+        out_dim = int(facts["out_dim"] if facts else self._backbone_facts(dims, size)["out_dim"])
+        x = np.zeros((len(ids), out_dim), dtype=np.float32)
         if len(paths):
             x[present] = np.stack([memo[p] for p in paths])
         spec = InputSpec(kind="imaging", in_features=x.shape[1], spatial_dims=dims, image_size=size)
@@ -160,12 +233,33 @@ class ImagingPipeline(ModalityPipeline):
             "frozen_image_encoder": self.ctx.frozen_image_encoder,
             "mean": None if getattr(self, "mean_", None) is None else self.mean_.tolist(),
             "std": None if getattr(self, "mean_", None) is None else self.std_.tolist(),
+            "backbone": getattr(self, "backbone_", None),
         }
 
     def load_state(self, state: dict[str, Any]) -> ImagingPipeline:
         # runs saved before standardisation was added have no "mean": their embeddings stay raw
         self.mean_, self.std_ = _saved_stats(state, np.float64)
+        # runs saved before the backbone facts were recorded build the backbone for the cache key
+        self.backbone_ = state.get("backbone")
         return self
+
+
+def _canonical(value: Any) -> str:
+    """A JSON-stable form of a config dict: tuples and lists alike, as after a save and reload."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _pretrained_stamp(frozen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Size and mtime of the frozen backbone's ``options.pretrained_path``; None without one."""
+    path = ((frozen or {}).get("options") or {}).get("pretrained_path")
+    if path is None:
+        return None
+    from multimodal.encoders.imaging import _file_stamp
+
+    try:
+        return {"path": str(path), **_file_stamp(Path(path))}
+    except OSError:  # missing: never equal to the recorded stamp, so the build reports it
+        return {"path": str(path), "missing": True}
 
 
 def _where(source: Any) -> str:
