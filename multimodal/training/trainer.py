@@ -2,9 +2,9 @@
 
 For each fold: preprocessing is fitted on the training patients; a share of them
 (``data.early_stopping_fraction``) is held out for early stopping, so the reported validation fold
-never influences training; the model is trained with an event-balanced sampler, checkpointed each
-epoch (an interrupted run resumes exactly), then evaluated on the validation fold. The CLI,
-the benchmark and the tuner all call this function.
+never influences training; the model is trained with an event-balanced sampler, checkpointed
+(``train.checkpoint_every``; an interrupted run resumes exactly), then evaluated on the validation
+fold. The CLI, the benchmark and the tuner all call this function.
 """
 
 from __future__ import annotations
