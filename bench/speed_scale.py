@@ -898,6 +898,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     p.add_argument(
+        "--trainer-repeats", type=int, default=None, help="trainer part: runs of each loop"
+    )
+    p.add_argument(
         "--trainer-threads",
         choices=("bench", "auto"),
         default="bench",
@@ -937,6 +940,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], dict[s
         settings = dataclasses.replace(settings, scale_sizes=tuple(args.sizes))
     if args.trainer_threads == "auto":
         settings = dataclasses.replace(settings, trainer_threads="auto")
+    if args.trainer_repeats:
+        settings = dataclasses.replace(settings, trainer_repeats=args.trainer_repeats)
     device = str(select_device(args.device))
     start, results = time.perf_counter(), {}
     for part in args.parts:
@@ -967,6 +972,7 @@ def _command(args: argparse.Namespace) -> str:
         ["--device", args.device] if args.device != "auto" else []
     )
     cmd += ["--trainer-threads", "auto"] if args.trainer_threads == "auto" else []
+    cmd += ["--trainer-repeats", str(args.trainer_repeats)] if args.trainer_repeats else []
     cmd += ["--quick"] if args.quick else []
     return " ".join(cmd + (["--write-docs", str(args.write_docs)] if args.write_docs else []))
 
