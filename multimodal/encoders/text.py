@@ -75,6 +75,16 @@ def model_identity(model_name_or_path: str) -> str:
     return f"{p.resolve()}:{h.hexdigest()}"
 
 
+def _local_hidden_size(model_name_or_path: str) -> int | None:
+    """``hidden_size`` of a local model folder's config.json; None when there is none."""
+    cfg = Path(model_name_or_path) / "config.json"
+    try:
+        value = json.loads(cfg.read_text()).get("hidden_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def _load(what: Literal["tokenizer", "model"], path: str) -> Any:
     from transformers import AutoModel, AutoTokenizer
 
@@ -197,7 +207,10 @@ class TextEmbedder:
 
     @property
     def dim(self) -> int:
-        """Embedding size (hidden size of the model)."""
+        """Embedding size (hidden size of the model): read from a local model's config.json
+        without importing transformers (half a second), else from ``AutoConfig``."""
+        if self._dim is None:
+            self._dim = _local_hidden_size(self.model_name_or_path)
         if self._dim is None:
             from transformers import AutoConfig
 

@@ -115,3 +115,22 @@ def test_text_transformer_finetunes_last_layer():
         opt.step()
         assert torch.isfinite(loss)
     assert enc.model.embeddings.training is False  # frozen part: no dropout
+
+
+def test_dim_of_a_local_model_without_importing_transformers(tmp_path):
+    """The embedding size of a local model comes from its config.json: a run whose embeddings
+    are all cached (the dashboard's patient page) never imports transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from multimodal.encoders.text import TextEmbedder, default_text_model\n"
+        f"e = TextEmbedder(default_text_model(), cache_dir={str(tmp_path)!r})\n"
+        "print(e.dim, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["384", "False"]
+    # a folder without config.json falls back to transformers' AutoConfig (which then fails)
+    with pytest.raises(OSError):
+        TextEmbedder(str(tmp_path / "no_model"), cache_dir=tmp_path).dim

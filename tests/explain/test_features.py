@@ -73,3 +73,29 @@ def test_smoke_features_cover_every_present_patient(smoke_explanation, smoke_coh
     assert set(genes["patient_id"]) == set(has.index[has])
     assert genes.groupby("patient_id").size().nunique() == 1
     assert np.isfinite(f["attribution"].astype(float)).all()
+
+
+def test_own_integrated_gradients_equal_captum_and_are_complete():
+    """The package's Gauss-Legendre IG gives captum's attributions (its default method) and
+    sums to f(x) - f(0) for a smooth model, without importing captum."""
+    import torch
+
+    from multimodal.explain.features import integrated_gradients
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(7, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+    def forward(x):
+        return net(x).squeeze(-1)
+
+    x = torch.randn(5, 7)
+    ours = integrated_gradients(forward, x, n_steps=40)
+    gap = forward(x) - forward(torch.zeros_like(x))
+    torch.testing.assert_close(ours.sum(1), gap.detach(), atol=1e-4, rtol=1e-4)
+    import pytest
+
+    captum = pytest.importorskip("captum.attr")
+    ref = captum.IntegratedGradients(forward).attribute(
+        x, baselines=torch.zeros_like(x), n_steps=40
+    )
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
