@@ -133,4 +133,4 @@ def test_dim_of_a_local_model_without_importing_transformers(tmp_path):
     assert out.stdout.split() == ["384", "False"]
     # a folder without config.json falls back to transformers' AutoConfig (which then fails)
     with pytest.raises(OSError):
-        TextEmbedder(str(tmp_path / "no_model"), cache_dir=tmp_path).dim
+        _ = TextEmbedder(str(tmp_path / "no_model"), cache_dir=tmp_path).dim
