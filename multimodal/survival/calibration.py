@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from multimodal.survival.curves import kaplan_meier
 
@@ -105,6 +104,8 @@ def d_calibration(time, event, survival, times=None, n_bins: int = 10) -> tuple[
     counts += below.sum(0)
     expected = t.size / n_bins
     statistic = float(((counts - expected) ** 2 / expected).sum())
+    from scipy import stats  # here: importing scipy.stats costs half a second at start-up
+
     return statistic, float(stats.chi2.sf(statistic, n_bins - 1))
 
 

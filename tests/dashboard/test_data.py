@@ -594,3 +594,27 @@ def test_find_cohort_next_to_the_run(tiny_run, tmp_path):
     (moved / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert load_run_data(moved).cohort_path is None
     assert load_run_data(moved, tiny_run.parent / "cohort").cohort_path.name == "cohort.yaml"
+
+
+@pytest.mark.parametrize("seed, rounding", [(0, 2), (1, 0), (2, 1)])
+def test_km_curve_equals_lifelines(seed, rounding):
+    """The dashboard's own Kaplan-Meier curve and 95% CI (Greenwood, exponential transform) equal
+    lifelines' KaplanMeierFitter: tied times, censoring, and a last time with an event (S = 0)."""
+    from lifelines import KaplanMeierFitter
+
+    from multimodal.dashboard.cohort_stats import km_curve
+
+    rng = np.random.default_rng(seed)
+    time = np.round(rng.exponential(10, 80), rounding)
+    event = rng.random(80) < 0.6
+    event[np.argmax(time)] = seed == 2
+    ours = km_curve(time, event)
+    kmf = KaplanMeierFitter().fit(time, event)
+    sf = kmf.survival_function_.iloc[:, 0]
+    ci = kmf.confidence_interval_survival_function_
+    np.testing.assert_allclose(ours.time, sf.index.to_numpy(float))
+    np.testing.assert_allclose(ours.survival, sf.to_numpy(float), atol=1e-12)
+    np.testing.assert_allclose(ours.lower, ci.iloc[:, 0].to_numpy(float), atol=1e-12)
+    np.testing.assert_allclose(ours.upper, ci.iloc[:, 1].to_numpy(float), atol=1e-12)
+    at_risk = kmf.event_table["at_risk"].reindex(sf.index).to_numpy()
+    np.testing.assert_array_equal(ours.at_risk, at_risk)
