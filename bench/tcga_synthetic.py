@@ -17,6 +17,7 @@ lexical text features.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 import time
@@ -47,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_tcga_synth")
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "tcga.yaml")
     ap.add_argument("--ablations", action="store_true")
+    ap.add_argument(
+        "--try",
+        dest="candidate",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more row: the config with these overrides (repeatable), e.g. a candidate default",
+    )
     ap.add_argument("--write-docs", type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -58,12 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"ours": (ALL, [])}
     if args.ablations:
         variants.update(ABLATIONS)
+    folders = {name: f"variant_{i}" for i, name in enumerate(variants)}
+    if args.candidate:
+        name = "ours with " + ", ".join(f"`{o}`" for o in args.candidate)
+        variants[name] = (ALL, list(args.candidate))
+        folders[name] = "variant_try_" + hashlib.sha256(name.encode()).hexdigest()[:8]
     frames, seconds = [], {}
     for i, (name, (mods, overrides)) in enumerate(variants.items()):
         t0 = time.perf_counter()
         res = run_benchmark(
             data,
-            args.out / data.name / f"variant_{i}",
+            args.out / data.name / folders[name],
             config=args.config,
             variants={"ours": mods},
             baselines=("clinical_cox", "coxnet", "rsf") if i == 0 else (),

@@ -206,6 +206,14 @@ class MembersConfig(_Strict):
     stack_nonnegative: bool = True
     """``stacked``: the second stage's member weights are kept >= 0 (a member whose out-of-fold
     scores would get a negative weight is dropped and the rest refitted)."""
+    interactions: dict[str, str] = Field(default_factory=dict)
+    """``{modality: clinical categorical column}``, e.g. ``{genomics: stage}``: that modality's
+    linear member also gets its ``interaction_components`` leading principal components (fitted
+    on the training patients who have it, standardised) times each level of the clinical column,
+    so the effect of a co-expression programme may differ between stages. One penalty covers the
+    member's features and these products; they vanish where the clinical covariates are missing."""
+    interaction_components: int = Field(5, ge=1)
+    """Principal components per ``interactions`` modality."""
 
     @model_validator(mode="after")
     def _trees_need_stacking(self) -> MembersConfig:
@@ -228,6 +236,12 @@ class MembersConfig(_Strict):
         if unknown:
             raise ConfigError(
                 f"members.tree_options names {unknown}, which are not in members.trees {self.trees}"
+            )
+        stray = sorted(set(self.interactions) - set(self.linear))
+        if stray:
+            raise ConfigError(
+                f"members.interactions names {stray}, which are not in members.linear "
+                f"{self.linear}: the products extend a modality's linear member"
             )
         return self
 

@@ -144,6 +144,7 @@ class InputSpec:
     feature_names : names of the preprocessed columns (genomics, clinical numeric).
     n_numeric : number of numeric clinical covariates.
     cardinalities : number of levels of each categorical clinical covariate (level 0 = missing/unknown).
+    categorical_names : the categorical clinical covariates' column names, same order.
     spatial_dims, in_channels, image_size : imaging geometry after transforms.
     tokens : True when the input arrives as a TokenSet (chunk embeddings, bags of patches).
     n_variables : longitudinal: number of measured variables per visit (``in_features`` is then
@@ -157,6 +158,7 @@ class InputSpec:
     feature_names: list[str] | None = None
     n_numeric: int = 0
     cardinalities: list[int] = field(default_factory=list)
+    categorical_names: list[str] | None = None
     spatial_dims: int | None = None
     in_channels: int = 1
     image_size: tuple[int, ...] | None = None

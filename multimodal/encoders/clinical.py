@@ -285,6 +285,7 @@ class ClinicalPreprocessor:
             n_numeric=self.n_numeric,
             cardinalities=self.cardinalities,
             feature_names=self.feature_names,
+            categorical_names=list(self.categorical),
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -36,6 +36,11 @@ class LinearMember(nn.Module):
     n_outputs : columns of the term (1, or one per task / cause / transition of the head).
     group_means : for a grouped genomics table, one score per group (the mean of its z-scored
         features) instead of every feature.
+    modifier : ``(j, levels)``: the design also holds the modality's ``components`` leading
+        principal components times the one-hot level of the clinical categorical covariate ``j``
+        (``levels`` levels, 0 = unknown) -- effect modification (``members.interactions``). The
+        components are fitted by :meth:`fit_components` on training patients.
+    components : number of principal components with ``modifier``.
 
     Notes
     -----
@@ -46,10 +51,21 @@ class LinearMember(nn.Module):
     """
 
     def __init__(
-        self, modality: str, spec: InputSpec, n_outputs: int = 1, group_means: bool = False
+        self,
+        modality: str,
+        spec: InputSpec,
+        n_outputs: int = 1,
+        group_means: bool = False,
+        modifier: tuple[int, int] | None = None,
+        components: int = 0,
+        modifier_name: str | None = None,
     ) -> None:
         super().__init__()
         self.modality, self.kind = modality, spec.kind
+        self.modifier = None
+        self.blocks = [modality]
+        """Names of the design's column blocks: the modality, then ``<modality>*<column>`` for
+        the products with a modifier (the combiner fits each block with its own penalty)."""
         if spec.kind == "clinical":
             self.cardinalities = list(spec.cardinalities)
             n_in = spec.n_numeric + sum(spec.cardinalities)
@@ -70,6 +86,14 @@ class LinearMember(nn.Module):
                         avg[list(cols), j] = 1.0 / len(cols)
                 self.register_buffer("group_mean", avg)
                 n_in = len(spec.groups)
+            if modifier is not None and components > 0:
+                self.modifier = (int(modifier[0]), int(modifier[1]))
+                # (p, k) loadings scaled so that the training patients' scores have unit SD;
+                # zero until fit_components (the products are then zero)
+                self.register_buffer("loadings", torch.zeros(n_in, int(components)))
+                self.n_features = n_in
+                self.blocks.append(f"{modality}*{modifier_name or modifier[0]}")
+                n_in += int(components) * self.modifier[1]
         self.linear = nn.Linear(n_in, int(n_outputs), bias=False)
         nn.init.zeros_(self.linear.weight)
 
@@ -78,8 +102,7 @@ class LinearMember(nn.Module):
         """(n_outputs, p) coefficients."""
         return self.linear.weight
 
-    def design(self, x: Any) -> torch.Tensor:
-        """(B, p) float design matrix of the modality's input ``x`` (a batch's ``inputs[m]``)."""
+    def _features(self, x: Any) -> torch.Tensor:
         if self.kind == "clinical":
             return linear_inputs(x, self.cardinalities)
         if self.kind == "longitudinal":  # the landmark summary (last values, slopes, ...)
@@ -88,7 +111,66 @@ class LinearMember(nn.Module):
         avg = getattr(self, "group_mean", None)
         return x @ avg if avg is not None else x
 
-    def forward(self, x: Any, present: torch.Tensor) -> torch.Tensor:
+    def design(
+        self, x: Any, clinical: Any = None, clinical_present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, p) float design matrix of the modality's input ``x`` (a batch's ``inputs[m]``).
+
+        With a ``modifier``, ``clinical`` (the clinical input) and ``clinical_present`` give the
+        level of each patient; the products are zero where the clinical covariates are missing.
+        """
+        features = self._features(x)
+        if self.modifier is None:
+            return features
+        j, levels = self.modifier
+        if clinical is None:
+            raise ValueError(f"the linear member of {self.modality!r} needs the clinical input")
+        level = clinical["categorical"][:, j].long().clamp(0, levels - 1)
+        onehot = nn.functional.one_hot(level, levels).to(features.dtype)
+        if clinical_present is not None:
+            onehot = onehot * clinical_present.to(features.dtype).unsqueeze(-1)
+        scores = features @ self.loadings.to(features.dtype)
+        products = (scores.unsqueeze(-1) * onehot.unsqueeze(1)).reshape(features.shape[0], -1)
+        return torch.cat([features, products], dim=1)
+
+    def design_blocks(
+        self, x: Any, clinical: Any = None, clinical_present: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`design` cut into its :attr:`blocks` (name -> (B, p_block))."""
+        design = self.design(x, clinical, clinical_present)
+        if self.modifier is None:
+            return {self.modality: design}
+        return {
+            self.blocks[0]: design[:, : self.n_features],
+            self.blocks[1]: design[:, self.n_features :],
+        }
+
+    @torch.no_grad()
+    def fit_components(self, x: Any, present: torch.Tensor) -> None:
+        """Fit the principal components of the modality's features on the rows of ``x`` where
+        ``present`` (training patients): unit-SD scores, each component's sign fixed so that its
+        largest loading is positive."""
+        if self.modifier is None:
+            return
+        features = self._features(x)[present.bool()].double()
+        k = self.loadings.shape[1]
+        if features.shape[0] <= k:
+            self.loadings.zero_()
+            return
+        centred = features - features.mean(0, keepdim=True)
+        _, sv, vt = torch.linalg.svd(centred, full_matrices=False)
+        v = vt[:k].T  # (p, k)
+        sign = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))
+        sd = sv[:k] / max(1.0, float(features.shape[0] - 1)) ** 0.5
+        self.loadings.copy_((v * sign / sd.clamp_min(1e-12)).to(self.loadings.dtype))
+
+    def forward(
+        self,
+        x: Any,
+        present: torch.Tensor,
+        clinical: Any = None,
+        clinical_present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(B, n_outputs) contribution; rows where ``present`` is False contribute 0."""
-        design = self.design(x)
+        design = self.design(x, clinical, clinical_present)
         return self.linear(design) * present.to(design.dtype).unsqueeze(-1)

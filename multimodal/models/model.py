@@ -27,6 +27,7 @@ from multimodal.exceptions import ConfigError, MissingModalityError
 from multimodal.fusion import FUSIONS, modality_dropout
 from multimodal.models.members import LINEAR_KINDS, LinearMember
 from multimodal.models.tree_terms import TREE_INPUT_KINDS, TreeTerms
+from multimodal.registry import did_you_mean
 from multimodal.survival.heads import HEADS
 from multimodal.types import Batch, InputSpec
 
@@ -154,9 +155,38 @@ class MultimodalSurvivalModel(nn.Module):
         if self.clinical_modality is not None:
             for m in members.linear:
                 if m in specs and m not in self.members:  # absent: not used in this run
-                    self.members[m] = LinearMember(m, specs[m], n_out, members.group_means)
+                    self.members[m] = LinearMember(
+                        m,
+                        specs[m],
+                        n_out,
+                        members.group_means,
+                        modifier=self._modifier(m, members, specs[clinical_modality]),
+                        components=members.interaction_components,
+                        modifier_name=members.interactions.get(m),
+                    )
         self.trees = self._tree_terms(specs, members, n_out, endpoint)
         self._register_load_state_dict_pre_hook(self._upgrade_keys)
+
+    @staticmethod
+    def _modifier(m: str, members: MembersConfig, clinical: InputSpec) -> tuple[int, int] | None:
+        """``(index, levels)`` of the clinical categorical that modifies ``m``'s linear member
+        (``members.interactions``); None without one. A column the cohort does not have (GBMLGG
+        has no stage) leaves the member without products, with a warning -- as ``members.linear``
+        skips a modality the cohort lacks -- so one config serves every cohort."""
+        column = members.interactions.get(m)
+        if column is None:
+            return None
+        names = list(clinical.categorical_names or [])
+        if column not in names:
+            warn_once(
+                log,
+                f"members.interactions: {m!r} is paired with clinical column {column!r}, which "
+                f"is not among this cohort's categorical clinical covariates {names}; the "
+                f"{m!r} term gets no products.{did_you_mean(column, names)}",
+            )
+            return None
+        j = names.index(column)
+        return j, int(clinical.cardinalities[j])
 
     def _tree_terms(
         self, specs: dict[str, InputSpec], members: MembersConfig, n_out: int, endpoint: str
@@ -211,14 +241,31 @@ class MultimodalSurvivalModel(nn.Module):
     def linear_designs(
         self, inputs: dict[str, Any], mask: dict[str, torch.Tensor]
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Inputs of the linear members: modality -> (design (B, p) float, presence (B,) float)."""
-        return {m: (lm.design(inputs[m]), mask[m].float()) for m, lm in self.members.items()}
+        """Inputs of the linear members: block -> (design (B, p) float, presence (B,) float). A
+        block is a member's modality, or ``<modality>*<column>`` for its products with a clinical
+        modifier (:attr:`LinearMember.blocks`)."""
+        out = {}
+        for m, lm in self.members.items():
+            present = mask[m].float()
+            blocks = lm.design_blocks(inputs[m], *self._clinical_of(lm, inputs, mask))
+            out.update({name: (block, present) for name, block in blocks.items()})
+        return out
+
+    def _clinical_of(self, lm: LinearMember, inputs: dict[str, Any], mask: dict[str, Any]):
+        """What a member with a clinical modifier also reads: (clinical input, its mask)."""
+        if lm.modifier is None:
+            return None, None
+        c = self.clinical_modality
+        return inputs[c], mask[c]
 
     def member_outputs(
         self, inputs: dict[str, Any], mask: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Each linear member's contribution: modality -> (B, n_outputs)."""
-        return {m: lm(inputs[m], mask[m]) for m, lm in self.members.items()}
+        return {
+            m: lm(inputs[m], mask[m], *self._clinical_of(lm, inputs, mask))
+            for m, lm in self.members.items()
+        }
 
     def fusion_mask(self, mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The modalities the fusion sees: ``mask``, with modality dropout while training (a

@@ -226,6 +226,8 @@ def fit_linear_members(
     batch = data.batch(np.arange(len(data))).to(device)
     if float(batch.event.float().sum()) < 1:
         return None
+    for m, lm in model.members.items():  # effect modifiers' components: training patients only
+        lm.fit_components(batch.inputs[m], batch.mask[m])
     with torch.no_grad():
         designs = model.linear_designs(batch.inputs, batch.mask)
     multi = int(getattr(head, "n_offsets", 1)) > 1
@@ -274,8 +276,8 @@ def _install(
         log.warning("the linear members' fit diverged; they start at zero")
         return False
     with torch.no_grad():
-        for m, lm in model.members.items():
-            lm.linear.weight.copy_(coef[m])
+        for lm in model.members.values():  # a member's blocks side by side
+            lm.linear.weight.copy_(torch.cat([coef[b] for b in lm.blocks], dim=1))
     if trees is not None:
         _install_trees(model.trees, trees)
     for m, lm in model.members.items():  # held at the penalised fit from here on

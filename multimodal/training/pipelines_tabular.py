@@ -43,6 +43,7 @@ class ClinicalPipeline(ModalityPipeline):
             n_numeric=self.prep.n_numeric,
             cardinalities=list(self.prep.cardinalities),
             feature_names=list(self.prep.feature_names),
+            categorical_names=list(self.prep.categorical),
         )
         return DictStore(spec=spec, present=present, values=values)
 
