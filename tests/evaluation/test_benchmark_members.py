@@ -50,6 +50,7 @@ def test_every_member_is_fitted_and_weighed(bench):
     assert fit["combine"] == "stacked"
     assert set(fit["weights"]) == {
         "genomics",
+        "genomics*stage",  # members.interactions: programmes x stage, its own block
         "report",
         "report_structured",
         "tree:boosting",
