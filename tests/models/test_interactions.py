@@ -70,7 +70,7 @@ def test_config_is_checked_and_an_absent_column_is_skipped_with_a_warning(
     tmp_path,
     caplog,
 ):
-    with pytest.raises(ConfigError, match="members.interactions names"):
+    with pytest.raises(ConfigError, match=r"members\.interactions names"):
         load_config({"members": {"linear": [], "interactions": {"genomics": "stage"}}})
     # one config for cohorts with and without the column (GBMLGG has no stage): a warning
     absent = {**CFG, "members": {**CFG["members"], "interactions": {"genomics": "stgae"}}}
