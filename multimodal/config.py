@@ -210,8 +210,10 @@ class MembersConfig(_Strict):
     """``{modality: clinical categorical column}``, e.g. ``{genomics: stage}``: that modality's
     linear member also gets its ``interaction_components`` leading principal components (fitted
     on the training patients who have it, standardised) times each level of the clinical column,
-    so the effect of a co-expression programme may differ between stages. One penalty covers the
-    member's features and these products; they vanish where the clinical covariates are missing."""
+    so the effect of a co-expression programme may differ between stages. The products are a
+    block of their own (``<modality>*<column>``) with their own ridge penalty and, stacked, their
+    own weight; they vanish where the clinical covariates are missing. A cohort without the
+    column leaves them out, with a warning."""
     interaction_components: int = Field(5, ge=1)
     """Principal components per ``interactions`` modality."""
 

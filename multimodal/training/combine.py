@@ -216,18 +216,20 @@ def fit_linear_members(
     -------
     LinearFit, or None when nothing was fitted: no linear member, a head without a partial
     likelihood (``head.partial_likelihood`` False: discrete-time heads), no event, or
-    ``members.clinical_penalty`` null (the members then start at zero).
+    ``members.clinical_penalty`` null (the members then start at zero). The principal components
+    of ``members.interactions`` are fitted on ``data`` in every case: they need no outcome, and
+    members trained with the deep residual need them as much as fitted ones.
     """
     head = model.head
-    if not model.members or members.clinical_penalty is None:
-        return None
-    if not getattr(head, "partial_likelihood", False):
+    if not model.members:
         return None
     batch = data.batch(np.arange(len(data))).to(device)
-    if float(batch.event.float().sum()) < 1:
-        return None
     for m, lm in model.members.items():  # effect modifiers' components: training patients only
         lm.fit_components(batch.inputs[m], batch.mask[m])
+    if members.clinical_penalty is None or not getattr(head, "partial_likelihood", False):
+        return None
+    if float(batch.event.float().sum()) < 1:
+        return None
     with torch.no_grad():
         designs = model.linear_designs(batch.inputs, batch.mask)
     multi = int(getattr(head, "n_offsets", 1)) > 1

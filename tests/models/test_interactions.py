@@ -99,3 +99,20 @@ def test_trained_run_reloads_to_the_same_predictions(tiny_cohort, tmp_path):  # 
     centred = saved.loc[ids, "risk"] - saved.loc[ids, "risk"].mean()
     recomputed = again.loc[ids, "risk"] - again.loc[ids, "risk"].mean()
     np.testing.assert_allclose(recomputed.to_numpy(), centred.to_numpy(), atol=1e-5)
+
+
+def test_components_are_fitted_when_the_members_train_with_the_deep_model(
+    tiny_cohort,  # noqa: F811
+    tmp_path,
+):
+    """A discrete-time head has no partial likelihood, so the linear members are not fitted
+    first but trained with the deep residual: their products still need the components."""
+    cfg = {
+        **CFG,
+        "head": {"name": "logistic_hazard"},
+        "members": {**CFG["members"], "combine": "joint", "deep": True},
+        "train": {**CFG["train"], "epochs": 1},
+    }
+    res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path / "lh")
+    lm = multimodal.load_run(res.run_dir).folds[0].model.members["genomics"]
+    assert lm.modifier is not None and lm.loadings.abs().sum() > 0
