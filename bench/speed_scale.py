@@ -451,7 +451,7 @@ def bench_trainer(s: Settings, device: str, workdir: Path) -> dict[str, Any]:
         )
     ours = runs[TRAINER_VARIANTS[0][0]]
     spread = {
-        name: f"{min(v) / np.median(epochs['plain']):.2f}-{max(v) / np.median(epochs['plain']):.2f}"
+        name: f"{min(v) / base:.2f}-{max(v) / base:.2f}"
         for name, v in epochs.items()
         if name != "plain"
     }

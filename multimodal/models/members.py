@@ -91,7 +91,6 @@ class LinearMember(nn.Module):
                 # (p, k) loadings scaled so that the training patients' scores have unit SD;
                 # zero until fit_components (the products are then zero)
                 self.register_buffer("loadings", torch.zeros(n_in, int(components)))
-                self.n_features = n_in
                 self.blocks.append(f"{modality}*{modifier_name or modifier[0]}")
                 n_in += int(components) * self.modifier[1]
         self.linear = nn.Linear(n_in, int(n_outputs), bias=False)
@@ -140,10 +139,8 @@ class LinearMember(nn.Module):
         design = self.design(x, clinical, clinical_present)
         if self.modifier is None:
             return {self.modality: design}
-        return {
-            self.blocks[0]: design[:, : self.n_features],
-            self.blocks[1]: design[:, self.n_features :],
-        }
+        p = self.loadings.shape[0]  # the modality's own features come first
+        return {self.blocks[0]: design[:, :p], self.blocks[1]: design[:, p:]}
 
     @torch.no_grad()
     def fit_components(self, x: Any, present: torch.Tensor) -> None:

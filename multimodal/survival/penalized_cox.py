@@ -164,26 +164,23 @@ class PenalizedCox:
         # blocks held at zero add exactly nothing: leave them out of every evaluation
         active = {name: b for name, b in blocks.items() if free is None or name in free}
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
+        def objective() -> torch.Tensor:
             loss = loss_fn(blocks_output(active, coef), rows)
             for name, w in coef.items():
                 if w.requires_grad:
                     loss = loss + self._penalty_of(name) * w.pow(2).sum()
+            return loss
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = objective()
             loss.backward()
             return loss
 
         if trainable:
             opt.step(closure)  # returns the loss at the start, not at the solution
             with torch.no_grad():
-                self.loss_ = float(
-                    loss_fn(blocks_output(active, coef), rows)
-                    + sum(
-                        self._penalty_of(n) * w.pow(2).sum()
-                        for n, w in coef.items()
-                        if w.requires_grad
-                    )
-                )
+                self.loss_ = float(objective())
             self.n_iter_ = int(opt.state[trainable[0]].get("n_iter", 0))
         else:
             self.loss_, self.n_iter_ = float("nan"), 0
