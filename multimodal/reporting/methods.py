@@ -350,6 +350,18 @@ def _penalty_line(members: dict[str, Any]) -> str:
         if linear
         else ""
     )
+    stack = members.get("stack_penalty") or 0.0
+    if linear and members.get("combine") == "stacked" and stack:
+        text += (
+            "the stacked second stage's weights (per standard deviation of each member's "
+            "out-of-fold score) are ridge-penalised by "
+            + (
+                f"a penalty chosen from {members.get('stack_penalties')} by cross-validating "
+                "the second stage on the fitting patients (per fold: penalties 'stack'); "
+                if stack == "auto"
+                else f"{stack}; "
+            )
+        )
     penalty = members.get("clinical_penalty")
     text += (
         f"the clinical term's penalty is fixed at {penalty}."

@@ -373,13 +373,16 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     n_out = problem.n_outputs
     splits = stratified_splits(problem.event, folds, seed, everyone.device, problem.groups)
 
-    def second_stage(scores: dict[str, torch.Tensor]):
-        """Clinical coefficients and one weight per (member, output) on ``scores``; the loss.
-        With ``members.stack_nonnegative`` a negative weight is set to 0 and the rest refitted."""
+    def second_stage(scores: dict[str, torch.Tensor], penalty: float = 0.0, rows=everyone):
+        """Clinical coefficients and one weight per (member, output) on ``scores``, fitted on
+        ``rows``; the loss. ``penalty``: ridge on the weights in SD units of each score. With
+        ``members.stack_nonnegative`` a negative weight is set to 0 and the rest refitted."""
         names = list(scores)
         keep = torch.ones(len(names), n_out, device=x_c.device)
         while True:
-            w_c, gamma, loss = _second_stage_fit(problem, x_c, present_c, scores, keep)
+            w_c, gamma, loss = _second_stage_fit(
+                problem, x_c, present_c, scores, keep, penalty, rows
+            )
             negative = (gamma < 0) & (keep > 0)
             if not members.stack_nonnegative or not bool(negative.any()):
                 break
@@ -392,10 +395,15 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     oof: dict[str, torch.Tensor] = {}
     chosen: dict[str, float] = {}
     split_directions: dict[str, list[torch.Tensor]] = {}
+    too_few: dict[str, int] = {}
     for m in problem.designs:
         if m == clinical:
             continue
         x, present = problem.designs[m]
+        events = int(((present > 0).cpu().numpy() & problem.event.astype(bool)).sum())
+        if events < members.min_events:
+            too_few[m] = events
+            continue
         # the penalty path from the largest penalty down, each fit warm-started from the one
         # before on the same split: the same optima, reached in fewer iterations
         path: dict[float, tuple[torch.Tensor, list[torch.Tensor]]] = {}
@@ -432,7 +440,10 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         oof[f"{TREE_PREFIX}{kind}"] = torch.as_tensor(
             fitted["oof"][:, None], dtype=x_c.dtype, device=x_c.device
         )
-    w_c, gamma, _ = second_stage(oof)
+    stack_penalty = members.stack_penalty
+    if stack_penalty == "auto":
+        stack_penalty = _choose_stack_penalty(problem, oof, second_stage, members, seed)
+    w_c, gamma, _ = second_stage(oof, float(stack_penalty))
     coef = {clinical: w_c}
     for m, direction in directions.items():
         coef[m] = gamma[m][:, None] * direction
@@ -446,20 +457,84 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         len(splits),
         weights,
     )
+    for m, events in too_few.items():  # left out: too few events to weigh their scores
+        log.info(
+            "stacked members: %s left out (%d training patients with it had an event; "
+            "members.min_events is %d)",
+            m,
+            events,
+            members.min_events,
+        )
+        x, _ = problem.designs[m]
+        coef[m] = torch.zeros(n_out, x.shape[1], dtype=x.dtype, device=x.device)
+        chosen[m] = float(max(members.penalties))
+        weights[m] = [0.0] * n_out
+    if members.stack_penalty == "auto":
+        chosen[STACK_PENALTY] = float(stack_penalty)
     return coef, chosen, weights
 
 
 #: Prefix of a tree member's name among the stacked weights (``tree:boosting``).
 TREE_PREFIX = "tree:"
 
+#: Key of the second stage's own penalty among a fold's penalties (``members.stack_penalty``).
+STACK_PENALTY = "stack"
 
-def _second_stage_fit(problem, x_c, present_c, scores: dict[str, torch.Tensor], keep):
+
+def _choose_stack_penalty(problem, oof: dict, second_stage, members: MembersConfig, seed: int):
+    """The ``members.stack_penalties`` entry whose second stage, fitted on ``penalty_folds - 1``
+    folds of the out-of-fold scores, best predicts the held-out fold: the largest
+    cross-validated partial log-likelihood (Verweij & van Houwelingen 1993: the log-likelihood
+    of every training patient minus that of the fit rows, both at the fit rows' estimate; it
+    keeps each held-out patient's full risk set). A head with several outputs is scored by its
+    loss on the held-out rows. Ties go to the larger penalty."""
+    candidates = sorted(set(members.stack_penalties))
+    if not oof or len(candidates) == 1:
+        return candidates[-1] if candidates else 0.0
+    # another seed than the members' own splits: the weights are judged on other partitions
+    splits = stratified_splits(
+        problem.event, members.penalty_folds, seed + 1, problem.everyone.device, problem.groups
+    )
+    event = torch.as_tensor(problem.event, dtype=torch.float32, device=problem.everyone.device)
+    x_c, present_c = problem.designs[problem.clinical]
+    stacked = torch.stack(list(oof.values()))
+    score = {}
+    for lam in candidates:
+        total = 0.0
+        for rows_fit, rows_held in splits:
+            w_c, gamma, _ = second_stage(oof, lam, rows_fit)
+            with torch.no_grad():
+                out = (x_c @ w_c.T) * present_c[:, None]
+                out = out + (stacked * torch.stack(list(gamma.values()))[:, None, :]).sum(0)
+                if problem.multi:
+                    total -= float(problem.loss_fn(out, rows_held))
+                    continue
+                ll_all = -float(problem.loss_fn(out, problem.everyone)) * float(event.sum())
+                ll_fit = -float(problem.loss_fn(out, rows_fit)) * float(event[rows_fit].sum())
+                total += ll_all - ll_fit
+        score[lam] = total
+    top = max(score.values())
+    best = max(lam for lam, s in score.items() if s >= top - 1e-9)
+    log.debug("stacked second stage: penalty %g by %d-fold CV (%s)", best, len(splits), score)
+    return best
+
+
+def _second_stage_fit(
+    problem, x_c, present_c, scores: dict[str, torch.Tensor], keep, penalty=0.0, rows=None
+):
     """A Cox model on the clinical design and ``scores`` (members, n, n_out) with the weights
-    outside ``keep`` held at 0: (clinical coefficients, weights (members, n_out), loss)."""
-    n_out, everyone = problem.n_outputs, problem.everyone
+    outside ``keep`` held at 0, fitted on ``rows`` (default every training patient), its weights
+    ridge-penalised by ``penalty`` in units of each score's standard deviation: (clinical
+    coefficients, weights (members, n_out), unpenalised loss on ``rows``)."""
+    n_out = problem.n_outputs
+    rows = problem.everyone if rows is None else rows
     w_c = torch.zeros(n_out, x_c.shape[1], device=x_c.device, requires_grad=True)
     gamma = torch.zeros(len(scores), n_out, device=x_c.device, requires_grad=True)
-    stacked = torch.stack(list(scores.values()))  # (members, n, n_out)
+    stacked = (  # (members, n, n_out)
+        torch.stack(list(scores.values())) if scores else x_c.new_zeros(0, len(x_c), n_out)
+    )
+    # each score's SD over the training patients: the penalty acts on standardised weights
+    scale = stacked.std(dim=1).clamp_min(1e-8) if len(scores) else stacked.sum(1)
     opt = torch.optim.LBFGS([w_c, gamma], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
     def out() -> torch.Tensor:
@@ -469,16 +544,17 @@ def _second_stage_fit(problem, x_c, present_c, scores: dict[str, torch.Tensor], 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         loss = (
-            problem.loss_fn(out(), everyone)
+            problem.loss_fn(out(), rows)
             + problem.ridge * w_c.pow(2).sum()
             + 1e-4 * gamma.pow(2).sum()
+            + penalty * (gamma * scale).pow(2).sum()
         )
         loss.backward()
         return loss
 
     opt.step(closure)
     with torch.no_grad():
-        loss = float(problem.loss_fn(out(), everyone))
+        loss = float(problem.loss_fn(out(), rows))
         return w_c.detach(), (gamma * keep).detach(), loss
 
 

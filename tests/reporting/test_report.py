@@ -173,3 +173,16 @@ def test_cli_report_with_a_cohort_that_does_not_exist(tiny_run, tmp_path):
     )
     assert res.exit_code == 2
     assert "not found" in res.output
+
+
+def test_the_methods_text_states_the_second_stage_penalty():
+    """A stacked run with members.stack_penalty says how its weights were shrunk; one without
+    says nothing about it."""
+    from multimodal.reporting.methods import _penalty_line
+
+    base = {"linear": ["genomics"], "penalties": [1.0, 1e4], "combine": "stacked"}
+    auto = _penalty_line({**base, "stack_penalty": "auto", "stack_penalties": [0.0, 0.1]})
+    assert "second stage" in auto and "[0.0, 0.1]" in auto and "cross-validating" in auto
+    assert "by 0.3;" in _penalty_line({**base, "stack_penalty": 0.3})
+    assert "second stage" not in _penalty_line({**base, "stack_penalty": 0.0})
+    assert "second stage" not in _penalty_line({**base, "combine": "joint", "stack_penalty": 1})

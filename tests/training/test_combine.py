@@ -379,3 +379,96 @@ def test_stacked_members_weigh_each_modality_by_its_out_of_fold_scores():
     fit_linear_members(again, data, CPU, members)
     for (_, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(p, q)
+
+
+def _stacked_weights(data, **members) -> LinearFit:
+    config = MembersConfig(
+        linear=["genomics", "report"], penalties=[0.1, 1.0, 1e3], combine="stacked", **members
+    )
+    fit = fit_linear_members(_model_with_text(), data, CPU, config)
+    assert fit is not None
+    return fit
+
+
+def test_the_second_stage_penalty_shrinks_the_member_weights():
+    """members.stack_penalty: a larger ridge on the (standardised) weights gives smaller ones;
+    the penalties of the first stage are untouched, and a fixed penalty is not recorded."""
+    data = _DataWithText(200, seed=11)
+    weights = []
+    for penalty in (0.0, 0.1, 10.0):
+        fit = _stacked_weights(data, stack_penalty=penalty)
+        assert "stack" not in fit.penalties
+        weights.append(sum(abs(w[0]) for w in fit.weights.values()))
+    assert weights[0] > weights[1] > weights[2]
+    assert weights[2] < 0.2 * weights[0]
+
+
+def test_auto_stack_penalty_is_chosen_by_cross_validation_and_recorded():
+    """stack_penalty: auto picks one of stack_penalties (saved as penalties["stack"]); strong
+    genomic signal on enough patients keeps a real weight, and the choice is deterministic."""
+    data = _DataWithText(400, seed=6)
+    candidates = [0.0, 0.01, 0.1, 1.0, 100.0]
+    fit = _stacked_weights(data, stack_penalty="auto", stack_penalties=candidates)
+    assert fit.penalties["stack"] in candidates
+    assert fit.penalties["stack"] < 100.0  # the informative genes are not shrunk away
+    assert fit.weights["genomics"][0] > 0.3
+    again = _stacked_weights(data, stack_penalty="auto", stack_penalties=candidates)
+    assert again.to_dict() == fit.to_dict()
+    single = _stacked_weights(data, stack_penalty="auto", stack_penalties=[0.3])
+    assert single.penalties["stack"] == 0.3
+
+
+def test_auto_stack_penalty_shrinks_noise_members_on_a_small_cohort():
+    """On 80 patients whose genomics carry no signal, CV prefers a penalty > 0 and the members'
+    weights stay below those of the unpenalised second stage."""
+    data = _DataWithText(80, seed=3)
+    data.genes = np.random.default_rng(99).normal(size=data.genes.shape).astype(np.float32)
+    free = _stacked_weights(data, stack_penalty=0.0)
+    auto = _stacked_weights(data, stack_penalty="auto")
+    total = {k: sum(abs(w[0]) for w in f.weights.values()) for k, f in (("0", free), ("a", auto))}
+    assert total["a"] <= total["0"] + 1e-6
+    assert auto.penalties["stack"] in MembersConfig().stack_penalties
+
+
+def test_stack_penalties_must_not_be_negative():
+    with pytest.raises(Exception, match="stack_penalty"):
+        MembersConfig(stack_penalty=-1.0)
+    with pytest.raises(Exception, match="stack_penalt"):
+        MembersConfig(stack_penalties=[0.0, -0.1])
+
+
+@pytest.mark.parametrize("only_member", [False, True])
+def test_a_member_with_too_few_events_is_left_out_of_the_stack(only_member, caplog):
+    """members.min_events: a report present for a dozen patients gets weight 0, the off
+    penalty and zero coefficients, with a log line; the rest is fitted as before. Left out as
+    the only non-clinical member, the model is the clinical Cox model."""
+    data = _DataWithText(300, seed=5)
+    data.text_present = np.zeros(len(data), dtype=bool)
+    data.text_present[:12] = True
+    batch_of = data.batch
+
+    def batch(idx):
+        b = batch_of(idx)
+        b.mask["report"] = torch.from_numpy(data.text_present[np.asarray(idx)])
+        if only_member:
+            b.mask["genomics"] = torch.zeros(len(np.asarray(idx)), dtype=torch.bool)
+        return b
+
+    data.batch = batch
+    members = MembersConfig(
+        linear=["genomics", "report"], penalties=[0.1, 1.0, 1e3], combine="stacked", min_events=10
+    )
+    model = _model_with_text()
+    with caplog.at_level("INFO", logger="multimodal.training.combine"):
+        fit = fit_linear_members(model, data, CPU, members)
+    assert fit is not None and np.isfinite(fit.loss)
+    assert fit.weights["report"] == [0.0] and fit.penalties["report"] == 1e3
+    assert float(model.members["report"].weight.abs().max()) == 0.0
+    assert "report left out" in caplog.text and "min_events is 10" in caplog.text
+    if only_member:
+        assert fit.weights["genomics"] == [0.0]
+    else:
+        assert fit.weights["genomics"][0] > 0.3
+    with torch.no_grad():
+        clinical = _linear_parts(model, data.batch(np.arange(300)))["clinical"]
+    assert harrell_c(data.time, data.event, clinical) > 0.6
