@@ -113,7 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     mean = table.mean().rename(("mean", ""))
     shown = pd.concat([table, mean.to_frame().T])
     shown.index = [f"{c}" if p == "" else f"{c} (n={p})" for c, p in shown.index]
-    text = shown.to_markdown(floatfmt=".4f")
+    text = "\n".join(
+        [
+            "| cohort | " + " | ".join(shown.columns) + " |",
+            "|:--|" + "--:|" * len(shown.columns),
+            *(
+                f"| {name} | "
+                + " | ".join(f"{v:+.4f}" if " - " in c else f"{v:.4f}" for c, v in row.items())
+                + " |"
+                for name, row in shown.iterrows()
+            ),
+        ]
+    )
     wins = {name: int((table[f"{name} - default"] > 0).sum()) for name in list(candidates)[1:]}
     lines = [
         "## TCGA: candidate settings compared on training patients only (inner CV)",
