@@ -121,6 +121,12 @@ class DataConfig(_Strict):
     patients and saved with the model), or ``both`` (the two side by side)."""
     text_max_terms: int = Field(1000, ge=1)
     """Most terms a lexical text representation keeps (the most frequent in training reports)."""
+    text_term_scaling: Literal["term", "pooled"] = "term"
+    """How lexical columns are scaled after centring: ``term`` divides each by its own SD on the
+    training reports (one ridge penalty then treats a rare term like a common one); ``pooled``
+    divides every column by one SD (the root mean of the columns' variances), so a rare term
+    keeps its small variance and a ridge penalty shrinks it more. Either way a term's part of a
+    linear score stays exact."""
     cache_dir: str | None = None
     """Embedding cache (text, frozen images); default ``~/.cache/multimodal``."""
     landmark: LandmarkConfig | None = None

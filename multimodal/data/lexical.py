@@ -58,7 +58,9 @@ almost no training text would otherwise give huge values on a new text). Weighte
 than binary presence: a finding stated for several specimens (lymph node stations "negative for
 malignancy") is evidence of more, with diminishing returns. Because each column is z-scored, idf
 only rescales a column and drops out of the features (it matters only where the SD floor binds);
-z-scoring is what lets one ridge penalty treat every term alike. Rows are not length-normalised,
+z-scoring is what lets one ridge penalty treat every term alike. With ``scaling="pooled"``
+every column is divided by one SD instead (the root mean of the columns' variances), so a rare
+term keeps its small variance and a ridge penalty shrinks it more than a common one. Rows are not length-normalised,
 so each term's part of a linear score is exact and separate (:meth:`~LexicalVectorizer.contributions`).
 """
 
@@ -163,6 +165,8 @@ STOP_WORDS: frozenset[str] = (
 )
 #: Words a negation reaches at most (stop words not counted).
 MAX_SCOPE = 6
+#: How columns are scaled after centring (:class:`LexicalVectorizer` ``scaling``).
+SCALINGS = ("term", "pooled")
 #: A column's SD is at least this fraction of its idf.
 SD_FLOOR = 0.05
 #: Prefix of a negated word.
@@ -362,6 +366,9 @@ class LexicalVectorizer:
     min_df : a term is kept when it occurs in at least this many training texts (int >= 1) or
         this fraction of them (float in (0, 1]; rounded up).
     max_terms : at most this many terms, the most frequent by document frequency.
+    scaling : ``"term"`` (each column divided by its own SD, floored) or ``"pooled"`` (every
+        column divided by one SD, the root mean of the columns' variances: a rare term keeps its
+        small variance).
 
     Attributes (after :meth:`fit`)
     -------------------------------
@@ -370,7 +377,9 @@ class LexicalVectorizer:
     n_documents_ : number of training texts.
     """
 
-    def __init__(self, min_df: int | float = 5, max_terms: int = 1000) -> None:
+    def __init__(
+        self, min_df: int | float = 5, max_terms: int = 1000, scaling: str = "term"
+    ) -> None:
         if isinstance(min_df, bool) or not (
             (isinstance(min_df, int) and min_df >= 1)
             or (isinstance(min_df, float) and 0.0 < min_df <= 1.0)
@@ -381,7 +390,9 @@ class LexicalVectorizer:
             )
         if isinstance(max_terms, bool) or not isinstance(max_terms, int) or max_terms < 1:
             raise ValueError(f"max_terms is {max_terms!r}; it must be an int >= 1")
-        self.min_df, self.max_terms = min_df, max_terms
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling is {scaling!r}; give one of {', '.join(SCALINGS)}")
+        self.min_df, self.max_terms, self.scaling = min_df, max_terms, scaling
         self.terms_: list[str] | None = None
 
     @property
@@ -425,7 +436,11 @@ class LexicalVectorizer:
         self.idf_ = np.log((1.0 + n) / (1.0 + dfs)) + 1.0
         w = self._weights(counts)
         self.mean_ = w.mean(axis=0)
-        self.sd_ = np.maximum(w.std(axis=0), SD_FLOOR * self.idf_)
+        if self.scaling == "pooled":
+            pooled = max(float(np.sqrt(np.mean(w.var(axis=0)))), 1e-12)
+            self.sd_ = np.full(len(self.terms_), pooled)
+        else:
+            self.sd_ = np.maximum(w.std(axis=0), SD_FLOOR * self.idf_)
         return self
 
     def _check_fitted(self) -> None:
@@ -497,6 +512,7 @@ class LexicalVectorizer:
         return {
             "min_df": self.min_df,
             "max_terms": self.max_terms,
+            "scaling": self.scaling,
             "n_documents": int(self.n_documents_),
             "terms": list(self.terms_ or []),
             "idf": self.idf_.tolist(),
@@ -512,7 +528,11 @@ class LexicalVectorizer:
         ------
         KeyError, ValueError : a state with missing keys or arrays of the wrong length.
         """
-        out = cls(min_df=state["min_df"], max_terms=int(state["max_terms"]))
+        out = cls(
+            min_df=state["min_df"],
+            max_terms=int(state["max_terms"]),
+            scaling=state.get("scaling", "term"),  # states saved before scaling existed
+        )
         terms = [str(t) for t in state["terms"]]
         arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("idf", "mean", "sd")}
         bad = [k for k, v in arrays.items() if v.shape != (len(terms),)]

@@ -35,6 +35,7 @@ class PreprocessContext:
     text_chunking: str = "sentences"
     text_features: str = "embedding"
     text_max_terms: int = 1000
+    text_term_scaling: str = "term"
     image_size: int = 32
     image_intensity: Any = "scale"
     genomics_max_features: int | None = None
@@ -52,6 +53,7 @@ class PreprocessContext:
             text_chunking=d.text_chunking,
             text_features=d.text_features,
             text_max_terms=d.text_max_terms,
+            text_term_scaling=d.text_term_scaling,
             image_size=d.image_size,
             image_intensity=(
                 d.image_intensity

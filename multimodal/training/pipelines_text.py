@@ -250,7 +250,11 @@ class TextPipeline(ModalityPipeline):
 
     def _fit_lexical(self, source: Any, texts: list[str], ids: list[str]) -> None:
         """Fit the lexical vocabulary, idf and z-scores on the training reports ``texts``."""
-        vectorizer = LexicalVectorizer(min_df=LEXICAL_MIN_DF, max_terms=self.ctx.text_max_terms)
+        vectorizer = LexicalVectorizer(
+            min_df=LEXICAL_MIN_DF,
+            max_terms=self.ctx.text_max_terms,
+            scaling=self.ctx.text_term_scaling,
+        )
         try:
             self.vectorizer_ = vectorizer.fit_counts(self._term_counts(texts, ids))
         except ValueError:

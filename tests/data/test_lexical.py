@@ -185,3 +185,34 @@ def test_terms_of_and_exact_contributions():
     assert abs(parts[0][1]) >= abs(parts[-1][1])
     with pytest.raises(ValueError, match="terms"):
         v.contributions(text, coef[:-1])
+
+
+def test_pooled_scaling_keeps_each_terms_own_variance_and_exact_contributions():
+    """scaling="pooled": every column is centred and divided by one SD, the root mean of the
+    columns' variances, so a rare term keeps a smaller variance than a common one; the state
+    round-trips, an old state without the key reads as "term", and contributions stay exact."""
+    texts = _corpus()
+    term, pooled = (
+        LexicalVectorizer(min_df=2).fit(texts),
+        LexicalVectorizer(min_df=2, scaling="pooled").fit(texts),
+    )
+    assert pooled.terms_ == term.terms_
+    x = pooled.transform(texts).astype(np.float64)
+    assert np.abs(x.mean(0)).max() < 1e-5
+    assert np.unique(pooled.sd_).size == 1
+    assert np.mean(x.var(0)) == pytest.approx(1.0, rel=1e-4)  # one SD for all: mean variance 1
+    raw = (x * pooled.sd_ + pooled.mean_).astype(np.float64)  # the weighted counts back
+    assert np.allclose(np.argsort(x.var(0), kind="stable"), np.argsort(raw.var(0), kind="stable"))
+    state = json.loads(json.dumps(pooled.state()))
+    assert state["scaling"] == "pooled"
+    again = LexicalVectorizer.from_state(state)
+    assert np.array_equal(again.transform(texts), pooled.transform(texts))
+    old = {k: v for k, v in term.state().items() if k != "scaling"}
+    assert LexicalVectorizer.from_state(old).scaling == "term"
+    text = "Grade 3 carcinoma. Margins: negative. No lymphovascular invasion."
+    coef = np.random.default_rng(1).normal(size=pooled.n_terms)
+    parts = pooled.contributions(text, coef)
+    both = pooled.transform([text, ""]).astype(np.float64)
+    assert sum(p for _, p in parts) == pytest.approx(both[0] @ coef - both[1] @ coef, abs=1e-4)
+    with pytest.raises(ValueError, match="scaling"):
+        LexicalVectorizer(scaling="zscore")

@@ -87,6 +87,25 @@ def test_lexical_pipeline_loads_no_model_and_round_trips(no_transformer, monkeyp
     assert np.array_equal(again.transform(src, list(REPORTS)).values.numpy(), x[:7])
 
 
+def test_pooled_term_scaling_reaches_the_vectorizer_and_its_saved_state(
+    no_transformer, monkeypatch
+):
+    """data.text_term_scaling: pooled -> one SD for every column, saved with the fold state, and
+    a loaded pipeline transforms alike whatever its own context says."""
+    import multimodal.training.pipelines_text as pt
+
+    monkeypatch.setattr(pt, "LEXICAL_MIN_DF", 2)
+    src = _Reports(REPORTS)
+    ctx = PreprocessContext(text_features="lexical", text_max_terms=50, text_term_scaling="pooled")
+    pipe = PIPELINES.get("text")(ctx, "text_mlp").fit(src, ["a", "b", "c", "d", "e"])
+    assert pipe.vectorizer_.scaling == "pooled" and np.unique(pipe.vectorizer_.sd_).size == 1
+    x = pipe.transform(src, list(REPORTS)).values.numpy()
+    state = json.loads(json.dumps(pipe.state()))
+    again = _pipeline("lexical").load_state(state)
+    assert again.vectorizer_.scaling == "pooled"
+    assert np.array_equal(again.transform(src, list(REPORTS)).values.numpy(), x)
+
+
 def test_both_puts_the_embedding_first_and_records_the_split(monkeypatch):
     import multimodal.training.pipelines_text as pt
 
