@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inner-folds", type=int, default=5)
     ap.add_argument("--candidate", action="append", default=[], metavar="NAME=KEY=VALUE[;...]")
     ap.add_argument("--write-docs", type=Path)
+    ap.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="train nothing: tabulate the runs already in OUT (a missing one shows as a dash)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     candidates = {"default": [], **dict(parse_candidate(c) for c in args.candidate)}
@@ -85,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out / cancer / name
             t0 = time.perf_counter()
             if not (out / "predictions.csv").is_file():
+                if args.cached_only:
+                    rows.append({"cancer": cancer.upper(), "patients": n, "candidate": name})
+                    continue
                 run_benchmark(
                     cohort_dir,
                     out,
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     n_boot=0,
                     overrides=overrides,
                 )
+                (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
             c = fold_c(pd.read_csv(out / "predictions.csv"))
             rows.append(
                 {
@@ -102,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
                     "patients": n,
                     "candidate": name,
                     "c": float(c.mean()),
-                    "minutes": (time.perf_counter() - t0) / 60,
+                    "seconds": float((out / "seconds.txt").read_text())
+                    if (out / "seconds.txt").is_file()
+                    else float("nan"),
                 }
             )
             log.info("%s %s: inner-CV C %.4f", cancer, name, c.mean())
-    table = pd.DataFrame(rows).pivot(index=["cancer", "patients"], columns="candidate", values="c")
-    table = table[list(candidates)]
+    frame = pd.DataFrame(rows).reindex(columns=["cancer", "patients", "candidate", "c", "seconds"])
+    table = frame.pivot(index=["cancer", "patients"], columns="candidate", values="c")
+    table = table.reindex(columns=list(candidates))
     for name in list(candidates)[1:]:
         table[f"{name} - default"] = table[name] - table["default"]
     mean = table.mean().rename(("mean", ""))
@@ -119,20 +131,28 @@ def main(argv: list[str] | None = None) -> int:
             "|:--|" + "--:|" * len(shown.columns),
             *(
                 f"| {name} | "
-                + " | ".join(f"{v:+.4f}" if " - " in c else f"{v:.4f}" for c, v in row.items())
+                + " | ".join(
+                    "—" if pd.isna(v) else f"{v:+.4f}" if " - " in c else f"{v:.4f}"
+                    for c, v in row.items()
+                )
                 + " |"
                 for name, row in shown.iterrows()
             ),
         ]
     )
-    wins = {name: int((table[f"{name} - default"] > 0).sum()) for name in list(candidates)[1:]}
+    wins = {
+        name: (int((d > 0).sum()), int(d.notna().sum()))
+        for name in list(candidates)[1:]
+        for d in [table[f"{name} - default"]]
+    }
     lines = [
         "## TCGA: candidate settings compared on training patients only (inner CV)",
         "",
         "Command: `OMP_NUM_THREADS=1 .venv/bin/python bench/tcga_inner_cv.py "
         + " ".join(f'--candidate "{c}"' for c in args.candidate)
         + f" --outer-fold {args.outer_fold}`  ",
-        machine_line(time.perf_counter() - t_all),
+        machine_line(time.perf_counter() - t_all)
+        + f" Training time of the runs in the table: {frame.seconds.sum() / 60:.1f} min.",
         "",
         f"Harrell's C, mean over {args.inner_folds} stratified folds of the training patients of "
         f"published fold {args.outer_fold} (its validation patients never read). Candidates: "
@@ -144,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         text,
         "",
         "Cohorts where the candidate beats the default: "
-        + ", ".join(f"`{k}` {v} of {len(table)}" for k, v in wins.items()),
+        + ", ".join(f"`{k}` {v} of {n}" for k, (v, n) in wins.items())
+        + ". The mean row averages the cohorts each column has (a dash: not run).",
         "",
     ]
     print("\n".join(lines))
