@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     table = table.reindex(columns=list(candidates))
     for name in list(candidates)[1:]:
         table[f"{name} - default"] = table[name] - table["default"]
-    mean = table.mean().rename(("mean", ""))
+    # a C column's mean only over every cohort (else cohorts differ between columns); a
+    # difference column's over the cohorts it has
+    mean = table.mean().where(table.notna().all() | table.columns.str.contains(" - "))
+    mean = mean.rename(("mean", ""))
     shown = pd.concat([table, mean.to_frame().T])
     shown.index = [f"{c}" if p == "" else f"{c} (n={p})" for c, p in shown.index]
     text = "\n".join(
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     wins = {
-        name: (int((d > 0).sum()), int(d.notna().sum()))
+        name: (int((d > 0).sum()), int((d < 0).sum()), int(d.notna().sum()))
         for name in list(candidates)[1:]
         for d in [table[f"{name} - default"]]
     }
@@ -163,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         text,
         "",
-        "Cohorts where the candidate beats the default: "
-        + ", ".join(f"`{k}` {v} of {n}" for k, (v, n) in wins.items())
-        + ". The mean row averages the cohorts each column has (a dash: not run).",
+        "Cohorts where the candidate is above / below the default: "
+        + ", ".join(f"`{k}` {up} / {down} of {n}" for k, (up, down, n) in wins.items())
+        + ". A dash: not run; the mean of a difference is over the cohorts it has.",
         "",
     ]
     print("\n".join(lines))

@@ -71,4 +71,4 @@ def test_candidates_train_on_the_outer_folds_training_patients_only(inner, tmp_p
     assert not a.equals(b)  # every member left out: another model
     text = docs.read_text()
     assert "candidate settings compared on training patients only" in text
-    assert "no_text - default" in text and "TINY (n=" in text
+    assert "no_text - default" in text and "TINY (n=" in text and "above / below" in text
