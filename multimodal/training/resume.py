@@ -45,11 +45,31 @@ _NOT_FINGERPRINTED = (
 )
 
 
+#: Config keys added after run folders began to store fingerprints, with the value that keeps
+#: the behaviour from before the key existed. At that value a key is left out of the hash, so a
+#: run written by an earlier release still resumes; any other value is a new experiment. A new
+#: key belongs here (its neutral value) or in ``_NOT_FINGERPRINTED``; a test checks this against
+#: the keys of release 6f25a98 (tests/training/test_fingerprint_compat.py). Never change a
+#: neutral value, nor the default of another key: either would let a run resume under other
+#: settings.
+_ADDED_KEYS: dict[tuple[str, str], Any] = {
+    ("members", "min_events"): 0,
+    ("members", "stack_penalty"): 0.0,
+    ("members", "stack_penalties"): [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
+    ("data", "text_term_scaling"): "term",
+}
+
+
 def config_fingerprint(cfg: Any) -> str:
-    """Hash of everything in the config that changes results (not resume/progress/which folds)."""
+    """Hash of everything in the config that changes results (not resume/progress/which folds;
+    keys added later at their neutral value, :data:`_ADDED_KEYS`, are left out)."""
     d = cfg.to_dict()
     for section, key in _NOT_FINGERPRINTED:
         d.get(section, {}).pop(key, None)
+    for (section, key), neutral in _ADDED_KEYS.items():
+        block = d.get(section, {})
+        if key in block and block[key] == neutral:
+            del block[key]
     d.pop("out", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
