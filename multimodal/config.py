@@ -217,6 +217,12 @@ class MembersConfig(_Strict):
     than this is left out (weight 0, its penalty the largest of ``penalties``, a log line says
     so): its out-of-fold scores would rest on a handful of deaths, yet its weight is fitted as
     if they did not (a report member on 16 of 230 patients)."""
+    stack_min_lr: float = Field(0.0, ge=0)
+    """``stacked``, single-output Cox heads: a member whose out-of-fold scores, beside the
+    clinical covariates alone, raise the training patients' partial log-likelihood by a
+    likelihood-ratio statistic (2 x the gain) below this gets weight 0, with a log line (3.84:
+    the 5 % point of chi-square with 1 degree of freedom). The second stage otherwise gives
+    any member whose scores correlate with the outcome by chance a weight. 0: off."""
     stack_penalty: float | Literal["auto"] = 0.0
     """``stacked``: ridge penalty on the second stage's member weights, each member's out-of-fold
     score taken in standard-deviation units (0: none). ``auto`` picks it from

@@ -440,6 +440,9 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         oof[f"{TREE_PREFIX}{kind}"] = torch.as_tensor(
             fitted["oof"][:, None], dtype=x_c.dtype, device=x_c.device
         )
+    weak = _screen_members(problem, oof, second_stage, members.stack_min_lr)
+    for name in weak:  # no evidence beside the clinical covariates: its scores count for nothing
+        oof[name] = torch.zeros_like(oof[name])
     stack_penalty = members.stack_penalty
     if stack_penalty == "auto":
         stack_penalty = _choose_stack_penalty(problem, oof, second_stage, members, seed)
@@ -472,6 +475,30 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     if members.stack_penalty == "auto":
         chosen[STACK_PENALTY] = float(stack_penalty)
     return coef, chosen, weights
+
+
+def _screen_members(problem, oof: dict, second_stage, threshold: float) -> dict[str, float]:
+    """Members whose out-of-fold scores alone, beside the clinical covariates, improve the Cox
+    partial log-likelihood of the training patients by a likelihood-ratio statistic below
+    ``threshold`` (``members.stack_min_lr``; 0: none; single-output Cox heads only): name ->
+    statistic. Each is logged."""
+    if threshold <= 0 or not oof or problem.multi:
+        return {}
+    events = float(np.asarray(problem.event, bool).sum())
+    base = second_stage({})[2]
+    weak = {}
+    for name, scores in oof.items():
+        statistic = 2.0 * (base - second_stage({name: scores})[2]) * events
+        if statistic < threshold:
+            weak[name] = statistic
+            log.info(
+                "stacked members: %s left out (its out-of-fold scores add a likelihood-ratio "
+                "statistic of %.2f to the clinical covariates; members.stack_min_lr is %g)",
+                name,
+                statistic,
+                threshold,
+            )
+    return weak
 
 
 #: Prefix of a tree member's name among the stacked weights (``tree:boosting``).

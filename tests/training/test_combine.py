@@ -472,3 +472,17 @@ def test_a_member_with_too_few_events_is_left_out_of_the_stack(only_member, capl
     with torch.no_grad():
         clinical = _linear_parts(model, data.batch(np.arange(300)))["clinical"]
     assert harrell_c(data.time, data.event, clinical) > 0.6
+
+
+def test_a_member_without_evidence_beside_the_clinical_covariates_gets_weight_zero(caplog):
+    """members.stack_min_lr: the noise report's out-of-fold scores add less than 3.84 (chi-square,
+    1 df, 5 %) to the clinical covariates' likelihood and get weight 0, with a log line; the
+    informative genes keep theirs. Off (0), the noise report gets a weight of its own."""
+    data = _DataWithText(400, seed=6)
+    off = _stacked_weights(data)
+    with caplog.at_level("INFO", logger="multimodal.training.combine"):
+        on = _stacked_weights(data, stack_min_lr=3.84)
+    assert on.weights["report"] == [0.0] and off.weights["report"][0] > 0
+    assert on.weights["genomics"][0] > 0.3
+    assert "report left out (its out-of-fold scores add a likelihood-ratio statistic" in caplog.text
+    assert "genomics left out" not in caplog.text
