@@ -14,11 +14,15 @@ as shipped (``default``) and every candidate are trained and scored by Harrell's
 folds. The outer fold's validation patients are never read, so a choice made from this table
 leaves that fold's reported figure untouched; the other published folds' validation patients
 are among these training patients, which is why the TCGA table also reports fold 0 alone.
+Finished runs are reused; each records its config file's hash and overrides (``candidate.json``),
+and one trained under another config is refused (``--cached-only`` only warns).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import sys
 import time
@@ -51,6 +55,23 @@ def sub_cohort(source: Path, target: Path, outer_fold: int) -> int:
     return len(train)
 
 
+def check_stamp(out: Path, stamp: dict, cached_only: bool) -> None:
+    """Refuse (or, tabulating only, warn about) a finished run of another config or overrides:
+    the table would compare it as if it were this one."""
+    path = out / "candidate.json"
+    if not path.is_file():
+        log.warning("%s has no candidate.json (trained before stamps): its config is unknown", out)
+        return
+    if json.loads(path.read_text()) != stamp:
+        message = (
+            f"{out} was trained with another config file or overrides than this command's "
+            f"({path}); use another --out, or delete that folder to retrain it"
+        )
+        if not cached_only:
+            raise SystemExit(message)
+        log.warning(message)
+
+
 def parse_candidate(text: str) -> tuple[str, list[str]]:
     """``NAME=KEY=VALUE;KEY=VALUE`` -> (NAME, [KEY=VALUE, ...])."""
     name, sep, rest = text.partition("=")
@@ -78,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     candidates = {"default": [], **dict(parse_candidate(c) for c in args.candidate)}
     t_all = time.perf_counter()
+    config_sha = hashlib.sha256(args.config.read_bytes()).hexdigest()
     rows = []
     for cancer in args.cancers:
         from multimodal.data.cohort import Cohort
@@ -89,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, overrides in candidates.items():
             out = args.out / cancer / name
             t0 = time.perf_counter()
-            if not (out / "predictions.csv").is_file():
+            stamp = {"config_sha256": config_sha, "overrides": overrides}
+            if (out / "predictions.csv").is_file():
+                check_stamp(out, stamp, args.cached_only)
+            else:
                 if args.cached_only:
                     rows.append({"cancer": cancer.upper(), "patients": n, "candidate": name})
                     continue
@@ -104,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     overrides=overrides,
                 )
                 (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+                (out / "candidate.json").write_text(json.dumps(stamp, indent=1) + "\n")
             c = fold_c(pd.read_csv(out / "predictions.csv"))
             rows.append(
                 {

@@ -72,3 +72,11 @@ def test_candidates_train_on_the_outer_folds_training_patients_only(inner, tmp_p
     text = docs.read_text()
     assert "candidate settings compared on training patients only" in text
     assert "no_text - default" in text and "TINY (n=" in text and "above / below" in text
+    # the same folder under another config file is refused (the table would mix two configs)
+    config["train"]["epochs"] = 3
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="another config file or overrides"):
+        inner.main(
+            ["--cancers", "tiny", "--data", str(tmp_path / "data"), "--out", str(out),
+             "--config", str(tmp_path / "tiny.yaml"), "--inner-folds", "2"]
+        )  # fmt: skip
