@@ -128,12 +128,14 @@ def km_curve(time: np.ndarray, event: np.ndarray, label: str = "KM") -> pd.DataF
     DataFrame with columns time, survival, lower, upper, at_risk (one row per observed time, from
     t=0). ``label`` is kept for the callers; the curve does not depend on it.
     """
+    from multimodal.survival.curves import km_counts
+
     t = np.asarray(time, float)
-    e = np.asarray(event, bool)
-    grid = np.unique(np.concatenate([[0.0], t]))
-    order = np.sort(t)
-    at_risk = len(t) - np.searchsorted(order, grid, side="left")
-    deaths = np.bincount(np.searchsorted(grid, t[e]), minlength=len(grid))
+    grid, deaths, at_risk = km_counts(t, np.asarray(event, bool))
+    if not grid.size or grid[0] > 0:  # the curve starts at t = 0, everyone at risk
+        grid, deaths, at_risk = (
+            np.r_[a, b] for a, b in ((0.0, grid), (0.0, deaths), (len(t), at_risk))
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         survival = np.cumprod(1.0 - deaths / at_risk)
         greenwood = np.cumsum(

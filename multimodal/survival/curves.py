@@ -14,6 +14,7 @@ __all__ = [
     "breslow_baseline",
     "interpolate_survival",
     "kaplan_meier",
+    "km_counts",
     "step_function_at",
     "step_values",
 ]
@@ -55,12 +56,18 @@ def kaplan_meier(
     survival : ndarray (m,)
         S(t) just after each time (right-continuous step function).
     """
-    t, e = _check_time_event(time, event)
+    times, deaths, at_risk = km_counts(*_check_time_event(time, event))
+    return times, np.cumprod(1.0 - deaths / at_risk)
+
+
+def km_counts(t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Kaplan-Meier table of numpy ``t`` (float) and ``e`` (bool), unchecked: sorted unique
+    times, events at each and patients at risk (time >= it). :func:`kaplan_meier` checks its
+    inputs and calls this; the dashboard's curve with confidence bands uses it too."""
     times, inv = np.unique(t, return_inverse=True)
     deaths = np.bincount(inv, weights=e.astype(float), minlength=times.size)
     counts = np.bincount(inv, minlength=times.size)
-    at_risk = np.cumsum(counts[::-1])[::-1]
-    return times, np.cumprod(1.0 - deaths / at_risk)
+    return times, deaths, np.cumsum(counts[::-1])[::-1]
 
 
 def breslow_baseline(
