@@ -516,8 +516,8 @@ def _choose_stack_penalty(problem, oof: dict, second_stage, members: MembersConf
     keeps each held-out patient's full risk set). A head with several outputs is scored by its
     loss on the held-out rows. Ties go to the larger penalty."""
     candidates = sorted(set(members.stack_penalties))
-    if not oof or len(candidates) == 1:
-        return candidates[-1] if candidates else 0.0
+    if not oof or len(candidates) == 1:  # stack_penalties has at least one entry
+        return candidates[-1]
     # another seed than the members' own splits: the weights are judged on other partitions
     splits = stratified_splits(
         problem.event, members.penalty_folds, seed + 1, problem.everyone.device, problem.groups
@@ -531,8 +531,8 @@ def _choose_stack_penalty(problem, oof: dict, second_stage, members: MembersConf
         for rows_fit, rows_held in splits:
             w_c, gamma, _ = second_stage(oof, lam, rows_fit)
             with torch.no_grad():
-                out = (x_c @ w_c.T) * present_c[:, None]
-                out = out + (stacked * torch.stack(list(gamma.values()))[:, None, :]).sum(0)
+                weights = torch.stack(list(gamma.values()))
+                out = _second_stage_output(x_c, present_c, stacked, w_c, weights)
                 if problem.multi:
                     total -= float(problem.loss_fn(out, rows_held))
                     continue
@@ -561,12 +561,12 @@ def _second_stage_fit(
         torch.stack(list(scores.values())) if scores else x_c.new_zeros(0, len(x_c), n_out)
     )
     # each score's SD over the training patients: the penalty acts on standardised weights
-    scale = stacked.std(dim=1).clamp_min(1e-8) if len(scores) else stacked.sum(1)
+    # (no member: no weight to penalise)
+    scale = stacked.std(dim=1).clamp_min(1e-8) if scores else x_c.new_zeros(0, n_out)
     opt = torch.optim.LBFGS([w_c, gamma], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
     def out() -> torch.Tensor:
-        g = gamma * keep
-        return (x_c @ w_c.T) * present_c[:, None] + (stacked * g[:, None, :]).sum(0)
+        return _second_stage_output(x_c, present_c, stacked, w_c, gamma * keep)
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
@@ -583,6 +583,13 @@ def _second_stage_fit(
     with torch.no_grad():
         loss = float(problem.loss_fn(out(), rows))
         return w_c.detach(), (gamma * keep).detach(), loss
+
+
+def _second_stage_output(x_c, present_c, stacked, w_c, gamma) -> torch.Tensor:
+    """(n, n_out) risk of the second stage: the clinical design times its coefficients (zero
+    where the clinical covariates are missing) plus each member's scores ``stacked`` (members,
+    n, n_out) times its weight ``gamma`` (members, n_out)."""
+    return (x_c @ w_c.T) * present_c[:, None] + (stacked * gamma[:, None, :]).sum(0)
 
 
 def _vector(direction: torch.Tensor) -> np.ndarray:
