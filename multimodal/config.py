@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     ValidationError,
     field_validator,
     model_validator,
@@ -223,14 +224,14 @@ class MembersConfig(_Strict):
     likelihood-ratio statistic (2 x the gain) below this gets weight 0, with a log line (3.84:
     the 5 % point of chi-square with 1 degree of freedom). The second stage otherwise gives
     any member whose scores correlate with the outcome by chance a weight. 0: off."""
-    stack_penalty: float | Literal["auto"] = 0.0
+    stack_penalty: NonNegativeFloat | Literal["auto"] = 0.0
     """``stacked``: ridge penalty on the second stage's member weights, each member's out-of-fold
     score taken in standard-deviation units (0: none). ``auto`` picks it from
     ``stack_penalties`` by cross-validating the second stage itself on the training patients
     (the out-of-fold scores split into ``penalty_folds`` folds; Verweij & van Houwelingen's
     cross-validated partial likelihood): on a few hundred patients, six free weights chase
     noise, and the shrinkage keeps the weights of members whose scores do not generalise small."""
-    stack_penalties: list[float] = Field(
+    stack_penalties: list[NonNegativeFloat] = Field(
         default_factory=lambda: [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], min_length=1
     )
     """Second-stage penalties that ``stack_penalty: auto`` chooses from (per event: the loss is
@@ -267,12 +268,6 @@ class MembersConfig(_Strict):
         if unknown:
             raise ConfigError(
                 f"members.tree_options names {unknown}, which are not in members.trees {self.trees}"
-            )
-        negative = [v for v in [self.stack_penalty, *self.stack_penalties] if v != "auto" and v < 0]
-        if negative:
-            raise ConfigError(
-                f"members.stack_penalty / stack_penalties: {negative[0]} is negative; a ridge "
-                "penalty is >= 0 (0: no shrinkage)"
             )
         stray = sorted(set(self.interactions) - set(self.linear))
         if stray:
