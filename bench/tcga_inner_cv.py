@@ -32,6 +32,7 @@ import pandas as pd
 from _common import machine_line, write_section
 from tcga_accuracy import CANCERS, MODALITIES, fold_c
 
+from multimodal.data.cohort import Cohort
 from multimodal.evaluation.benchmark import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,8 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     config_sha = hashlib.sha256(args.config.read_bytes()).hexdigest()
     rows = []
     for cancer in args.cancers:
-        from multimodal.data.cohort import Cohort
-
         source = args.data / "tcga" / cancer
         cohort_dir = args.out / cancer / "cohort"
         n = sub_cohort(source, cohort_dir, args.outer_fold)

@@ -60,8 +60,9 @@ malignancy") is evidence of more, with diminishing returns. Because each column 
 only rescales a column and drops out of the features (it matters only where the SD floor binds);
 z-scoring is what lets one ridge penalty treat every term alike. With ``scaling="pooled"``
 every column is divided by one SD instead (the root mean of the columns' variances), so a rare
-term keeps its small variance and a ridge penalty shrinks it more than a common one. Rows are not length-normalised,
-so each term's part of a linear score is exact and separate (:meth:`~LexicalVectorizer.contributions`).
+term keeps its small variance and a ridge penalty shrinks it more than a common one. Rows are
+not length-normalised, so each term's part of a linear score is exact and separate
+(:meth:`~LexicalVectorizer.contributions`).
 """
 
 from __future__ import annotations
