@@ -231,6 +231,13 @@ class MembersConfig(_Strict):
     (the out-of-fold scores split into ``penalty_folds`` folds; Verweij & van Houwelingen's
     cross-validated partial likelihood): on a few hundred patients, six free weights chase
     noise, and the shrinkage keeps the weights of members whose scores do not generalise small."""
+    stack_repeats: int = Field(1, ge=1)
+    """``stacked``: how many times the training patients are split into inner folds (each time
+    with another seed) for the members' out-of-fold scores. The penalty of each linear member is
+    the one with the best second-stage fit averaged over the repeats, and the second stage's
+    clinical coefficients and member weights are averaged over its fits on each repeat's scores:
+    on a few hundred patients one split's weights depend on which patients share a fold. Every
+    member's out-of-fold fits run once per repeat. 1: one split, as before."""
     stack_penalties: list[NonNegativeFloat] = Field(
         default_factory=lambda: [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], min_length=1
     )

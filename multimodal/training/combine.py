@@ -22,6 +22,7 @@ Non-clinical members are then held fixed; the clinical member keeps training wit
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -367,11 +368,23 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
        (weights kept >= 0 with ``members.stack_nonnegative``); each linear member's coefficients
        are its penalised fit on every training patient, times that weight; each tree member is
        refitted on every training patient and its standardised score counts with its weight.
+
+    With ``members.stack_repeats`` R > 1, steps 1-4 run on R splits of the training patients
+    (seeds ``seed + r * 1009``; repeat 0 is the single split of R = 1): each penalty is judged by
+    its mean second-stage loss over the repeats, and the second stage is fitted on each repeat's
+    scores and its coefficients averaged.
     """
     clinical, everyone = problem.clinical, problem.everyone
     x_c, present_c = problem.designs[clinical]
     n_out = problem.n_outputs
-    splits = stratified_splits(problem.event, folds, seed, everyone.device, problem.groups)
+    # repeat 0 is the single split every fit used before members.stack_repeats existed
+    repeats = [
+        stratified_splits(
+            problem.event, folds, seed + _REPEAT_SEED_STEP * r, everyone.device, problem.groups
+        )
+        for r in range(members.stack_repeats)
+    ]
+    splits = repeats[0]
 
     def second_stage(scores: dict[str, torch.Tensor], penalty: float = 0.0, rows=everyone):
         """Clinical coefficients and one weight per (member, output) on ``scores``, fitted on
@@ -392,7 +405,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
 
     candidates = [lam for lam in members.penalties if lam < max(members.penalties)]
     candidates = candidates or list(members.penalties)
-    oof: dict[str, torch.Tensor] = {}
+    oof: dict[str, list[torch.Tensor]] = {}  # per member, its out-of-fold scores per repeat
     chosen: dict[str, float] = {}
     split_directions: dict[str, list[torch.Tensor]] = {}
     too_few: dict[str, int] = {}
@@ -406,24 +419,30 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             continue
         # the penalty path from the largest penalty down, each fit warm-started from the one
         # before on the same split: the same optima, reached in fewer iterations
-        path: dict[float, tuple[torch.Tensor, list[torch.Tensor]]] = {}
-        previous: list[dict[str, torch.Tensor] | None] = [None] * len(splits)
+        # (one per repeat: out-of-fold scores, each split's direction)
+        path: dict[float, list[tuple[torch.Tensor, list[torch.Tensor]]]] = {}
+        previous = [[None] * len(split) for split in repeats]
         for lam in sorted(set(candidates), reverse=True):
-            scores = torch.zeros(len(everyone), n_out, device=x_c.device)
-            per_split = []
-            for j, (rows_fit, rows_held) in enumerate(splits):
-                coef, _ = problem.fit(rows_fit, {m: lam}, free=(clinical, m), init=previous[j])
-                scores[rows_held] = ((x @ coef[m].T) * present[:, None])[rows_held]
-                per_split.append(coef[m])
-                previous[j] = coef
-            path[lam] = (scores, per_split)
+            path[lam] = []
+            for r, split in enumerate(repeats):
+                scores = torch.zeros(len(everyone), n_out, device=x_c.device)
+                per_split = []
+                for j, (rows_fit, rows_held) in enumerate(split):
+                    coef, _ = problem.fit(
+                        rows_fit, {m: lam}, free=(clinical, m), init=previous[r][j]
+                    )
+                    scores[rows_held] = ((x @ coef[m].T) * present[:, None])[rows_held]
+                    per_split.append(coef[m])
+                    previous[r][j] = coef
+                path[lam].append((scores, per_split))
         best = None
-        for lam in candidates:
-            scores, per_split = path[lam]
-            loss = second_stage({m: scores})[2]
+        for lam in candidates:  # the mean second-stage loss over the repeats
+            loss = float(np.mean([second_stage({m: sc})[2] for sc, _ in path[lam]]))
             if best is None or loss < best[0]:
-                best = (loss, lam, scores, per_split)
-        _, chosen[m], oof[m], split_directions[m] = best
+                best = (loss, lam)
+        chosen[m] = best[1]
+        oof[m] = [sc for sc, _ in path[chosen[m]]]
+        split_directions[m] = [per_split for _, per_split in path[chosen[m]]]
     directions = {
         m: problem.fit(everyone, {m: chosen[m]}, free=(clinical, m))[0][m] for m in chosen
     }
@@ -432,21 +451,31 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         scored = [m for m in members.tree_scores if m in problem.trees.inputs and m in chosen]
         tree_fits = _tree_members(
             problem.trees,
-            splits,
-            [{m: _vector(split_directions[m][j]) for m in scored} for j in range(len(splits))],
+            repeats,
+            [
+                [{m: _vector(split_directions[m][r][j]) for m in scored} for j in range(len(sp))]
+                for r, sp in enumerate(repeats)
+            ],
             {m: _vector(directions[m]) for m in scored},
         )
     for kind, fitted in tree_fits.items():
-        oof[f"{TREE_PREFIX}{kind}"] = torch.as_tensor(
-            fitted["oof"][:, None], dtype=x_c.dtype, device=x_c.device
-        )
-    weak = _screen_members(problem, oof, second_stage, members.stack_min_lr)
+        oof[f"{TREE_PREFIX}{kind}"] = [
+            torch.as_tensor(raw[:, None], dtype=x_c.dtype, device=x_c.device)
+            for raw in fitted["oof"]
+        ]
+    # one dict of out-of-fold scores per repeat
+    oof_by_repeat = [{name: per[r] for name, per in oof.items()} for r in range(len(repeats))]
+    weak = _screen_members(problem, oof_by_repeat, second_stage, members.stack_min_lr)
     for name in weak:  # no evidence beside the clinical covariates: its scores count for nothing
-        oof[name] = torch.zeros_like(oof[name])
+        for scores in oof_by_repeat:
+            scores[name] = torch.zeros_like(scores[name])
     stack_penalty = members.stack_penalty
     if stack_penalty == "auto":
-        stack_penalty = _choose_stack_penalty(problem, oof, second_stage, members, seed)
-    w_c, gamma, _ = second_stage(oof, float(stack_penalty))
+        stack_penalty = _choose_stack_penalty(problem, oof_by_repeat, second_stage, members, seed)
+    # the second stage on each repeat's scores; its coefficients averaged over the repeats
+    stages = [second_stage(scores, float(stack_penalty)) for scores in oof_by_repeat]
+    w_c = torch.stack([st[0] for st in stages]).mean(0)
+    gamma = {name: torch.stack([st[1][name] for st in stages]).mean(0) for name in oof}
     coef = {clinical: w_c}
     for m, direction in directions.items():
         coef[m] = gamma[m][:, None] * direction
@@ -455,9 +484,10 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     weights = {m: [round(float(g), 4) for g in gamma[m]] for m in gamma}
     # per fold, in model.json; the run summarises them once (members_summary)
     log.debug(
-        "stacked members: penalties %s by %d-fold out-of-fold scores, weights %s",
+        "stacked members: penalties %s by %d-fold out-of-fold scores (%d repeats), weights %s",
         chosen,
         len(splits),
+        len(repeats),
         weights,
     )
     for m, events in too_few.items():  # left out: too few events to weigh their scores
@@ -477,18 +507,20 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     return coef, chosen, weights
 
 
-def _screen_members(problem, oof: dict, second_stage, threshold: float) -> dict[str, float]:
+def _screen_members(problem, oof: list[dict], second_stage, threshold: float) -> dict[str, float]:
     """Members whose out-of-fold scores alone, beside the clinical covariates, improve the Cox
-    partial log-likelihood of the training patients by a likelihood-ratio statistic below
-    ``threshold`` (``members.stack_min_lr``; 0: none; single-output Cox heads only): name ->
-    statistic. Each is logged."""
-    if threshold <= 0 or not oof or problem.multi:
+    partial log-likelihood of the training patients by a likelihood-ratio statistic (its mean
+    over the repeats ``oof``, one dict of scores per repeat) below ``threshold``
+    (``members.stack_min_lr``; 0: none; single-output Cox heads only): name -> statistic. Each
+    is logged."""
+    if threshold <= 0 or not oof or not oof[0] or problem.multi:
         return {}
     events = float(np.asarray(problem.event, bool).sum())
     base = second_stage({})[2]
     weak = {}
-    for name, scores in oof.items():
-        statistic = 2.0 * (base - second_stage({name: scores})[2]) * events
+    for name in oof[0]:
+        gains = [base - second_stage({name: scores[name]})[2] for scores in oof]
+        statistic = 2.0 * float(np.mean(gains)) * events
         if statistic < threshold:
             weak[name] = statistic
             log.info(
@@ -501,6 +533,10 @@ def _screen_members(problem, oof: dict, second_stage, threshold: float) -> dict[
     return weak
 
 
+#: Seed offset between the repeats of the stacked members' inner splits
+#: (``members.stack_repeats``; repeat r splits with ``seed + r * step``).
+_REPEAT_SEED_STEP = 1009
+
 #: Prefix of a tree member's name among the stacked weights (``tree:boosting``).
 TREE_PREFIX = "tree:"
 
@@ -508,15 +544,18 @@ TREE_PREFIX = "tree:"
 STACK_PENALTY = "stack"
 
 
-def _choose_stack_penalty(problem, oof: dict, second_stage, members: MembersConfig, seed: int):
+def _choose_stack_penalty(
+    problem, oof: list[dict], second_stage, members: MembersConfig, seed: int
+):
     """The ``members.stack_penalties`` entry whose second stage, fitted on ``penalty_folds - 1``
-    folds of the out-of-fold scores, best predicts the held-out fold: the largest
+    folds of the out-of-fold scores (``oof``: one dict per repeat, their scores summed over),
+    best predicts the held-out fold: the largest
     cross-validated partial log-likelihood (Verweij & van Houwelingen 1993: the log-likelihood
     of every training patient minus that of the fit rows, both at the fit rows' estimate; it
     keeps each held-out patient's full risk set). A head with several outputs is scored by its
     loss on the held-out rows. Ties go to the larger penalty."""
     candidates = sorted(set(members.stack_penalties))
-    if not oof or len(candidates) == 1:  # stack_penalties has at least one entry
+    if not oof or not oof[0] or len(candidates) == 1:  # stack_penalties has >= 1 entry
         return candidates[-1]
     # another seed than the members' own splits: the weights are judged on other partitions
     splits = stratified_splits(
@@ -524,12 +563,12 @@ def _choose_stack_penalty(problem, oof: dict, second_stage, members: MembersConf
     )
     event = torch.as_tensor(problem.event, dtype=torch.float32, device=problem.everyone.device)
     x_c, present_c = problem.designs[problem.clinical]
-    stacked = torch.stack(list(oof.values()))
     score = {}
     for lam in candidates:
         total = 0.0
-        for rows_fit, rows_held in splits:
-            w_c, gamma, _ = second_stage(oof, lam, rows_fit)
+        for scores, (rows_fit, rows_held) in itertools.product(oof, splits):
+            stacked = torch.stack(list(scores.values()))
+            w_c, gamma, _ = second_stage(scores, lam, rows_fit)
             with torch.no_grad():
                 weights = torch.stack(list(gamma.values()))
                 out = _second_stage_output(x_c, present_c, stacked, w_c, weights)
@@ -599,33 +638,37 @@ def _vector(direction: torch.Tensor) -> np.ndarray:
 
 def _tree_members(
     trees: _TreeProblem,
-    splits: list[tuple],
-    split_scores: list[dict[str, np.ndarray]],
+    repeats: list[list[tuple]],
+    split_scores: list[list[dict[str, np.ndarray]]],
     scores: dict[str, np.ndarray],
 ) -> dict[str, dict[str, Any]]:
-    """Per tree kind: out-of-fold scores on ``splits`` (standardised by their own mean and SD)
-    and the ensemble fitted on every training patient. ``split_scores`` (per split) and
-    ``scores`` (every patient) are the linear directions whose risk scores the trees also see,
-    fitted on the same patients as the trees. A kind whose fit fails is left out."""
+    """Per tree kind: out-of-fold scores on each repeat's splits (``repeats``; each repeat's
+    scores standardised by their own mean and SD) and the ensemble fitted on every training
+    patient, standardised by the repeats' mean centre and SD. ``split_scores`` (per repeat and
+    split) and ``scores`` (every patient) are the linear directions whose risk scores the trees
+    also see, fitted on the same patients as the trees. A kind whose fit fails is left out."""
     n = len(trees.time)
     everyone = np.arange(n)
     fits: dict[str, dict[str, Any]] = {}
     for kind in trees.terms.kinds:
-        raw = np.zeros(n)
+        raws = [np.zeros(n) for _ in repeats]
         try:
-            for (rows_fit, rows_held), sc in zip(splits, split_scores, strict=True):
-                fit_rows, held = rows_fit.cpu().numpy(), rows_held.cpu().numpy()
-                raw[held] = trees.predict(trees.fit(kind, fit_rows, sc), held)
+            for raw, splits, per_split in zip(raws, repeats, split_scores, strict=True):
+                for (rows_fit, rows_held), sc in zip(splits, per_split, strict=True):
+                    fit_rows, held = rows_fit.cpu().numpy(), rows_held.cpu().numpy()
+                    raw[held] = trees.predict(trees.fit(kind, fit_rows, sc), held)
             full = trees.fit(kind, everyone, scores)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             log.warning("tree member %r left out: its fit failed (%s)", kind, exc)
             continue
-        center, spread = float(raw.mean()), float(raw.std())
-        if not np.isfinite(spread) or spread < 1e-12:
+        centers = [float(raw.mean()) for raw in raws]
+        spreads = [float(raw.std()) for raw in raws]
+        if not all(np.isfinite(sd) and sd >= 1e-12 for sd in spreads):
             log.warning("tree member %r left out: its out-of-fold scores do not vary", kind)
             continue
+        center, spread = float(np.mean(centers)), float(np.mean(spreads))
         fits[kind] = {
-            "oof": (raw - center) / spread,
+            "oof": [(raw - c) / sd for raw, c, sd in zip(raws, centers, spreads, strict=True)],
             "full": full,
             "center": center,
             "spread": spread,

@@ -58,6 +58,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("members", "stack_penalties"): [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
     ("data", "text_term_scaling"): "term",
     ("members", "stack_min_lr"): 0.0,
+    ("members", "stack_repeats"): 1,
 }
 
 

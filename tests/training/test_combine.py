@@ -486,3 +486,75 @@ def test_a_member_without_evidence_beside_the_clinical_covariates_gets_weight_ze
     assert on.weights["genomics"][0] > 0.3
     assert "report left out (its out-of-fold scores add a likelihood-ratio statistic" in caplog.text
     assert "genomics left out" not in caplog.text
+
+
+def test_repeated_inner_splits_average_the_second_stage_over_the_repeats():
+    """members.stack_repeats: with one penalty to choose from, R repeats give the mean of the
+    second stages fitted on R single splits (seeds seed + r * 1009); R = 1 is the single split."""
+    data = _DataWithText(160, seed=12)
+    config = {"linear": ["genomics", "report"], "penalties": [1.0, 1e3], "combine": "stacked"}
+
+    def fitted(repeats: int, seed: int) -> tuple[dict, MultimodalSurvivalModel]:
+        model = _model_with_text()
+        members = MembersConfig(**config, stack_repeats=repeats)
+        fit = fit_linear_members(model, data, CPU, members, seed=seed)
+        assert fit is not None
+        return fit.to_dict(), model
+
+    single, _ = fitted(1, 0)
+    assert (
+        single
+        == fit_linear_members(
+            _model_with_text(), data, CPU, MembersConfig(**config), seed=0
+        ).to_dict()
+    )
+    averaged, model = fitted(3, 0)
+    singles = [fitted(1, r * 1009) for r in range(3)]
+    for name in ("genomics", "report"):
+        mean = np.mean([f["weights"][name][0] for f, _ in singles])
+        assert averaged["weights"][name][0] == pytest.approx(mean, abs=2e-4)
+        # the installed coefficients: the common direction times the averaged weight
+        direction = [m.members[name].weight.detach().numpy() for _, m in singles]
+        expected = np.mean(direction, axis=0)
+        np.testing.assert_allclose(
+            model.members[name].weight.detach().numpy(), expected, rtol=1e-3, atol=1e-5
+        )
+    clinical = np.mean([m.members["clinical"].weight.detach().numpy() for _, m in singles], 0)
+    np.testing.assert_allclose(
+        model.members["clinical"].weight.detach().numpy(), clinical, rtol=1e-3, atol=1e-5
+    )
+    assert averaged["weights"] != singles[0][0]["weights"]  # the other splits count
+
+
+def test_repeated_inner_splits_with_tree_members():
+    """Tree members' out-of-fold scores are made on every repeat's splits; the fit is
+    deterministic and differs from the single split's."""
+    data = _Data(150, seed=13)
+    members = MembersConfig(
+        linear=["genomics"],
+        penalties=[1.0, 1e3],
+        combine="stacked",
+        trees=["boosting"],
+        tree_features=10,
+        tree_options={"boosting": {"n_estimators": 20}},
+        stack_repeats=2,
+    )
+    fits = []
+    for _ in range(2):
+        model = _model(members=members)
+        fit = fit_linear_members(model, data, CPU, members)
+        assert fit is not None and np.isfinite(fit.loss)
+        fits.append(fit.to_dict())
+        assert model.trees.fitted or fit.weights["tree:boosting"][0] == 0.0
+    assert fits[0] == fits[1]
+    assert set(fits[0]["weights"]) == {"genomics", "tree:boosting"}
+    # the trees' own random seed is the fit's in every repeat, so a single split with another
+    # seed is not one of the repeats here; the repeats' scores must still change the weights
+    single = members.model_copy(update={"stack_repeats": 1})
+    one = fit_linear_members(_model(members=single), data, CPU, single)
+    assert one.weights != fits[0]["weights"]
+
+
+def test_stack_repeats_must_be_positive():
+    with pytest.raises(Exception, match="stack_repeats"):
+        MembersConfig(stack_repeats=0)

@@ -119,7 +119,13 @@ def test_fingerprints_of_the_earlier_release_are_reproduced():
 def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, key):
     neutral = _ADDED_KEYS[(section, key)]
     assert getattr(getattr(Config(), section), key) == neutral  # the default is the neutral value
-    other = {"min_events": 5, "stack_penalty": 0.1, "stack_penalties": [0.5], "stack_min_lr": 3.84}
+    other = {
+        "min_events": 5,
+        "stack_penalty": 0.1,
+        "stack_penalties": [0.5],
+        "stack_min_lr": 3.84,
+        "stack_repeats": 3,
+    }
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting
         changed = load_config({"members": {key: other}})
