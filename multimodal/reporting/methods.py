@@ -362,6 +362,12 @@ def _penalty_line(members: dict[str, Any]) -> str:
                 else f"{stack}; "
             )
         )
+    repeats = int(members.get("stack_repeats") or 1)
+    if linear and members.get("combine") == "stacked" and repeats > 1:
+        text += (
+            f"the second stage is fitted on the out-of-fold scores of {repeats} different inner "
+            "splits and its weights averaged over them; "
+        )
     penalty = members.get("clinical_penalty")
     text += (
         f"the clinical term's penalty is fixed at {penalty}."

@@ -186,3 +186,7 @@ def test_the_methods_text_states_the_second_stage_penalty():
     assert "by 0.3;" in _penalty_line({**base, "stack_penalty": 0.3})
     assert "second stage" not in _penalty_line({**base, "stack_penalty": 0.0})
     assert "second stage" not in _penalty_line({**base, "combine": "joint", "stack_penalty": 1})
+    repeated = _penalty_line({**base, "stack_repeats": 3})
+    assert "out-of-fold scores of 3 different inner splits and its weights averaged" in repeated
+    assert "inner splits" not in _penalty_line({**base, "stack_repeats": 1})
+    assert "inner splits" not in _penalty_line({**base, "combine": "joint", "stack_repeats": 3})
