@@ -202,8 +202,15 @@ class MembersConfig(_Strict):
     """Modalities besides the clinical covariates that the tree members see (dense feature
     vectors: genomics, or text with a pooled encoder); absent ones are skipped."""
     tree_features: int = Field(50, ge=0)
-    """Features of each ``tree_inputs`` modality the trees see: the ones with the largest
-    univariate Cox score statistic on the patients the trees are fitted on."""
+    """Features of each ``tree_inputs`` modality the trees see, chosen on the patients the trees
+    are fitted on by ``tree_selection``."""
+    tree_selection: Literal["cox_score", "variance"] = "cox_score"
+    """How the trees' ``tree_features`` are chosen among the patients who have the modality:
+    ``cox_score``, the largest univariate Cox score statistic (supervised); ``variance``, the
+    largest variance of the raw values (genomics: before z-scoring; unsupervised, as the random
+    survival forest baseline chooses its genes). On a few hundred patients, a supervised screen
+    of 1,000 features picks many by chance association with the outcome; a variance ranking
+    cannot."""
     tree_scores: list[str] = Field(default_factory=list)
     """``tree_inputs`` whose linear member's risk score (its ridge direction, fitted on the same
     patients as the trees) the trees also see: a tree can then let a modality's risk score count

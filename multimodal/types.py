@@ -149,6 +149,9 @@ class InputSpec:
     tokens : True when the input arrives as a TokenSet (chunk embeddings, bags of patches).
     n_variables : longitudinal: number of measured variables per visit (``in_features`` is then
         the size of the landmark summary).
+    scales : genomics: the training standard deviation of each preprocessed column's raw values
+        (the columns themselves arrive z-scored); tree members that choose features by variance
+        (``members.tree_selection: variance``) rank by it. None where not recorded.
     """
 
     kind: ModalityKind
@@ -164,3 +167,4 @@ class InputSpec:
     image_size: tuple[int, ...] | None = None
     tokens: bool = False
     n_variables: int | None = None
+    scales: list[float] | None = None

@@ -25,7 +25,13 @@ from torch import nn
 
 from multimodal.models.trees import SizedByState, TreeMember
 
-__all__ = ["TREE_INPUT_KINDS", "TreeTerms", "select_columns", "univariate_cox_scores"]
+__all__ = [
+    "TREE_INPUT_KINDS",
+    "TreeTerms",
+    "select_columns",
+    "select_columns_by_variance",
+    "univariate_cox_scores",
+]
 
 #: Modality kinds whose feature vector the tree members may see besides the clinical design.
 TREE_INPUT_KINDS = ("genomics", "text", "imaging")
@@ -139,4 +145,23 @@ def select_columns(
     scores = univariate_cox_scores(x[rows], time[rows], event[rows])
     ranked = np.argsort(-scores, kind="stable")
     chosen = ranked[scores[ranked] > 0][:k]
+    return np.sort(chosen).astype(np.int64)
+
+
+def select_columns_by_variance(
+    x: np.ndarray, present: np.ndarray, k: int, scales: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``k`` columns of ``x`` with the largest variance among the patients where the modality
+    is ``present`` (sorted column indices; fewer when fewer vary). ``scales``: each column's
+    standard deviation in raw units when ``x`` arrives standardised (the variance is ranked in
+    raw units, ``scales**2 * var(x)``). Needs no outcome."""
+    rows = np.asarray(present, bool)
+    if k <= 0 or rows.sum() < 2:
+        return np.zeros(0, dtype=np.int64)
+    variance = np.asarray(x, dtype=np.float64)[rows].var(axis=0)
+    if scales is not None:
+        variance = variance * np.asarray(scales, dtype=np.float64) ** 2
+    variance = np.where(np.isfinite(variance), variance, 0.0)
+    ranked = np.argsort(-variance, kind="stable")
+    chosen = ranked[variance[ranked] > 1e-12][:k]
     return np.sort(chosen).astype(np.int64)

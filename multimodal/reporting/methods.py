@@ -267,7 +267,12 @@ def model_section(facts: RunFacts) -> Section:
                 + " on the clinical covariates and the "
                 + f"{members.get('tree_features', 50)} features of "
                 + f"{', '.join(members.get('tree_inputs') or ['genomics'])} with the largest "
-                "univariate Cox score on the training patients; fixed hyper-parameters; weighed "
+                + (
+                    "variance (raw values) on the training patients"
+                    if members.get("tree_selection") == "variance"
+                    else "univariate Cox score on the training patients"
+                )
+                + "; fixed hyper-parameters; weighed "
                 "with the linear members by a Cox model on their out-of-fold scores."
             ]
             if members.get("trees")

@@ -133,6 +133,8 @@ class _TreeProblem:
     n_features: int
     options: dict[str, dict[str, Any]]
     seed: int
+    selection: str = "cox_score"
+    scales: dict[str, np.ndarray | None] = field(default_factory=dict)
 
     def design(
         self, rows: np.ndarray, columns: dict[str, np.ndarray], scores: dict[str, np.ndarray]
@@ -153,14 +155,22 @@ class _TreeProblem:
     def fit(self, kind: str, rows: np.ndarray, scores: dict[str, np.ndarray]) -> tuple:
         """One ensemble of ``kind`` on ``rows``, its features chosen on ``rows`` alone; ``scores``
         are the linear members' directions fitted on the same rows."""
-        from multimodal.models.tree_terms import select_columns
+        from multimodal.models.tree_terms import select_columns, select_columns_by_variance
         from multimodal.models.trees import fit_tree_ensemble
 
         t, e = self.time[rows], self.event[rows]
-        columns = {
-            m: select_columns(x[rows], present[rows], t, e, self.n_features)
-            for m, (x, present) in self.arrays.items()
-        }
+        if self.selection == "variance":
+            columns = {
+                m: select_columns_by_variance(
+                    x[rows], present[rows], self.n_features, self.scales.get(m)
+                )
+                for m, (x, present) in self.arrays.items()
+            }
+        else:
+            columns = {
+                m: select_columns(x[rows], present[rows], t, e, self.n_features)
+                for m, (x, present) in self.arrays.items()
+            }
         design = self.design(rows, columns, scores)
         ensemble = fit_tree_ensemble(
             kind, design, t, e, seed=self.seed, options=self.options.get(kind)
@@ -197,7 +207,19 @@ def _tree_problem(model: Any, batch: Any, designs: dict, members: MembersConfig,
         n_features=int(members.tree_features),
         options=dict(members.tree_options),
         seed=seed,
+        selection=members.tree_selection,
+        scales={m: _raw_scales(model, m, inputs[m].shape[1]) for m in terms.inputs},
     )
+
+
+def _raw_scales(model: Any, modality: str, width: int) -> np.ndarray | None:
+    """The raw-unit standard deviation of each column of ``modality`` (its spec's ``scales``),
+    or None when the spec has none of that width (the inputs are then ranked as they come)."""
+    spec = (getattr(model, "specs", None) or {}).get(modality)
+    scales = getattr(spec, "scales", None)
+    if scales is None or len(scales) != width:
+        return None
+    return np.asarray(scales, dtype=np.float64)
 
 
 def fit_linear_members(

@@ -59,6 +59,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("data", "text_term_scaling"): "term",
     ("members", "stack_min_lr"): 0.0,
     ("members", "stack_repeats"): 1,
+    ("members", "tree_selection"): "cox_score",
 }
 
 

@@ -88,3 +88,46 @@ def test_the_run_folder_reloads_and_predicts_what_training_predicted(bench):
     fold = model.folds[0].model
     assert fold.trees is not None and fold.trees.kinds == ["boosting", "forest"]
     assert all(fold.trees.ensembles[k].fitted for k in fold.trees.kinds)
+
+
+def test_the_trees_see_the_genes_their_selection_names(bench):
+    """The genomics spec records each column's raw training SD (``scales``, the preprocessing's
+    own); the trees' features are the ``tree_features`` columns the config's
+    ``members.tree_selection`` ranks first among the training patients."""
+    import yaml
+
+    from multimodal.config import MembersConfig
+    from multimodal.models.tree_terms import select_columns, select_columns_by_variance
+
+    result, data = bench
+    fold_dir = result.out / "runs" / "ours" / "model" / "fold_0"
+    meta = json.loads((fold_dir / "model.json").read_text())
+    prep = json.loads((fold_dir / "preprocess.json").read_text())
+    spec = meta["specs"]["genomics"]
+    state = prep["genomics"]["state"]
+    assert spec["scales"] == pytest.approx(state["std"])
+    assert len(spec["scales"]) == spec["in_features"] == len(state["feature_names"])
+    saved = yaml.safe_load((result.out / "runs" / "ours" / "config.yaml").read_text())
+    members = MembersConfig(**saved["members"])
+    # the refitted model's trees were chosen on every training patient of fold 0
+    train = pd.read_csv(data / "splits" / "porpoise_mcat_5fold" / "fold_0.csv")
+    ids = train.loc[train.split == "train", "patient_id"]
+    raw = pd.read_csv(data / "genomics.csv.gz").set_index("patient_id")
+    raw = raw.reindex(ids)[state["feature_names"]]
+    z = (raw.fillna(pd.Series(state["median"], index=raw.columns)) - state["mean"]) / state["std"]
+    present = raw.notna().any(axis=1).to_numpy()
+    clinical = pd.read_csv(data / "clinical.csv").set_index("patient_id").reindex(raw.index)
+    if members.tree_selection == "variance":
+        expected = select_columns_by_variance(
+            z.to_numpy(), present, members.tree_features, np.asarray(state["std"])
+        )
+    else:
+        expected = select_columns(
+            z.to_numpy(),
+            present,
+            clinical.survival_months.to_numpy(float),
+            clinical.event.to_numpy() == 1,
+            members.tree_features,
+        )
+    fold = load_run(result.out / "runs" / "ours").folds[0].model
+    assert fold.trees.columns["genomics"].index.tolist() == expected.tolist()

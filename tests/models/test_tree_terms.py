@@ -8,7 +8,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from multimodal.config import MembersConfig
-from multimodal.models.tree_terms import TreeTerms, select_columns, univariate_cox_scores
+from multimodal.models.tree_terms import (
+    TreeTerms,
+    select_columns,
+    select_columns_by_variance,
+    univariate_cox_scores,
+)
 from multimodal.models.trees import fit_tree_ensemble
 from multimodal.survival.losses import cox_nll
 
@@ -45,6 +50,24 @@ def test_select_columns_finds_the_acting_features():
     assert list(cols) == [3, 7]
     # patients without the modality do not count; none present: nothing chosen
     assert select_columns(x, np.zeros(len(t)), t, e, k=2).size == 0
+
+
+def test_select_columns_by_variance_ranks_raw_variance_among_present_patients():
+    """tree_selection: variance -- no outcome; standardised inputs are ranked in raw units
+    (``scales``), absent patients do not count, constant columns are never chosen."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6)) * np.array([1.0, 5.0, 0.5, 3.0, 2.0, 0.0])
+    present = np.ones(300)
+    assert list(select_columns_by_variance(x, present, k=3)) == [1, 3, 4]
+    z = x / np.where(x.std(0) > 0, x.std(0), 1.0)  # z-scored: every variance 1 (or 0)
+    assert list(select_columns_by_variance(z, present, k=3, scales=x.std(0))) == [1, 3, 4]
+    assert select_columns_by_variance(x, present, k=10).size == 5  # the constant one is left out
+    # only the present patients' values count: column 0 varies wildly among the absent ones
+    x[:150, 0] = rng.normal(scale=100.0, size=150)
+    half = np.r_[np.zeros(150), np.ones(150)]
+    assert 0 not in select_columns_by_variance(x, half, k=3)
+    assert 0 in select_columns_by_variance(x, present, k=3)
+    assert select_columns_by_variance(x, np.zeros(300), k=3).size == 0
 
 
 def _fitted_terms(scored: bool):

@@ -3,6 +3,8 @@ fitted before the deep residual trains."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -558,3 +560,32 @@ def test_repeated_inner_splits_with_tree_members():
 def test_stack_repeats_must_be_positive():
     with pytest.raises(Exception, match="stack_repeats"):
         MembersConfig(stack_repeats=0)
+
+
+def test_tree_members_may_choose_their_features_by_raw_variance():
+    """members.tree_selection: variance -- the trees get the genes with the largest raw
+    variance (the spec's scales; the inputs arrive z-scored), whatever their association with
+    the outcome; cox_score picks the informative ones."""
+    data = _Data(200, seed=14, n_genes=20)
+    scales = np.ones(20)
+    scales[[10, 12, 15]] = [9.0, 7.0, 5.0]  # noise genes with the widest raw spread
+    data.genes = (data.genes - data.genes.mean(0)) / data.genes.std(0)
+    chosen = {}
+    for selection in ("variance", "cox_score"):
+        members = MembersConfig(
+            linear=["genomics"],
+            penalties=[1.0, 1e3],
+            combine="stacked",
+            trees=["boosting"],
+            tree_features=3,
+            tree_selection=selection,
+            tree_options={"boosting": {"n_estimators": 10}},
+        )
+        model = _model(n_genes=20, members=members)
+        model.specs["genomics"] = dataclasses.replace(
+            model.specs["genomics"], scales=scales.tolist()
+        )
+        fit_linear_members(model, data, CPU, members)
+        chosen[selection] = model.trees.columns["genomics"].index.tolist()
+    assert chosen["variance"] == [10, 12, 15]
+    assert chosen["cox_score"] == [0, 1, 2]  # the informative genes (see _Data)
