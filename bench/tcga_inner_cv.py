@@ -5,7 +5,8 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python bench/tcga_inner_cv.py \
         --candidate "stack=members.stack_penalty=auto" \
         [--candidate "NAME=KEY=VALUE;KEY=VALUE" ...] [--cancers blca ...] [--outer-fold 0] \
-        [--inner-folds 5] [--out runs/tcga_inner_cv] [--write-docs docs/benchmarks.md]
+        [--inner-folds 5] [--out runs/tcga_inner_cv] [--baselines] \
+        [--write-docs docs/benchmarks.md]
 
 Per cohort, the *training* patients of one published fold (``--outer-fold``, default 0) are
 written to a sub-cohort under ``OUT/<cancer>/cohort`` (every table filtered to them; nothing is
@@ -15,7 +16,9 @@ folds. The outer fold's validation patients are never read, so a choice made fro
 leaves that fold's reported figure untouched; the other published folds' validation patients
 are among these training patients, which is why the TCGA table also reports fold 0 alone.
 Finished runs are reused; each records its config file's hash and overrides (``candidate.json``),
-and one trained under another config is refused (``--cached-only`` only warns).
+and one trained under another config is refused (``--cached-only`` only warns). ``--baselines``
+also scores the classical baselines (clinical Cox, CoxNet, RSF) on the same inner folds, so the
+table shows where the default trails one on training patients too.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 from _common import machine_line, write_section
-from tcga_accuracy import CANCERS, MODALITIES, fold_c
+from tcga_accuracy import BASELINES, CANCERS, MODALITIES, fold_c
 
 from multimodal.data.cohort import Cohort
 from multimodal.evaluation.benchmark import run_benchmark
@@ -92,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidate", action="append", default=[], metavar="NAME=KEY=VALUE[;...]")
     ap.add_argument("--write-docs", type=Path)
     ap.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also score the classical baselines on the same inner folds (OUT/<cancer>/baselines)",
+    )
+    ap.add_argument(
         "--cached-only",
         action="store_true",
         help="train nothing: tabulate the runs already in OUT (a missing one shows as a dash)",
@@ -142,11 +150,18 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             log.info("%s %s: inner-CV C %.4f", cancer, name, c.mean())
+        if args.baselines:
+            rows.extend(inner_baselines(cohort_dir, args.out / cancer / "baselines", args))
+            for row in rows[-len(BASELINES) :]:
+                row.update(cancer=cancer.upper(), patients=n)
     frame = pd.DataFrame(rows).reindex(columns=["cancer", "patients", "candidate", "c", "seconds"])
     table = frame.pivot(index=["cancer", "patients"], columns="candidate", values="c")
-    table = table.reindex(columns=list(candidates))
+    baselines = list(BASELINES) if args.baselines else []
+    table = table.reindex(columns=list(candidates) + baselines)
     for name in list(candidates)[1:]:
         table[f"{name} - default"] = table[name] - table["default"]
+    if baselines:
+        table["default - best baseline"] = table["default"] - table[baselines].max(axis=1)
     # a C column's mean only over every cohort (else cohorts differ between columns); a
     # difference column's over the cohorts it has
     mean = table.mean().where(table.notna().all() | table.columns.str.contains(" - "))
@@ -178,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Command: `OMP_NUM_THREADS=1 .venv/bin/python bench/tcga_inner_cv.py "
         + " ".join(f'--candidate "{c}"' for c in args.candidate)
-        + f" --outer-fold {args.outer_fold}`  ",
+        + f" --outer-fold {args.outer_fold}"
+        + (" --baselines" if args.baselines else "")
+        + "`  ",
         machine_line(time.perf_counter() - t_all)
         + f" Training time of the runs in the table: {frame.seconds.sum() / 60:.1f} min.",
         "",
@@ -193,13 +210,48 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Cohorts where the candidate is above / below the default: "
         + ", ".join(f"`{k}` {up} / {down} of {n}" for k, (up, down, n) in wins.items())
-        + ". A dash: not run; the mean of a difference is over the cohorts it has.",
+        + ". A dash: not run; the mean of a difference is over the cohorts it has."
+        + (
+            f" Baselines ({', '.join(baselines)}) on the same inner folds; the default is above "
+            "the best of them in "
+            f"{int((table['default - best baseline'] > 0).sum())} of "
+            f"{int(table['default - best baseline'].notna().sum())} cohorts."
+            if baselines
+            else ""
+        ),
         "",
     ]
     print("\n".join(lines))
     if args.write_docs:
         write_section(args.write_docs, "\n".join(lines))
     return 0
+
+
+def inner_baselines(cohort_dir: Path, out: Path, args) -> list[dict]:
+    """The classical baselines on the inner folds of ``cohort_dir`` (reused when finished): one
+    row per baseline with its mean C over the folds."""
+    t0 = time.perf_counter()
+    if not (out / "predictions.csv").is_file():
+        run_benchmark(
+            cohort_dir,
+            out,
+            config=args.config,
+            folds=str(args.inner_folds),
+            variants={},
+            baselines=BASELINES,
+            n_boot=0,
+        )
+        (out / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    pred = pd.read_csv(out / "predictions.csv")
+    seconds = float((out / "seconds.txt").read_text()) if (out / "seconds.txt").is_file() else 0.0
+    return [
+        {
+            "candidate": name,
+            "c": float(fold_c(pred[pred.model == name]).mean()),
+            "seconds": seconds / len(BASELINES),
+        }
+        for name in BASELINES
+    ]
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def test_candidates_train_on_the_outer_folds_training_patients_only(inner, tmp_p
             "--cancers", "tiny", "--data", str(tmp_path / "data"), "--out", str(out),
             "--config", str(tmp_path / "tiny.yaml"), "--inner-folds", "2",
             "--candidate", "no_text=members.min_events=1000", "--write-docs", str(docs),
+            "--baselines",
         ]
     )  # fmt: skip
     assert code == 0
@@ -72,6 +73,11 @@ def test_candidates_train_on_the_outer_folds_training_patients_only(inner, tmp_p
     text = docs.read_text()
     assert "candidate settings compared on training patients only" in text
     assert "no_text - default" in text and "TINY (n=" in text and "above / below" in text
+    # the baselines on the same inner folds, and the default's distance to the best of them
+    base = pd.read_csv(out / "tiny" / "baselines" / "predictions.csv")
+    assert set(base.model) == {"clinical_cox", "coxnet", "rsf"}
+    assert set(base.patient_id) <= train and sorted(base.fold.unique()) == [0, 1]
+    assert "default - best baseline" in text and "--baselines" in text
     # the same folder under another config file is refused (the table would mix two configs)
     config["train"]["epochs"] = 3
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
