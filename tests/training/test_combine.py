@@ -528,18 +528,19 @@ def test_repeated_inner_splits_average_the_second_stage_over_the_repeats():
     assert averaged["weights"] != singles[0][0]["weights"]  # the other splits count
 
 
+def _boosted(**extra) -> MembersConfig:
+    """A linear genomics member and a small gradient-boosting member, stacked."""
+    return MembersConfig(
+        linear=["genomics"], penalties=[1.0, 1e3], combine="stacked", trees=["boosting"], **extra
+    )
+
+
 def test_repeated_inner_splits_with_tree_members():
     """Tree members' out-of-fold scores are made on every repeat's splits; the fit is
     deterministic and differs from the single split's."""
     data = _Data(150, seed=13)
-    members = MembersConfig(
-        linear=["genomics"],
-        penalties=[1.0, 1e3],
-        combine="stacked",
-        trees=["boosting"],
-        tree_features=10,
-        tree_options={"boosting": {"n_estimators": 20}},
-        stack_repeats=2,
+    members = _boosted(
+        tree_features=10, tree_options={"boosting": {"n_estimators": 20}}, stack_repeats=2
     )
     fits = []
     for _ in range(2):
@@ -572,11 +573,7 @@ def test_tree_members_may_choose_their_features_by_raw_variance():
     data.genes = (data.genes - data.genes.mean(0)) / data.genes.std(0)
     chosen = {}
     for selection in ("variance", "cox_score"):
-        members = MembersConfig(
-            linear=["genomics"],
-            penalties=[1.0, 1e3],
-            combine="stacked",
-            trees=["boosting"],
+        members = _boosted(
             tree_features=3,
             tree_selection=selection,
             tree_options={"boosting": {"n_estimators": 10}},
