@@ -429,7 +429,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     candidates = candidates or list(members.penalties)
     oof: dict[str, list[torch.Tensor]] = {}  # per member, its out-of-fold scores per repeat
     chosen: dict[str, float] = {}
-    split_directions: dict[str, list[torch.Tensor]] = {}
+    split_directions: dict[str, list[list[torch.Tensor]]] = {}  # per repeat, per split
     too_few: dict[str, int] = {}
     for m in problem.designs:
         if m == clinical:
