@@ -142,10 +142,7 @@ def select_columns(
     rows = np.asarray(present, bool)
     if k <= 0 or rows.sum() < 2 or not np.asarray(event, bool)[rows].any():
         return np.zeros(0, dtype=np.int64)
-    scores = univariate_cox_scores(x[rows], time[rows], event[rows])
-    ranked = np.argsort(-scores, kind="stable")
-    chosen = ranked[scores[ranked] > 0][:k]
-    return np.sort(chosen).astype(np.int64)
+    return _top_columns(univariate_cox_scores(x[rows], time[rows], event[rows]), k, 0.0)
 
 
 def select_columns_by_variance(
@@ -161,7 +158,10 @@ def select_columns_by_variance(
     variance = np.asarray(x, dtype=np.float64)[rows].var(axis=0)
     if scales is not None:
         variance = variance * np.asarray(scales, dtype=np.float64) ** 2
-    variance = np.where(np.isfinite(variance), variance, 0.0)
-    ranked = np.argsort(-variance, kind="stable")
-    chosen = ranked[variance[ranked] > 1e-12][:k]
-    return np.sort(chosen).astype(np.int64)
+    return _top_columns(np.where(np.isfinite(variance), variance, 0.0), k, 1e-12)
+
+
+def _top_columns(scores: np.ndarray, k: int, floor: float) -> np.ndarray:
+    """Sorted indices of the ``k`` largest ``scores`` above ``floor`` (ties: lower index first)."""
+    ranked = np.argsort(-scores, kind="stable")
+    return np.sort(ranked[scores[ranked] > floor][:k]).astype(np.int64)

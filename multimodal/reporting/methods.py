@@ -355,8 +355,9 @@ def _penalty_line(members: dict[str, Any]) -> str:
         if linear
         else ""
     )
+    stacked = bool(linear) and members.get("combine") == "stacked"
     stack = members.get("stack_penalty") or 0.0
-    if linear and members.get("combine") == "stacked" and stack:
+    if stacked and stack:
         text += (
             "the stacked second stage's weights (per standard deviation of each member's "
             "out-of-fold score) are ridge-penalised by "
@@ -368,7 +369,7 @@ def _penalty_line(members: dict[str, Any]) -> str:
             )
         )
     repeats = int(members.get("stack_repeats") or 1)
-    if linear and members.get("combine") == "stacked" and repeats > 1:
+    if stacked and repeats > 1:
         text += (
             f"the second stage is fitted on the out-of-fold scores of {repeats} different inner "
             "splits and its weights averaged over them; "

@@ -159,18 +159,13 @@ class _TreeProblem:
         from multimodal.models.trees import fit_tree_ensemble
 
         t, e = self.time[rows], self.event[rows]
-        if self.selection == "variance":
-            columns = {
-                m: select_columns_by_variance(
-                    x[rows], present[rows], self.n_features, self.scales.get(m)
-                )
-                for m, (x, present) in self.arrays.items()
-            }
-        else:
-            columns = {
-                m: select_columns(x[rows], present[rows], t, e, self.n_features)
-                for m, (x, present) in self.arrays.items()
-            }
+
+        def choose(m: str, x: np.ndarray, present: np.ndarray) -> np.ndarray:
+            if self.selection == "variance":
+                return select_columns_by_variance(x, present, self.n_features, self.scales.get(m))
+            return select_columns(x, present, t, e, self.n_features)
+
+        columns = {m: choose(m, x[rows], present[rows]) for m, (x, present) in self.arrays.items()}
         design = self.design(rows, columns, scores)
         ensemble = fit_tree_ensemble(
             kind, design, t, e, seed=self.seed, options=self.options.get(kind)
@@ -406,7 +401,6 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         )
         for r in range(members.stack_repeats)
     ]
-    splits = repeats[0]
 
     def second_stage(scores: dict[str, torch.Tensor], penalty: float = 0.0, rows=everyone):
         """Clinical coefficients and one weight per (member, output) on ``scores``, fitted on
@@ -508,7 +502,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     log.debug(
         "stacked members: penalties %s by %d-fold out-of-fold scores (%d repeats), weights %s",
         chosen,
-        len(splits),
+        len(repeats[0]),
         len(repeats),
         weights,
     )
