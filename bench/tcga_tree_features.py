@@ -49,7 +49,7 @@ def clinical_design(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def models(seed: int = 0) -> dict:
-    boosting = {k: v for k, v in TREE_DEFAULTS["boosting"].items()}
+    boosting = dict(TREE_DEFAULTS["boosting"])
     forest = {"n_estimators": 200, "min_samples_leaf": 15, "max_features": "sqrt"}
     return {
         "rsf": lambda: RandomSurvivalForest(**forest, n_jobs=1, random_state=seed),
