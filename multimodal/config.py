@@ -245,6 +245,14 @@ class MembersConfig(_Strict):
     clinical coefficients and member weights are averaged over its fits on each repeat's scores:
     on a few hundred patients one split's weights depend on which patients share a fold. Every
     member's out-of-fold fits run once per repeat. 1: one split, as before."""
+    stack_fallback: bool = False
+    """``stacked``, single-output Cox heads: cross-validate the second stage against the clinical
+    covariates alone on the training patients (each repeat's out-of-fold scores split into
+    ``penalty_folds`` folds with another seed; the mean held-out Harrell's C of each). Where the
+    members do not raise it, every member weight is set to 0 and the model is the clinical Cox
+    model (with a log line): on a cohort where no member carries signal, the second stage still
+    gives them weights fitted to noise, and the ensemble predicts held-out patients worse than
+    the clinical covariates alone. ``false``: the second stage is always used."""
     stack_penalties: list[NonNegativeFloat] = Field(
         default_factory=lambda: [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], min_length=1
     )

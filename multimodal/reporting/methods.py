@@ -318,6 +318,11 @@ def model_section(facts: RunFacts) -> Section:
                     f"{m}={'/'.join(fmt(w, 3) for w in ws)}"
                     for m, ws in (fit.get("weights") or {}).items()
                 )
+                + (
+                    " (clinical covariates alone: members.stack_fallback)"
+                    if fit.get("fallback")
+                    else ""
+                )
                 or "–",
                 "deep residual": kept,
             }
@@ -373,6 +378,12 @@ def _penalty_line(members: dict[str, Any]) -> str:
         text += (
             f"the second stage is fitted on the out-of-fold scores of {repeats} different inner "
             "splits and its weights averaged over them; "
+        )
+    if stacked and members.get("stack_fallback"):
+        text += (
+            "where the second stage predicts held-out fitting patients no better (Harrell's C, "
+            f"{members.get('penalty_folds', 3)}-fold cross-validation) than the clinical "
+            "covariates alone, every member weight is set to 0; "
         )
     penalty = members.get("clinical_penalty")
     text += (

@@ -63,12 +63,15 @@ class LinearFit:
     penalties : member -> chosen ridge penalty (the clinical member: ``members.clinical_penalty``).
     weights : member -> weight per output column of the stacked second stage (``stacked`` only).
     loss : unpenalised training loss of the linear model.
+    fallback : the second stage lost to the clinical covariates alone on held-out training
+        patients and every member weight was set to 0 (``members.stack_fallback``).
     """
 
     combine: str
     penalties: dict[str, float] = field(default_factory=dict)
     weights: dict[str, list[float]] = field(default_factory=dict)
     loss: float = float("nan")
+    fallback: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class LinearFit:
             "penalties": self.penalties,
             "weights": self.weights,
             "loss": self.loss,
+            "fallback": self.fallback,
         }
 
 
@@ -94,6 +98,7 @@ class _Problem:
     everyone: torch.Tensor
     groups: np.ndarray | None = None
     trees: _TreeProblem | None = None
+    fallback: bool = False  # set by the stacked combiner (members.stack_fallback)
 
     def fit(
         self,
@@ -281,7 +286,9 @@ def fit_linear_members(
         if trees is not None:
             out = out + torch.as_tensor(trees["train_output"], dtype=out.dtype, device=out.device)
         loss = float(loss_fn(out, problem.everyone))
-    fit = LinearFit(strategy, {problem.clinical: problem.ridge, **penalties}, weights, loss)
+    fit = LinearFit(
+        strategy, {problem.clinical: problem.ridge, **penalties}, weights, loss, problem.fallback
+    )
     return fit if _install(model, coef, fit, trees) else None
 
 
@@ -386,6 +393,10 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
        are its penalised fit on every training patient, times that weight; each tree member is
        refitted on every training patient and its standardised score counts with its weight.
 
+    5. With ``members.stack_fallback``, that second stage is cross-validated against the
+       clinical covariates alone (:func:`_clinical_wins`); where it does not predict held-out
+       patients better, every member weight is 0.
+
     With ``members.stack_repeats`` R > 1, steps 1-4 run on R splits of the training patients
     (seeds ``seed + r * 1009``; repeat 0 is the single split of R = 1): each penalty is judged by
     its mean second-stage loss over the repeats, and the second stage is fitted on each repeat's
@@ -488,6 +499,13 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     stack_penalty = members.stack_penalty
     if stack_penalty == "auto":
         stack_penalty = _choose_stack_penalty(problem, oof_by_repeat, second_stage, members, seed)
+    if members.stack_fallback and _clinical_wins(
+        problem, oof_by_repeat, second_stage, members, seed, float(stack_penalty)
+    ):
+        problem.fallback = True
+        for scores in oof_by_repeat:  # the clinical Cox model: every member weight 0
+            for name in scores:
+                scores[name] = torch.zeros_like(scores[name])
     # the second stage on each repeat's scores; its coefficients averaged over the repeats
     stages = [second_stage(scores, float(stack_penalty)) for scores in oof_by_repeat]
     w_c = torch.stack([st[0] for st in stages]).mean(0)
@@ -547,6 +565,57 @@ def _screen_members(problem, oof: list[dict], second_stage, threshold: float) ->
                 threshold,
             )
     return weak
+
+
+def _clinical_wins(
+    problem, oof: list[dict], second_stage, members: MembersConfig, seed: int, penalty: float
+) -> bool:
+    """``members.stack_fallback``: whether the second stage on the members' out-of-fold scores
+    (``oof``: one dict per repeat) predicts held-out training patients no better than the
+    clinical covariates alone. Each repeat's scores are split into ``members.penalty_folds`` folds
+    (seed ``seed + 2 + r * step``: other partitions than the members' own); on each, both second
+    stages are fitted on the other folds, and the mean held-out Harrell's C decides (ties: the
+    clinical model). Single-output heads only (False otherwise); logged either way."""
+    if problem.multi or not oof or not oof[0]:
+        return False
+    x_c, present_c = problem.designs[problem.clinical]
+    c_stack, c_clinical = [], []
+    for r, scores in enumerate(oof):
+        splits = stratified_splits(
+            problem.event,
+            members.penalty_folds,
+            seed + 2 + _REPEAT_SEED_STEP * r,
+            problem.everyone.device,
+            problem.groups,
+        )
+        stacked = torch.stack(list(scores.values()))
+        for rows_fit, rows_held in splits:
+            held = rows_held.cpu().numpy()
+            if not problem.event[held].any():
+                continue
+            w_c, gamma, _ = second_stage(scores, penalty, rows_fit)
+            w_0, _, _ = second_stage({}, 0.0, rows_fit)
+            with torch.no_grad():
+                both = _second_stage_output(
+                    x_c, present_c, stacked, w_c, torch.stack(list(gamma.values()))
+                )
+                alone = (x_c @ w_0.T) * present_c[:, None]
+            for out, into in ((both, c_stack), (alone, c_clinical)):
+                risk = out[rows_held, 0].cpu().numpy()
+                into.append(harrell_c(problem.time[held], problem.event[held], risk))
+    if not c_stack:
+        return False
+    gain = float(np.mean(c_stack) - np.mean(c_clinical))
+    log.info(
+        "stacked members: held-out C of the second stage %.4f, of the clinical covariates alone "
+        "%.4f (%d folds x %d repeats)%s",
+        float(np.mean(c_stack)),
+        float(np.mean(c_clinical)),
+        members.penalty_folds,
+        len(oof),
+        "; every member weight set to 0 (members.stack_fallback)" if gain <= 0 else "",
+    )
+    return gain <= 0
 
 
 #: Seed offset between the repeats of the stacked members' inner splits
@@ -824,6 +893,11 @@ def members_summary(
             parts.append(f"Members kept (folds where each counts): {', '.join(shown)}")
     elif deep_kept is not None:
         return "Members kept: the deep model alone (no linear members were fitted)"
+    fallbacks = sum(bool(f.get("fallback")) for f in done)
+    if fallbacks:
+        parts.append(
+            f"clinical covariates alone in {fallbacks} of {n} folds (members.stack_fallback)"
+        )
     if deep_kept is None:
         parts.append("no deep residual")
     else:

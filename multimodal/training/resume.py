@@ -60,6 +60,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("members", "stack_min_lr"): 0.0,
     ("members", "stack_repeats"): 1,
     ("members", "tree_selection"): "cox_score",
+    ("members", "stack_fallback"): False,
 }
 
 

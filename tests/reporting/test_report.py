@@ -190,3 +190,6 @@ def test_the_methods_text_states_the_second_stage_penalty():
     assert "out-of-fold scores of 3 different inner splits and its weights averaged" in repeated
     assert "inner splits" not in _penalty_line({**base, "stack_repeats": 1})
     assert "inner splits" not in _penalty_line({**base, "combine": "joint", "stack_repeats": 3})
+    fallback = _penalty_line({**base, "stack_fallback": True})
+    assert "no better (Harrell's C, 3-fold cross-validation) than the clinical" in fallback
+    assert "clinical covariates alone" not in _penalty_line(base)

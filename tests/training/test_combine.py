@@ -12,7 +12,13 @@ import torch
 from multimodal.config import EncoderConfig, FusionConfig, HeadConfig, MembersConfig
 from multimodal.models.model import MultimodalSurvivalModel
 from multimodal.survival.metrics import harrell_c
-from multimodal.training.combine import COMBINERS, LinearFit, choose_penalty, fit_linear_members
+from multimodal.training.combine import (
+    COMBINERS,
+    LinearFit,
+    choose_penalty,
+    fit_linear_members,
+    members_summary,
+)
 from multimodal.types import Batch, InputSpec
 
 CPU = torch.device("cpu")
@@ -287,7 +293,8 @@ def test_every_combiner_reports_a_penalty_per_member(combine):
         assert all(len(w) == 1 and np.isfinite(w).all() for w in fit.weights.values())
     else:
         assert fit.weights == {}
-    assert set(fit.to_dict()) == {"combine", "penalties", "weights", "loss"}
+    assert set(fit.to_dict()) == {"combine", "penalties", "weights", "loss", "fallback"}
+    assert fit.fallback is False  # members.stack_fallback is off by default
 
 
 def test_a_modality_without_one_feature_vector_cannot_get_a_linear_term():
@@ -586,3 +593,54 @@ def test_tree_members_may_choose_their_features_by_raw_variance():
         chosen[selection] = model.trees.columns["genomics"].index.tolist()
     assert chosen["variance"] == [10, 12, 15]
     assert chosen["cox_score"] == [0, 1, 2]  # the informative genes (see _Data)
+
+
+def _fallback_fit(data, fallback: bool, n_genes: int):
+    members = MembersConfig(
+        linear=["genomics"],
+        penalties=[1.0, 10.0, 1e3],
+        combine="stacked",
+        stack_fallback=fallback,
+    )
+    model = _model(n_genes=n_genes, members=members)
+    fit = fit_linear_members(model, data, CPU, members)
+    assert fit is not None
+    return fit, model
+
+
+def test_stack_fallback_gives_the_clinical_model_where_the_members_are_noise(caplog):
+    """members.stack_fallback: genes of pure noise whose out-of-fold scores the plain second stage
+    weighs (2.2 here) predict held-out training patients worse than the clinical covariates, so
+    the member's weight is 0 and the clinical coefficients are the clinical Cox model's."""
+    data = _Data(200, seed=12, n_genes=60, informative=0)
+    plain, _ = _fallback_fit(data, False, 60)
+    assert plain.weights["genomics"][0] > 1.0
+    with caplog.at_level("INFO", logger="multimodal.training.combine"):
+        fit, model = _fallback_fit(data, True, 60)
+    assert fit.weights["genomics"][0] == 0.0 and fit.fallback and not plain.fallback
+    assert "every member weight set to 0 (members.stack_fallback)" in caplog.text
+    summary = members_summary([fit.to_dict(), plain.to_dict()], None)
+    assert "clinical covariates alone in 1 of 2 folds (members.stack_fallback)" in summary
+    assert float(model.members["genomics"].linear.weight.abs().max()) == 0.0
+    alone = _model(n_genes=60, linear=())
+    fit_linear_members(alone, data, CPU, MembersConfig(linear=[]))
+    np.testing.assert_allclose(
+        model.members["clinical"].linear.weight.detach().numpy(),
+        alone.members["clinical"].linear.weight.detach().numpy(),
+        atol=1e-4,
+    )
+
+
+def test_stack_fallback_keeps_members_that_carry_signal(caplog):
+    """Informative genes raise the held-out C: the fit is the plain second stage's."""
+    data = _Data(200, seed=12, n_genes=60, informative=3)
+    with caplog.at_level("INFO", logger="multimodal.training.combine"):
+        fit, model = _fallback_fit(data, True, 60)
+    plain, plain_model = _fallback_fit(data, False, 60)
+    assert fit.to_dict() == plain.to_dict() and fit.weights["genomics"][0] > 0.5
+    assert "held-out C of the second stage" in caplog.text
+    assert "members.stack_fallback)" not in caplog.text
+    for name in ("clinical", "genomics"):
+        torch.testing.assert_close(
+            model.members[name].linear.weight, plain_model.members[name].linear.weight
+        )
