@@ -193,3 +193,31 @@ def test_the_methods_text_states_the_second_stage_penalty():
     fallback = _penalty_line({**base, "stack_fallback": True})
     assert "no better (Harrell's C, 3-fold cross-validation) than the clinical" in fallback
     assert "clinical covariates alone" not in _penalty_line(base)
+
+
+def test_the_members_table_names_folds_that_fell_back_to_the_clinical_covariates(tmp_path):
+    """members.stack_fallback: a fold whose second stage lost to the clinical covariates alone
+    says so in the report's members table; the other fold shows its weights only."""
+    import pandas as pd
+
+    from multimodal.reporting.facts import RunFacts
+    from multimodal.reporting.methods import model_section
+
+    def fit(fallback: bool) -> dict:
+        weights = {"genomics": [0.0 if fallback else 0.8]}
+        return {"combine": "stacked", "penalties": {"clinical": 0.01, "genomics": 10.0},
+                "weights": weights, "loss": 3.0, "fallback": fallback}  # fmt: skip
+
+    members = {"linear": ["genomics"], "combine": "stacked", "stack_fallback": True}
+    facts = RunFacts(
+        run_dir=tmp_path,
+        config={"members": members, "head": {"name": "cox"}, "fusion": {"name": "concat"}},
+        meta={"modalities": ["clinical", "genomics"]},
+        metrics={},
+        predictions=pd.DataFrame(),
+        val=pd.DataFrame(),
+        fold_meta={0: {"linear_fit": fit(True)}, 1: {"linear_fit": fit(False)}},
+    )
+    body = model_section(facts).body
+    assert body.count("clinical covariates alone: members.stack_fallback") == 1
+    assert "genomics=0.8" in body
