@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from multimodal.config import MembersConfig
+from multimodal.exceptions import DataError
 from multimodal.registry import Registry
 from multimodal.survival.losses import cox_nll
 from multimodal.survival.metrics import harrell_c
@@ -591,8 +592,6 @@ def _clinical_wins(
         stacked = torch.stack(list(scores.values()))
         for rows_fit, rows_held in splits:
             held = rows_held.cpu().numpy()
-            if not problem.event[held].any():
-                continue
             w_c, gamma, _ = second_stage(scores, penalty, rows_fit)
             w_0, _, _ = second_stage({}, 0.0, rows_fit)
             with torch.no_grad():
@@ -600,9 +599,17 @@ def _clinical_wins(
                     x_c, present_c, stacked, w_c, torch.stack(list(gamma.values()))
                 )
                 alone = (x_c @ w_0.T) * present_c[:, None]
-            for out, into in ((both, c_stack), (alone, c_clinical)):
-                risk = out[rows_held, 0].cpu().numpy()
-                into.append(harrell_c(problem.time[held], problem.event[held], risk))
+            try:  # a fold whose events all come last has no comparable pair: skipped
+                pair = [
+                    harrell_c(
+                        problem.time[held], problem.event[held], o[rows_held, 0].cpu().numpy()
+                    )
+                    for o in (both, alone)
+                ]
+            except DataError:
+                continue
+            c_stack.append(pair[0])
+            c_clinical.append(pair[1])
     if not c_stack:
         return False
     gain = float(np.mean(c_stack) - np.mean(c_clinical))
