@@ -494,9 +494,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     # one dict of out-of-fold scores per repeat
     oof_by_repeat = [{name: per[r] for name, per in oof.items()} for r in range(len(repeats))]
     weak = _screen_members(problem, oof_by_repeat, second_stage, members.stack_min_lr)
-    for name in weak:  # no evidence beside the clinical covariates: its scores count for nothing
-        for scores in oof_by_repeat:
-            scores[name] = torch.zeros_like(scores[name])
+    _count_for_nothing(oof_by_repeat, weak)  # no evidence beside the clinical covariates
     stack_penalty = members.stack_penalty
     if stack_penalty == "auto":
         stack_penalty = _choose_stack_penalty(problem, oof_by_repeat, second_stage, members, seed)
@@ -504,9 +502,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         problem, oof_by_repeat, second_stage, members, seed, float(stack_penalty)
     ):
         problem.fallback = True
-        for scores in oof_by_repeat:  # the clinical Cox model: every member weight 0
-            for name in scores:
-                scores[name] = torch.zeros_like(scores[name])
+        _count_for_nothing(oof_by_repeat, oof)  # the clinical Cox model: every member weight 0
     # the second stage on each repeat's scores; its coefficients averaged over the repeats
     stages = [second_stage(scores, float(stack_penalty)) for scores in oof_by_repeat]
     w_c = torch.stack([st[0] for st in stages]).mean(0)
@@ -540,6 +536,14 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     if members.stack_penalty == "auto":
         chosen[STACK_PENALTY] = float(stack_penalty)
     return coef, chosen, weights
+
+
+def _count_for_nothing(oof: list[dict], names) -> None:
+    """Zero the out-of-fold scores of ``names`` in every repeat's dict of ``oof``: the second
+    stage then gives those members weight 0."""
+    for scores in oof:
+        for name in names:
+            scores[name] = torch.zeros_like(scores[name])
 
 
 def _screen_members(problem, oof: list[dict], second_stage, threshold: float) -> dict[str, float]:
