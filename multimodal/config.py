@@ -268,6 +268,14 @@ class MembersConfig(_Strict):
     column leaves them out, with a warning."""
     interaction_components: int = Field(5, ge=1)
     """Principal components per ``interactions`` modality."""
+    column_blocks: dict[str, list[str]] = Field(default_factory=dict)
+    """``{modality: [suffix, ...]}``, e.g. ``{genomics: [rnaseq, cnv, mut]}``: that modality's
+    linear member is cut into one block per column type -- the columns named ``<...>_<suffix>``
+    form block ``<modality>:<suffix>`` -- each with its own ridge penalty and, stacked, its own
+    weight; columns matching no suffix stay in a block named after the modality. Expression,
+    copy number and mutation columns differ in scale and in how much of their signal is spread
+    thin: one penalty for all of them shrinks a few strong mutations as hard as a thousand weak
+    expression values. A suffix no selected column has is skipped."""
 
     @model_validator(mode="after")
     def _trees_need_stacking(self) -> MembersConfig:
@@ -290,6 +298,12 @@ class MembersConfig(_Strict):
         if unknown:
             raise ConfigError(
                 f"members.tree_options names {unknown}, which are not in members.trees {self.trees}"
+            )
+        stray = sorted(set(self.column_blocks) - set(self.linear))
+        if stray:
+            raise ConfigError(
+                f"members.column_blocks names {stray}, which are not in members.linear "
+                f"{self.linear}: the blocks cut a modality's linear member"
             )
         stray = sorted(set(self.interactions) - set(self.linear))
         if stray:

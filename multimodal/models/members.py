@@ -9,6 +9,7 @@ patients, and the model adds their outputs to the head's (:class:`~.model.Multim
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,12 +19,31 @@ from multimodal.encoders.clinical import linear_inputs
 from multimodal.exceptions import ConfigError
 from multimodal.types import InputSpec
 
-__all__ = ["LINEAR_KINDS", "LinearMember"]
+__all__ = ["LINEAR_KINDS", "LinearMember", "split_by_suffix"]
 
 #: Modality kinds that may get a linear member (one dense feature vector per patient), besides
 #: the clinical covariates; a longitudinal member is the classical landmark model's "last value
 #: + slope" Cox term.
 LINEAR_KINDS = ("genomics", "text", "imaging", "longitudinal")
+
+
+def split_by_suffix(
+    modality: str, names: Sequence[str], n_features: int, suffixes: Sequence[str]
+) -> dict[str, list[int]]:
+    """Block name -> feature indices: ``<modality>:<suffix>`` for the features named
+    ``..._<suffix>`` (each suffix any feature has, in the order given), then ``<modality>`` for
+    the rest (when any). Without suffixes, or names, one block holds every feature."""
+    if not suffixes or len(names) != n_features:
+        return {modality: list(range(n_features))}
+    blocks: dict[str, list[int]] = {}
+    taken: set[int] = set()
+    for suffix in suffixes:
+        cols = [i for i, n in enumerate(names) if str(n).endswith(f"_{suffix}") and i not in taken]
+        if cols:
+            blocks[f"{modality}:{suffix}"] = cols
+            taken.update(cols)
+    rest = [i for i in range(n_features) if i not in taken]
+    return {**blocks, modality: rest} if rest else blocks
 
 
 class LinearMember(nn.Module):
@@ -41,6 +61,10 @@ class LinearMember(nn.Module):
         (``levels`` levels, 0 = unknown) -- effect modification (``members.interactions``). The
         components are fitted by :meth:`fit_components` on training patients.
     components : number of principal components with ``modifier``.
+    column_blocks : column-name suffixes (``members.column_blocks``): the modality's features are
+        cut into one block per suffix (``<modality>:<suffix>``, the columns named ``..._<suffix>``
+        in ``spec.feature_names``), the rest staying in block ``<modality>``; each block gets its
+        own penalty and stacked weight from the combiner.
 
     Notes
     -----
@@ -59,16 +83,19 @@ class LinearMember(nn.Module):
         modifier: tuple[int, int] | None = None,
         components: int = 0,
         modifier_name: str | None = None,
+        column_blocks: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.modality, self.kind = modality, spec.kind
         self.modifier = None
-        self.blocks = [modality]
-        """Names of the design's column blocks: the modality, then ``<modality>*<column>`` for
-        the products with a modifier (the combiner fits each block with its own penalty)."""
+        self.columns: dict[str, list[int]] = {}
+        """Block name -> its columns of the design: the modality (or ``<modality>:<suffix>``
+        per column type, :func:`split_by_suffix`), then ``<modality>*<column>`` for the products
+        with a modifier. The combiner fits each block with its own penalty."""
         if spec.kind == "clinical":
             self.cardinalities = list(spec.cardinalities)
             n_in = spec.n_numeric + sum(spec.cardinalities)
+            self.columns[modality] = list(range(n_in))
         else:
             if spec.tokens or not spec.in_features or spec.kind not in LINEAR_KINDS:
                 raise ConfigError(
@@ -86,15 +113,35 @@ class LinearMember(nn.Module):
                         avg[list(cols), j] = 1.0 / len(cols)
                 self.register_buffer("group_mean", avg)
                 n_in = len(spec.groups)
+                self.columns[modality] = list(range(n_in))
+            else:
+                self.columns = split_by_suffix(
+                    modality, list(spec.feature_names or []), n_in, column_blocks or ()
+                )
             if modifier is not None and components > 0:
                 self.modifier = (int(modifier[0]), int(modifier[1]))
                 # (p, k) loadings scaled so that the training patients' scores have unit SD;
                 # zero until fit_components (the products are then zero)
                 self.register_buffer("loadings", torch.zeros(n_in, int(components)))
-                self.blocks.append(f"{modality}*{modifier_name or modifier[0]}")
-                n_in += int(components) * self.modifier[1]
+                n_products = int(components) * self.modifier[1]
+                name = f"{modality}*{modifier_name or modifier[0]}"
+                self.columns[name] = list(range(n_in, n_in + n_products))
+                n_in += n_products
         self.linear = nn.Linear(n_in, int(n_outputs), bias=False)
         nn.init.zeros_(self.linear.weight)
+
+    @property
+    def blocks(self) -> list[str]:
+        """Names of the design's column blocks, in the order of :attr:`columns`."""
+        return list(self.columns)
+
+    @torch.no_grad()
+    def set_block_weights(self, coef: dict[str, torch.Tensor]) -> None:
+        """Install each block's (n_outputs, p_block) coefficients at its columns."""
+        weight = torch.zeros_like(self.linear.weight)
+        for name, cols in self.columns.items():
+            weight[:, cols] = coef[name].to(weight)
+        self.linear.weight.copy_(weight)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -137,10 +184,13 @@ class LinearMember(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """:meth:`design` cut into its :attr:`blocks` (name -> (B, p_block))."""
         design = self.design(x, clinical, clinical_present)
-        if self.modifier is None:
-            return {self.modality: design}
-        p = self.loadings.shape[0]  # the modality's own features come first
-        return {self.blocks[0]: design[:, :p], self.blocks[1]: design[:, p:]}
+        if len(self.columns) == 1:
+            return {self.blocks[0]: design}
+        out = {}
+        for name, cols in self.columns.items():
+            contiguous = cols == list(range(cols[0], cols[-1] + 1))
+            out[name] = design[:, cols[0] : cols[-1] + 1] if contiguous else design[:, cols]
+        return out
 
     @torch.no_grad()
     def fit_components(self, x: Any, present: torch.Tensor) -> None:

@@ -163,6 +163,7 @@ class MultimodalSurvivalModel(nn.Module):
                         modifier=self._modifier(m, members, specs[clinical_modality]),
                         components=members.interaction_components,
                         modifier_name=members.interactions.get(m),
+                        column_blocks=members.column_blocks.get(m),
                     )
         self.trees = self._tree_terms(specs, members, n_out, endpoint)
         self._register_load_state_dict_pre_hook(self._upgrade_keys)

@@ -360,6 +360,13 @@ def _penalty_line(members: dict[str, Any]) -> str:
         if linear
         else ""
     )
+    for m, suffixes in (members.get("column_blocks") or {}).items():
+        if m in linear and suffixes:
+            text += (
+                f"the {m} term is cut into one block per column type ("
+                + ", ".join(f"{m}:{x} for the columns named ..._{x}" for x in suffixes)
+                + "), each with its own penalty; "
+            )
     stacked = bool(linear) and members.get("combine") == "stacked"
     stack = members.get("stack_penalty") or 0.0
     if stacked and stack:

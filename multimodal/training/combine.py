@@ -304,8 +304,8 @@ def _install(
         log.warning("the linear members' fit diverged; they start at zero")
         return False
     with torch.no_grad():
-        for lm in model.members.values():  # a member's blocks side by side
-            lm.linear.weight.copy_(torch.cat([coef[b] for b in lm.blocks], dim=1))
+        for lm in model.members.values():  # each block's coefficients at its columns
+            lm.set_block_weights(coef)
     if trees is not None:
         _install_trees(model.trees, trees)
     for m, lm in model.members.items():  # held at the penalised fit from here on

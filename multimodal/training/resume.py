@@ -61,6 +61,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("members", "stack_repeats"): 1,
     ("members", "tree_selection"): "cox_score",
     ("members", "stack_fallback"): False,
+    ("members", "column_blocks"): {},
 }
 
 

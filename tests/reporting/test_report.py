@@ -193,6 +193,10 @@ def test_the_methods_text_states_the_second_stage_penalty():
     fallback = _penalty_line({**base, "stack_fallback": True})
     assert "no better (Harrell's C, 3-fold cross-validation) than the clinical" in fallback
     assert "clinical covariates alone" not in _penalty_line(base)
+    typed = _penalty_line({**base, "column_blocks": {"genomics": ["rnaseq", "mut"]}})
+    assert "genomics term is cut into one block per column type (genomics:rnaseq" in typed
+    assert "genomics:mut for the columns named ..._mut), each with its own penalty" in typed
+    assert "column type" not in _penalty_line(base)
 
 
 def test_the_members_table_names_folds_that_fell_back_to_the_clinical_covariates(tmp_path):

@@ -131,6 +131,11 @@ def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, k
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting
         changed = load_config({"members": {key: other}})
+    elif key == "column_blocks":  # needs the modality in members.linear
+        linear = {"linear": ["genomics"]}
+        changed = load_config({"members": {**linear, key: {"genomics": ["mut"]}}})
+        assert config_fingerprint(changed) != config_fingerprint(load_config({"members": linear}))
+        return
     else:
         changed = load_config({section: {key: other}})
     assert config_fingerprint(changed) != config_fingerprint(Config())
