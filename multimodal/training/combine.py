@@ -22,7 +22,6 @@ Non-clinical members are then held fixed; the clinical member keeps training wit
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -583,7 +582,6 @@ def _clinical_wins(
     clinical model). Single-output heads only (False otherwise); logged either way."""
     if problem.multi or not oof or not oof[0]:
         return False
-    x_c, present_c = problem.designs[problem.clinical]
     c_stack, c_clinical = [], []
     for r, scores in enumerate(oof):
         splits = stratified_splits(
@@ -593,22 +591,16 @@ def _clinical_wins(
             problem.everyone.device,
             problem.groups,
         )
-        stacked = torch.stack(list(scores.values()))
-        for rows_fit, rows_held in splits:
+        both = _held_out_outputs(problem, scores, splits, second_stage, penalty)
+        alone = _held_out_outputs(problem, {}, splits, second_stage, 0.0)
+        for (_, rows_held, out_both), (_, _, out_alone) in zip(both, alone, strict=True):
             held = rows_held.cpu().numpy()
-            w_c, gamma, _ = second_stage(scores, penalty, rows_fit)
-            w_0, _, _ = second_stage({}, 0.0, rows_fit)
-            with torch.no_grad():
-                both = _second_stage_output(
-                    x_c, present_c, stacked, w_c, torch.stack(list(gamma.values()))
-                )
-                alone = (x_c @ w_0.T) * present_c[:, None]
             try:  # a fold whose events all come last has no comparable pair: skipped
                 pair = [
                     harrell_c(
                         problem.time[held], problem.event[held], o[rows_held, 0].cpu().numpy()
                     )
-                    for o in (both, alone)
+                    for o in (out_both, out_alone)
                 ]
             except DataError:
                 continue
@@ -658,16 +650,13 @@ def _choose_stack_penalty(
         problem.event, members.penalty_folds, seed + 1, problem.everyone.device, problem.groups
     )
     event = torch.as_tensor(problem.event, dtype=torch.float32, device=problem.everyone.device)
-    x_c, present_c = problem.designs[problem.clinical]
     score = {}
     for lam in candidates:
         total = 0.0
-        for scores, (rows_fit, rows_held) in itertools.product(oof, splits):
-            stacked = torch.stack(list(scores.values()))
-            w_c, gamma, _ = second_stage(scores, lam, rows_fit)
-            with torch.no_grad():
-                weights = torch.stack(list(gamma.values()))
-                out = _second_stage_output(x_c, present_c, stacked, w_c, weights)
+        for scores in oof:
+            for rows_fit, rows_held, out in _held_out_outputs(
+                problem, scores, splits, second_stage, lam
+            ):
                 if problem.multi:
                     total -= float(problem.loss_fn(out, rows_held))
                     continue
@@ -718,6 +707,27 @@ def _second_stage_fit(
     with torch.no_grad():
         loss = float(problem.loss_fn(out(), rows))
         return w_c.detach(), (gamma * keep).detach(), loss
+
+
+def _held_out_outputs(problem, scores: dict[str, torch.Tensor], splits, second_stage, penalty):
+    """Per split ``(rows_fit, rows_held)`` of ``splits``: ``(rows_fit, rows_held, output)``, the
+    output (n, n_out) on every training patient of the second stage fitted on ``rows_fit`` alone,
+    with the members' out-of-fold ``scores`` (none: the clinical covariates alone) and the
+    weights' ``penalty``."""
+    x_c, present_c = problem.designs[problem.clinical]
+    stacked = (
+        torch.stack(list(scores.values()))
+        if scores
+        else x_c.new_zeros(0, len(x_c), problem.n_outputs)
+    )
+    for rows_fit, rows_held in splits:
+        w_c, gamma, _ = second_stage(scores, penalty, rows_fit)
+        weights = (
+            torch.stack(list(gamma.values())) if gamma else x_c.new_zeros(0, problem.n_outputs)
+        )
+        with torch.no_grad():
+            out = _second_stage_output(x_c, present_c, stacked, w_c, weights)
+        yield rows_fit, rows_held, out
 
 
 def _second_stage_output(x_c, present_c, stacked, w_c, gamma) -> torch.Tensor:
