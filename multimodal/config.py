@@ -305,6 +305,13 @@ class MembersConfig(_Strict):
                 f"members.column_blocks names {stray}, which are not in members.linear "
                 f"{self.linear}: the blocks cut a modality's linear member"
             )
+        split = sorted(m for m in self.tree_scores if self.column_blocks.get(m))
+        if split:
+            raise ConfigError(
+                f"members.tree_scores names {split}, whose linear member members.column_blocks "
+                "cuts into several blocks: the trees read one risk score per modality. Remove "
+                f"{split} from one of the two"
+            )
         stray = sorted(set(self.interactions) - set(self.linear))
         if stray:
             raise ConfigError(

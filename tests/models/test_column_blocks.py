@@ -68,9 +68,19 @@ def test_blocks_cut_the_design_and_their_weights_land_on_their_columns():
     torch.testing.assert_close(whole, by_block)
 
 
-def test_a_block_for_a_modality_without_a_linear_member_is_refused():
+def test_blocks_for_a_modality_without_a_linear_member_or_with_tree_scores_are_refused():
     with pytest.raises(ConfigError, match=r"members\.column_blocks names \['genomics'\]"):
         load_config({"members": {"linear": [], "column_blocks": {"genomics": TYPES}}})
+    # the trees read one score per modality; a cut member has one per block
+    both = {
+        "linear": ["genomics"],
+        "combine": "stacked",
+        "trees": ["boosting"],
+        "tree_scores": ["genomics"],
+        "column_blocks": {"genomics": TYPES},
+    }
+    with pytest.raises(ConfigError, match=r"members\.tree_scores names \['genomics'\]"):
+        load_config({"members": both})
 
 
 @pytest.fixture(scope="module")
