@@ -9,17 +9,21 @@ patients, and the model adds their outputs to the head's (:class:`~.model.Multim
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from multimodal.console import warn_once
 from multimodal.encoders.clinical import linear_inputs
 from multimodal.exceptions import ConfigError
 from multimodal.types import InputSpec
 
 __all__ = ["LINEAR_KINDS", "LinearMember", "split_by_suffix"]
+
+log = logging.getLogger(__name__)
 
 #: Modality kinds that may get a linear member (one dense feature vector per patient), besides
 #: the clinical covariates; a longitudinal member is the classical landmark model's "last value
@@ -115,9 +119,16 @@ class LinearMember(nn.Module):
                 n_in = len(spec.groups)
                 self.columns[modality] = list(range(n_in))
             else:
-                self.columns = split_by_suffix(
-                    modality, list(spec.feature_names or []), n_in, column_blocks or ()
-                )
+                names = list(spec.feature_names or [])
+                self.columns = split_by_suffix(modality, names, n_in, column_blocks or ())
+                if column_blocks and list(self.columns) == [modality]:
+                    warn_once(
+                        log,
+                        f"members.column_blocks: no column of {modality!r} ends in any of "
+                        f"{['_' + x for x in column_blocks]} (its columns: "
+                        f"{names[:3] or 'unnamed'}{' ...' if len(names) > 3 else ''}); its "
+                        "linear term stays one block. Check the suffixes.",
+                    )
             if modifier is not None and components > 0:
                 self.modifier = (int(modifier[0]), int(modifier[1]))
                 # (p, k) loadings scaled so that the training patients' scores have unit SD;

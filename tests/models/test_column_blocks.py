@@ -68,6 +68,14 @@ def test_blocks_cut_the_design_and_their_weights_land_on_their_columns():
     torch.testing.assert_close(whole, by_block)
 
 
+def test_suffixes_no_column_has_leave_one_block_with_a_warning(caplog):
+    spec = InputSpec(kind="genomics", in_features=2, feature_names=["A_rnaseq", "B_rnaseq"])
+    lm = LinearMember("genomics", spec, column_blocks=["rna", "mutation"])
+    assert lm.blocks == ["genomics"]
+    assert "no column of 'genomics' ends in any of ['_rna', '_mutation']" in caplog.text
+    assert "['A_rnaseq', 'B_rnaseq']" in caplog.text
+
+
 def test_blocks_for_a_modality_without_a_linear_member_or_with_tree_scores_are_refused():
     with pytest.raises(ConfigError, match=r"members\.column_blocks names \['genomics'\]"):
         load_config({"members": {"linear": [], "column_blocks": {"genomics": TYPES}}})
