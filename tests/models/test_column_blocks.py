@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +14,7 @@ from multimodal.data.synth_tcga import write_tcga_cohort
 from multimodal.exceptions import ConfigError
 from multimodal.models.members import LinearMember, split_by_suffix
 from multimodal.types import InputSpec
+from tests.models.test_interactions import assert_reloaded_risks_match
 
 NAMES = ["A_rnaseq", "TP53_mut", "B_rnaseq", "EGFR_cnv", "age_at_biopsy"]
 TYPES = ["rnaseq", "cnv", "mut"]
@@ -128,9 +127,4 @@ def test_each_type_gets_its_own_penalty_and_weight_and_the_run_reloads(tcga_fold
     for block, cols in lm.columns.items():
         assert all(names[i].endswith("_" + block.split(":")[1]) for i in cols)
     assert sorted(i for cols in lm.columns.values() for i in cols) == list(range(len(names)))
-    saved = pd.read_csv(res.run_dir / "predictions.csv").set_index("patient_id")
-    again = run.predict(cohort).set_index("patient_id")
-    ids = saved.index[saved.split == "val"]
-    centred = saved.loc[ids, "risk"] - saved.loc[ids, "risk"].mean()
-    recomputed = again.loc[ids, "risk"] - again.loc[ids, "risk"].mean()
-    np.testing.assert_allclose(recomputed.to_numpy(), centred.to_numpy(), atol=1e-5)
+    assert_reloaded_risks_match(res.run_dir, run, cohort)

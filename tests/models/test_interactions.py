@@ -93,8 +93,14 @@ def test_trained_run_reloads_to_the_same_predictions(tiny_cohort, tmp_path):  # 
     fit = json.loads((res.run_dir / "model" / "fold_0" / "model.json").read_text())["linear_fit"]
     assert {"genomics", "genomics*stage"} <= set(fit["penalties"])
     assert "genomics*stage" in fit["weights"]
-    saved = pd.read_csv(res.run_dir / "predictions.csv").set_index("patient_id")
-    again = model.predict(tiny_cohort).set_index("patient_id")
+    assert_reloaded_risks_match(res.run_dir, model, tiny_cohort)
+
+
+def assert_reloaded_risks_match(run_dir, model, cohort) -> None:
+    """The reloaded run's risks of the validation patients equal those training wrote in
+    predictions.csv (each centred: the saved risks are centred on the fold's training mean)."""
+    saved = pd.read_csv(run_dir / "predictions.csv").set_index("patient_id")
+    again = model.predict(cohort).set_index("patient_id")
     ids = saved.index[saved.split == "val"]
     centred = saved.loc[ids, "risk"] - saved.loc[ids, "risk"].mean()
     recomputed = again.loc[ids, "risk"] - again.loc[ids, "risk"].mean()
