@@ -106,6 +106,12 @@ class DataConfig(_Strict):
     window and keeps intensities comparable between patients."""
     genomics_max_features: int | None = Field(2000, ge=1)
     """Keep the most variable genomic features (selection fitted on the training fold)."""
+    genomics_types: list[str] = Field(default_factory=list)
+    """Column-name suffixes of the genomic data types, e.g. ``[rnaseq, cnv, mut]``: the
+    ``genomics_max_features`` cap then applies within each type (the columns named
+    ``..._<suffix>``; the columns matching none form one more type), so that a ranking by
+    variance does not drop every 0/1 mutation column (variance at most 0.25) in favour of
+    z-scored expression values (variance about 1). Empty: one ranking over every column."""
     frozen_image_encoder: EncoderConfig | None = None
     """Backbone that precomputes (and caches) image embeddings when an imaging modality uses the
     ``image_embedding`` encoder, e.g. ``{name: resnet, out_dim: 64, options: {pretrained_path:

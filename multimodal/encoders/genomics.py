@@ -144,6 +144,9 @@ class GenomicsPreprocessor:
     selection : ``"variance"`` or ``"mad"`` (median absolute deviation) ranking for the selection.
     groups : optional group name -> column names; after fitting, ``groups_`` maps each group to
         indices into the selected columns (groups left empty by the selection are dropped).
+    types : column-name suffixes of the data types (``("rnaseq", "cnv", "mut")``): the
+        ``max_features`` cap applies within each type (the columns named ``..._<suffix>``, and
+        the columns matching none), each ranked on its own. Empty: one ranking over every column.
 
     Notes
     -----
@@ -157,6 +160,7 @@ class GenomicsPreprocessor:
         max_features: int | None = None,
         selection: Literal["variance", "mad"] = "variance",
         groups: Mapping[str, Sequence[str]] | None = None,
+        types: Sequence[str] = (),
     ) -> None:
         if selection not in ("variance", "mad"):
             raise ConfigError(f"unknown selection {selection!r}; use 'variance' or 'mad'")
@@ -165,6 +169,7 @@ class GenomicsPreprocessor:
         self.max_features = None if max_features is None else int(max_features)
         self.selection = selection
         self.groups = {str(k): [str(c) for c in v] for k, v in (groups or {}).items()}
+        self.types = [str(t) for t in types]
         self.feature_names_: list[str] = []
         self.groups_: dict[str, list[int]] = {}
 
@@ -191,7 +196,10 @@ class GenomicsPreprocessor:
                 score = x.var(skipna=True)
             else:
                 score = (x - x.median()).abs().median()
-            top = set(score.sort_values(ascending=False, kind="stable").index[: self.max_features])
+            top: set = set()
+            for columns in self._by_type(list(x.columns)):
+                ranked = score[columns].sort_values(ascending=False, kind="stable")
+                top.update(ranked.index[: self.max_features])
             x = x.loc[:, [c for c in x.columns if c in top]]
         self.feature_names_ = [str(c) for c in x.columns]
         self.median_ = x.median().to_numpy()
@@ -201,6 +209,18 @@ class GenomicsPreprocessor:
         self.std_ = np.where(std > 0, std, 1.0)
         self._set_groups()
         return self
+
+    def _by_type(self, columns: list) -> list[list]:
+        """``columns`` split by :attr:`types` (suffix order; the rest last); one list without."""
+        if not self.types:
+            return [columns]
+        out, taken = [], set()
+        for suffix in self.types:
+            cols = [c for c in columns if str(c).endswith(f"_{suffix}") and c not in taken]
+            taken.update(cols)
+            out.append(cols)
+        out.append([c for c in columns if c not in taken])
+        return [cols for cols in out if cols]
 
     def _set_groups(self) -> None:
         pos = {c: i for i, c in enumerate(self.feature_names_)}
@@ -242,6 +262,7 @@ class GenomicsPreprocessor:
             "max_features": self.max_features,
             "selection": self.selection,
             "groups": self.groups,
+            "types": self.types,
             "feature_names": self.feature_names_,
             "median": [float(v) for v in self.median_],
             "mean": [float(v) for v in self.mean_],
@@ -251,7 +272,9 @@ class GenomicsPreprocessor:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> GenomicsPreprocessor:
         """Rebuild a fitted preprocessor from :meth:`state_dict`."""
-        self = cls(state["max_features"], state["selection"], state.get("groups"))
+        self = cls(
+            state["max_features"], state["selection"], state.get("groups"), state.get("types", ())
+        )
         self.feature_names_ = list(state["feature_names"])
         self.median_ = np.asarray(state["median"], dtype=np.float64)
         self.mean_ = np.asarray(state["mean"], dtype=np.float64)

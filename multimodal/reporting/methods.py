@@ -137,7 +137,14 @@ def _preparation(facts: RunFacts, m: str, kind: str) -> str:
     if kind == "genomics":
         return (
             f"{spec.get('in_features', '?')} features kept (the up to "
-            f"{data.get('genomics_max_features') or 'all'} most variable on the training fold), "
+            f"{data.get('genomics_max_features') or 'all'} most variable on the training fold"
+            + (
+                f", of each data type: {', '.join('_' + t for t in data['genomics_types'])} "
+                "columns and the rest ranked apart"
+                if data.get("genomics_types") and data.get("genomics_max_features")
+                else ""
+            )
+            + "), "
             "missing values set to the training median, then z-scored"
         )
     if kind == "text":

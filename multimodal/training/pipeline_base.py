@@ -39,6 +39,7 @@ class PreprocessContext:
     image_size: int = 32
     image_intensity: Any = "scale"
     genomics_max_features: int | None = None
+    genomics_types: tuple[str, ...] = ()
     frozen_image_encoder: dict[str, Any] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
 
@@ -61,6 +62,7 @@ class PreprocessContext:
                 else [float(v) for v in d.image_intensity]
             ),
             genomics_max_features=d.genomics_max_features,
+            genomics_types=tuple(d.genomics_types),
             frozen_image_encoder=(
                 d.frozen_image_encoder.model_dump() if d.frozen_image_encoder else None
             ),

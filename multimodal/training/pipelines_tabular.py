@@ -66,7 +66,9 @@ class GenomicsPipeline(ModalityPipeline):
 
         rows = source.table.loc[source.table.index.intersection(train_ids)]
         self.prep = GenomicsPreprocessor(
-            max_features=self.ctx.genomics_max_features, groups=getattr(source, "groups", None)
+            max_features=self.ctx.genomics_max_features,
+            groups=getattr(source, "groups", None),
+            types=self.ctx.genomics_types,
         )
         self.prep.fit(rows)
         self.min_, self.max_ = _training_range(rows, self.prep.feature_names_)

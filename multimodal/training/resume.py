@@ -62,6 +62,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("members", "tree_selection"): "cox_score",
     ("members", "stack_fallback"): False,
     ("members", "column_blocks"): {},
+    ("data", "genomics_types"): [],
 }
 
 

@@ -110,3 +110,29 @@ def test_clinical_errors(clinical):
         ClinicalPreprocessor(numeric=["event"])
     with pytest.raises(DataError, match="grade"):
         ClinicalPreprocessor(categorical=["grade"]).fit(train)
+
+
+def test_genomics_types_cap_each_data_type_apart_and_survive_the_state_round_trip():
+    """data.genomics_types: ranked by variance over every column, z-scored expression values
+    (variance ~1) push out every 0/1 mutation column (variance <= 0.25); per type, the cap keeps
+    the most variable columns of each."""
+    rng = np.random.default_rng(1)
+    n = 200
+    table = pd.DataFrame(
+        {
+            **{f"R{i}_rnaseq": rng.normal(size=n) * (1 + i / 10) for i in range(4)},
+            **{f"M{i}_mut": (rng.random(n) < 0.05 + 0.1 * i).astype(float) for i in range(3)},
+            "extra": rng.normal(size=n) * 0.01,
+        }
+    )
+    pooled = GenomicsPreprocessor(max_features=2).fit(table)
+    assert pooled.feature_names_ == ["R2_rnaseq", "R3_rnaseq"]
+    typed = GenomicsPreprocessor(max_features=2, types=["rnaseq", "mut"]).fit(table)
+    # the two most variable of each type, the unmatched column as a type of its own; table order
+    assert typed.feature_names_ == ["R2_rnaseq", "R3_rnaseq", "M1_mut", "M2_mut", "extra"]
+    again = GenomicsPreprocessor.from_state(json.loads(json.dumps(typed.state_dict())))
+    assert again.types == ["rnaseq", "mut"]
+    np.testing.assert_allclose(again.transform(table), typed.transform(table))
+    # a state written before the option reads as one ranking
+    old = {k: v for k, v in pooled.state_dict().items() if k != "types"}
+    assert GenomicsPreprocessor.from_state(old).types == []
