@@ -225,3 +225,29 @@ def test_the_members_table_names_folds_that_fell_back_to_the_clinical_covariates
     body = model_section(facts).body
     assert body.count("clinical covariates alone: members.stack_fallback") == 1
     assert "genomics=0.8" in body
+
+
+def test_the_genomics_preparation_line_names_the_data_types(tmp_path):
+    """data.genomics_types: the report says that the cap applies within each data type."""
+    import pandas as pd
+
+    from multimodal.reporting.facts import RunFacts
+    from multimodal.reporting.methods import _preparation
+
+    def line(data: dict) -> str:
+        facts = RunFacts(
+            run_dir=tmp_path,
+            config={"data": data},
+            meta={},
+            metrics={},
+            predictions=pd.DataFrame(),
+            val=pd.DataFrame(),
+            fold_meta={0: {"specs": {"genomics": {"in_features": 1850}}}},
+        )
+        return _preparation(facts, "genomics", "genomics")
+
+    typed = line({"genomics_max_features": 1000, "genomics_types": ["rnaseq", "mut"]})
+    assert "1850 features kept (the up to 1000 most variable on the training fold, of each" in typed
+    assert "data type: _rnaseq, _mut columns and the rest ranked apart)" in typed
+    plain = line({"genomics_max_features": 1000})
+    assert "most variable on the training fold), missing values" in plain
