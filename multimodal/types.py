@@ -12,6 +12,7 @@ Survival conventions used everywhere in the package:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal, Union
 
@@ -25,6 +26,7 @@ __all__ = [
     "ModalityInput",
     "ModalityKind",
     "TokenSet",
+    "columns_by_suffix",
     "is_outcome_column",
 ]
 
@@ -45,6 +47,23 @@ OUTCOME_COLUMN_PATTERN = re.compile(
     r"days_to_death|days_to_last_follow_up|true_risk.*)$",
     re.IGNORECASE,
 )
+
+
+def columns_by_suffix(
+    names: Sequence[object], suffixes: Sequence[str]
+) -> list[tuple[str | None, list[int]]]:
+    """Column indices by data type: ``(suffix, indices)`` for the names ending in
+    ``_<suffix>`` (in the order of ``suffixes``, each name in the first that matches; a suffix
+    no name has is left out), then ``(None, indices)`` for the names matching none (if any)."""
+    out: list[tuple[str | None, list[int]]] = []
+    taken: set[int] = set()
+    for suffix in suffixes:
+        idx = [i for i, n in enumerate(names) if i not in taken and str(n).endswith(f"_{suffix}")]
+        if idx:
+            out.append((suffix, idx))
+            taken.update(idx)
+    rest = [i for i in range(len(names)) if i not in taken]
+    return [*out, (None, rest)] if rest else out
 
 
 def is_outcome_column(name: str) -> bool:

@@ -22,7 +22,7 @@ from torch import nn
 
 from multimodal.encoders.base import ENCODERS, Encoder, GatedAttentionPool, layer_dims
 from multimodal.exceptions import ConfigError, DataError, LeakageError
-from multimodal.types import InputSpec, TokenSet, is_outcome_column
+from multimodal.types import InputSpec, TokenSet, columns_by_suffix, is_outcome_column
 
 __all__ = ["GenomicsPreprocessor", "GroupedSNNEncoder", "SNNEncoder", "snn_block"]
 
@@ -214,13 +214,7 @@ class GenomicsPreprocessor:
         """``columns`` split by :attr:`types` (suffix order; the rest last); one list without."""
         if not self.types:
             return [columns]
-        out, taken = [], set()
-        for suffix in self.types:
-            cols = [c for c in columns if str(c).endswith(f"_{suffix}") and c not in taken]
-            taken.update(cols)
-            out.append(cols)
-        out.append([c for c in columns if c not in taken])
-        return [cols for cols in out if cols]
+        return [[columns[i] for i in idx] for _, idx in columns_by_suffix(columns, self.types)]
 
     def _set_groups(self) -> None:
         pos = {c: i for i, c in enumerate(self.feature_names_)}

@@ -19,7 +19,7 @@ from torch import nn
 from multimodal.console import warn_once
 from multimodal.encoders.clinical import linear_inputs
 from multimodal.exceptions import ConfigError
-from multimodal.types import InputSpec
+from multimodal.types import InputSpec, columns_by_suffix
 
 __all__ = ["LINEAR_KINDS", "LinearMember", "split_by_suffix"]
 
@@ -39,15 +39,10 @@ def split_by_suffix(
     the rest (when any). Without suffixes, or names, one block holds every feature."""
     if not suffixes or len(names) != n_features:
         return {modality: list(range(n_features))}
-    blocks: dict[str, list[int]] = {}
-    taken: set[int] = set()
-    for suffix in suffixes:
-        cols = [i for i, n in enumerate(names) if str(n).endswith(f"_{suffix}") and i not in taken]
-        if cols:
-            blocks[f"{modality}:{suffix}"] = cols
-            taken.update(cols)
-    rest = [i for i in range(n_features) if i not in taken]
-    return {**blocks, modality: rest} if rest else blocks
+    return {
+        f"{modality}:{suffix}" if suffix else modality: idx
+        for suffix, idx in columns_by_suffix(names, suffixes)
+    }
 
 
 class LinearMember(nn.Module):
