@@ -147,6 +147,10 @@ class GenomicsPreprocessor:
     types : column-name suffixes of the data types (``("rnaseq", "cnv", "mut")``): the
         ``max_features`` cap applies within each type (the columns named ``..._<suffix>``, and
         the columns matching none), each ranked on its own. Empty: one ranking over every column.
+    transform : ``"asinh"`` maps every value through the inverse hyperbolic sine first (a log for
+        large values that keeps the sign), so that right-skewed tables are ranked, imputed and
+        standardised on a scale where a few extreme patients do not dominate; ``"none"``: as
+        they come.
 
     Notes
     -----
@@ -161,26 +165,31 @@ class GenomicsPreprocessor:
         selection: Literal["variance", "mad"] = "variance",
         groups: Mapping[str, Sequence[str]] | None = None,
         types: Sequence[str] = (),
+        transform: Literal["none", "asinh"] = "none",
     ) -> None:
         if selection not in ("variance", "mad"):
             raise ConfigError(f"unknown selection {selection!r}; use 'variance' or 'mad'")
+        if transform not in ("none", "asinh"):
+            raise ConfigError(f"unknown genomics transform {transform!r}; use 'none' or 'asinh'")
         if max_features is not None and int(max_features) < 1:
             raise ConfigError(f"max_features must be >= 1 or None, got {max_features}")
         self.max_features = None if max_features is None else int(max_features)
         self.selection = selection
         self.groups = {str(k): [str(c) for c in v] for k, v in (groups or {}).items()}
         self.types = [str(t) for t in types]
+        self.transform_name = transform
         self.feature_names_: list[str] = []
         self.groups_: dict[str, list[int]] = {}
 
-    @staticmethod
-    def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    def _numeric(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` as floats (non-numbers missing), through :attr:`transform_name`."""
         outcome = [c for c in df.columns if is_outcome_column(c)]
         if outcome:
             raise LeakageError(
                 f"genomics table holds outcome columns {outcome}; remove them from the feature table"
             )
-        return df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        x = df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        return np.arcsinh(x) if self.transform_name == "asinh" else x
 
     def fit(self, df: pd.DataFrame) -> GenomicsPreprocessor:
         """Fit on the training rows ``df`` (patients x features)."""
@@ -257,6 +266,7 @@ class GenomicsPreprocessor:
             "selection": self.selection,
             "groups": self.groups,
             "types": self.types,
+            "transform": self.transform_name,
             "feature_names": self.feature_names_,
             "median": [float(v) for v in self.median_],
             "mean": [float(v) for v in self.mean_],
@@ -267,7 +277,11 @@ class GenomicsPreprocessor:
     def from_state(cls, state: Mapping[str, Any]) -> GenomicsPreprocessor:
         """Rebuild a fitted preprocessor from :meth:`state_dict`."""
         self = cls(
-            state["max_features"], state["selection"], state.get("groups"), state.get("types", ())
+            state["max_features"],
+            state["selection"],
+            state.get("groups"),
+            state.get("types", ()),
+            state.get("transform", "none"),  # states written before the option: none
         )
         self.feature_names_ = list(state["feature_names"])
         self.median_ = np.asarray(state["median"], dtype=np.float64)

@@ -135,8 +135,14 @@ def _preparation(facts: RunFacts, m: str, kind: str) -> str:
             f"categorical covariates ({cat}) indexed by their training levels"
         )
     if kind == "genomics":
+        asinh = data.get("genomics_transform") == "asinh"
         return (
-            f"{spec.get('in_features', '?')} features kept (the up to "
+            (
+                "values mapped through asinh (a log for large values that keeps the sign); "
+                if asinh
+                else ""
+            )
+            + f"{spec.get('in_features', '?')} features kept (the up to "
             f"{data.get('genomics_max_features') or 'all'} most variable on the training fold"
             + (
                 f", of each data type: {', '.join('_' + t for t in data['genomics_types'])} "

@@ -40,6 +40,7 @@ class PreprocessContext:
     image_intensity: Any = "scale"
     genomics_max_features: int | None = None
     genomics_types: tuple[str, ...] = ()
+    genomics_transform: str = "none"
     frozen_image_encoder: dict[str, Any] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class PreprocessContext:
             ),
             genomics_max_features=d.genomics_max_features,
             genomics_types=tuple(d.genomics_types),
+            genomics_transform=d.genomics_transform,
             frozen_image_encoder=(
                 d.frozen_image_encoder.model_dump() if d.frozen_image_encoder else None
             ),

@@ -69,6 +69,7 @@ class GenomicsPipeline(ModalityPipeline):
             max_features=self.ctx.genomics_max_features,
             groups=getattr(source, "groups", None),
             types=self.ctx.genomics_types,
+            transform=self.ctx.genomics_transform,
         )
         self.prep.fit(rows)
         self.min_, self.max_ = _training_range(rows, self.prep.feature_names_)

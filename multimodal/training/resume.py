@@ -63,6 +63,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("members", "stack_fallback"): False,
     ("members", "column_blocks"): {},
     ("data", "genomics_types"): [],
+    ("data", "genomics_transform"): "none",
 }
 
 

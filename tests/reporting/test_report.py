@@ -251,3 +251,7 @@ def test_the_genomics_preparation_line_names_the_data_types(tmp_path):
     assert "data type: _rnaseq, _mut columns and the rest ranked apart)" in typed
     plain = line({"genomics_max_features": 1000})
     assert "most variable on the training fold), missing values" in plain
+    assert "asinh" not in plain
+    asinh = line({"genomics_max_features": 1000, "genomics_transform": "asinh"})
+    assert asinh.startswith("values mapped through asinh (a log for large values that keeps the")
+    assert "sign); 1850 features kept (the up to 1000 most variable" in asinh

@@ -128,6 +128,7 @@ def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, k
         "tree_selection": "variance",
         "stack_fallback": True,
         "genomics_types": ["rnaseq", "mut"],
+        "genomics_transform": "asinh",
     }
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting
