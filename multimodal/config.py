@@ -112,13 +112,15 @@ class DataConfig(_Strict):
     ``..._<suffix>``; the columns matching none form one more type), so that a ranking by
     variance does not drop every 0/1 mutation column (variance at most 0.25) in favour of
     z-scored expression values (variance about 1). Empty: one ranking over every column."""
-    genomics_transform: Literal["none", "asinh"] = "none"
+    genomics_transform: Literal["none", "asinh", "asinh_after_selection"] = "none"
     """``asinh``: every genomic value goes through the inverse hyperbolic sine before the
     variance ranking, the median imputation and the z-scoring (``asinh(x)`` is ``x`` near 0 and
     ``log(2x)`` for large ``x``, keeping the sign). Tables of expression z-scores computed on
     unlogged values (the TCGA PORPOISE tables) are right-skewed, with values up to thousands of
     SDs: ranked by raw variance, the kept genes are those with a few extreme patients, and in a
-    linear term those patients dominate. ``none``: the values as they come."""
+    linear term those patients dominate. ``asinh_after_selection``: the columns are ranked on
+    their raw values (as with ``none``; the tree members' variance ranking too), and only the
+    kept columns go through asinh. ``none``: the values as they come."""
     frozen_image_encoder: EncoderConfig | None = None
     """Backbone that precomputes (and caches) image embeddings when an imaging modality uses the
     ``image_embedding`` encoder, e.g. ``{name: resnet, out_dim: 64, options: {pretrained_path:

@@ -28,6 +28,8 @@ __all__ = ["GenomicsPreprocessor", "GroupedSNNEncoder", "SNNEncoder", "snn_block
 
 log = logging.getLogger(__name__)
 
+_TRANSFORMS = ("none", "asinh", "asinh_after_selection")
+
 
 def snn_block(in_features: int, out_features: int, dropout: float) -> nn.Sequential:
     """Linear -> SELU -> AlphaDropout with LeCun-normal weights (keeps activations self-normalised)."""
@@ -149,8 +151,9 @@ class GenomicsPreprocessor:
         the columns matching none), each ranked on its own. Empty: one ranking over every column.
     transform : ``"asinh"`` maps every value through the inverse hyperbolic sine first (a log for
         large values that keeps the sign), so that right-skewed tables are ranked, imputed and
-        standardised on a scale where a few extreme patients do not dominate; ``"none"``: as
-        they come.
+        standardised on a scale where a few extreme patients do not dominate;
+        ``"asinh_after_selection"`` ranks the columns on their raw values and maps only the kept
+        ones; ``"none"``: as they come.
 
     Notes
     -----
@@ -165,12 +168,14 @@ class GenomicsPreprocessor:
         selection: Literal["variance", "mad"] = "variance",
         groups: Mapping[str, Sequence[str]] | None = None,
         types: Sequence[str] = (),
-        transform: Literal["none", "asinh"] = "none",
+        transform: Literal["none", "asinh", "asinh_after_selection"] = "none",
     ) -> None:
         if selection not in ("variance", "mad"):
             raise ConfigError(f"unknown selection {selection!r}; use 'variance' or 'mad'")
-        if transform not in ("none", "asinh"):
-            raise ConfigError(f"unknown genomics transform {transform!r}; use 'none' or 'asinh'")
+        if transform not in _TRANSFORMS:
+            raise ConfigError(
+                f"unknown genomics transform {transform!r}; use one of {', '.join(_TRANSFORMS)}"
+            )
         if max_features is not None and int(max_features) < 1:
             raise ConfigError(f"max_features must be >= 1 or None, got {max_features}")
         self.max_features = None if max_features is None else int(max_features)
@@ -181,30 +186,33 @@ class GenomicsPreprocessor:
         self.feature_names_: list[str] = []
         self.groups_: dict[str, list[int]] = {}
 
-    def _numeric(self, df: pd.DataFrame) -> pd.DataFrame:
-        """``df`` as floats (non-numbers missing), through :attr:`transform_name`."""
+    def _numeric(self, df: pd.DataFrame, transform: bool = True) -> pd.DataFrame:
+        """``df`` as floats (non-numbers missing), through :attr:`transform_name` unless not
+        ``transform``."""
         outcome = [c for c in df.columns if is_outcome_column(c)]
         if outcome:
             raise LeakageError(
                 f"genomics table holds outcome columns {outcome}; remove them from the feature table"
             )
         x = df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-        return np.arcsinh(x) if self.transform_name == "asinh" else x
+        return x if self.transform_name == "none" or not transform else np.arcsinh(x)
 
     def fit(self, df: pd.DataFrame) -> GenomicsPreprocessor:
         """Fit on the training rows ``df`` (patients x features)."""
         if len(df) == 0:
             raise DataError("GenomicsPreprocessor.fit got no training rows")
-        x = self._numeric(df)
-        keep = x.notna().any() & (x.std(skipna=True).fillna(0.0) > 0)
-        x = x.loc[:, keep]
+        # the values the columns are ranked on: raw with ``asinh_after_selection``
+        ranked_on = self._numeric(df, transform=self.transform_name != "asinh_after_selection")
+        keep = ranked_on.notna().any() & (ranked_on.std(skipna=True).fillna(0.0) > 0)
+        ranked_on = ranked_on.loc[:, keep]
+        x = self._numeric(df).loc[:, keep]
         if x.shape[1] == 0:
             raise DataError("every genomics column is missing or constant on the training rows")
         if self.max_features is not None and x.shape[1] > self.max_features:
             if self.selection == "variance":
-                score = x.var(skipna=True)
+                score = ranked_on.var(skipna=True)
             else:
-                score = (x - x.median()).abs().median()
+                score = (ranked_on - ranked_on.median()).abs().median()
             top: set = set()
             for columns in self._by_type(list(x.columns)):
                 ranked = score[columns].sort_values(ascending=False, kind="stable")
@@ -216,6 +224,8 @@ class GenomicsPreprocessor:
         self.mean_ = filled.mean().to_numpy()
         std = filled.std(ddof=0).to_numpy()
         self.std_ = np.where(std > 0, std, 1.0)
+        kept = ranked_on.loc[:, x.columns]
+        self.scales_ = kept.fillna(kept.median()).std(ddof=0).to_numpy()
         self._set_groups()
         return self
 
@@ -271,6 +281,7 @@ class GenomicsPreprocessor:
             "median": [float(v) for v in self.median_],
             "mean": [float(v) for v in self.mean_],
             "std": [float(v) for v in self.std_],
+            "scales": [float(v) for v in self.scales_],
         }
 
     @classmethod
@@ -287,5 +298,7 @@ class GenomicsPreprocessor:
         self.median_ = np.asarray(state["median"], dtype=np.float64)
         self.mean_ = np.asarray(state["mean"], dtype=np.float64)
         self.std_ = np.asarray(state["std"], dtype=np.float64)
+        # the SD of each column on the scale it was ranked on (= std before the transform option)
+        self.scales_ = np.asarray(state.get("scales", state["std"]), dtype=np.float64)
         self._set_groups()
         return self

@@ -135,13 +135,10 @@ def _preparation(facts: RunFacts, m: str, kind: str) -> str:
             f"categorical covariates ({cat}) indexed by their training levels"
         )
     if kind == "genomics":
-        asinh = data.get("genomics_transform") == "asinh"
+        transform = data.get("genomics_transform") or "none"
+        asinh = "mapped through asinh (a log for large values that keeps the sign)"
         return (
-            (
-                "values mapped through asinh (a log for large values that keeps the sign); "
-                if asinh
-                else ""
-            )
+            (f"values {asinh}; " if transform == "asinh" else "")
             + f"{spec.get('in_features', '?')} features kept (the up to "
             f"{data.get('genomics_max_features') or 'all'} most variable on the training fold"
             + (
@@ -151,7 +148,8 @@ def _preparation(facts: RunFacts, m: str, kind: str) -> str:
                 else ""
             )
             + "), "
-            "missing values set to the training median, then z-scored"
+            + (f"their values {asinh}, " if transform == "asinh_after_selection" else "")
+            + "missing values set to the training median, then z-scored"
         )
     if kind == "text":
         return (

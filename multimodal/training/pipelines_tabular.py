@@ -87,7 +87,7 @@ class GenomicsPipeline(ModalityPipeline):
             groups=[list(map(int, g)) for g in groups.values()] if groups else None,
             group_names=list(groups) if groups else None,
             feature_names=list(self.prep.feature_names_),
-            scales=[float(s) for s in self.prep.std_],
+            scales=[float(s) for s in self.prep.scales_],
         )
         return DenseStore(spec=spec, present=present, values=torch.from_numpy(x))
 

@@ -172,8 +172,20 @@ def test_genomics_asinh_transform_ranks_by_spread_not_by_one_extreme_patient():
     np.testing.assert_allclose(
         again.transform(table.iloc[:5] * 2), both.transform(table.iloc[:5] * 2)
     )
+    # asinh_after_selection: ranked on the raw values (the spike is kept, its SD on the raw
+    # scale is what the tree members rank by), the kept column mapped through asinh
+    after = GenomicsPreprocessor(max_features=1, transform="asinh_after_selection").fit(table)
+    assert after.feature_names_ == raw.feature_names_ == ["spike_rnaseq"]
+    np.testing.assert_allclose(after.scales_, raw.std_)
+    mapped = np.arcsinh(table[["spike_rnaseq"]].to_numpy())
+    expected = (mapped - mapped.mean()) / mapped.std()
+    np.testing.assert_allclose(after.transform(table), expected, rtol=1e-5, atol=1e-5)
+    again = GenomicsPreprocessor.from_state(json.loads(json.dumps(after.state_dict())))
+    np.testing.assert_allclose(again.scales_, after.scales_)
+    np.testing.assert_allclose(again.transform(table), after.transform(table))
     # a state written before the option reads as untransformed
-    old = {k: v for k, v in raw.state_dict().items() if k != "transform"}
+    old = {k: v for k, v in raw.state_dict().items() if k not in ("transform", "scales")}
     assert GenomicsPreprocessor.from_state(old).transform_name == "none"
-    with pytest.raises(ConfigError, match="unknown genomics transform 'log'"):
+    np.testing.assert_allclose(GenomicsPreprocessor.from_state(old).scales_, raw.std_)
+    with pytest.raises(ConfigError, match="unknown genomics transform 'log'; use one of none"):
         GenomicsPreprocessor(transform="log")

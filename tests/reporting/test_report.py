@@ -255,3 +255,8 @@ def test_the_genomics_preparation_line_names_the_data_types(tmp_path):
     asinh = line({"genomics_max_features": 1000, "genomics_transform": "asinh"})
     assert asinh.startswith("values mapped through asinh (a log for large values that keeps the")
     assert "sign); 1850 features kept (the up to 1000 most variable" in asinh
+    after = line({"genomics_max_features": 1000, "genomics_transform": "asinh_after_selection"})
+    assert after.startswith("1850 features kept (the up to 1000 most variable on the training")
+    assert (
+        "fold), their values mapped through asinh (a log for large values that keeps the" in after
+    )
