@@ -320,6 +320,13 @@ class MembersConfig(_Strict):
                 f"members.column_blocks names {stray}, which are not in members.linear "
                 f"{self.linear}: the blocks cut a modality's linear member"
             )
+        if self.group_means and any(self.column_blocks.values()):
+            raise ConfigError(
+                f"members.group_means and members.column_blocks "
+                f"{sorted(m for m, v in self.column_blocks.items() if v)} both set: a grouped "
+                "genomics table's linear term is then one score per group, which leaves no "
+                "columns to cut into blocks. Remove one of the two"
+            )
         split = sorted(m for m in self.tree_scores if self.column_blocks.get(m))
         if split:
             raise ConfigError(

@@ -75,7 +75,7 @@ def test_suffixes_no_column_has_leave_one_block_with_a_warning(caplog):
     assert "['A_rnaseq', 'B_rnaseq']" in caplog.text
 
 
-def test_blocks_for_a_modality_without_a_linear_member_or_with_tree_scores_are_refused():
+def test_blocks_without_a_linear_member_or_with_tree_scores_or_group_means_are_refused():
     with pytest.raises(ConfigError, match=r"members\.column_blocks names \['genomics'\]"):
         load_config({"members": {"linear": [], "column_blocks": {"genomics": TYPES}}})
     # the trees read one score per modality; a cut member has one per block
@@ -88,6 +88,10 @@ def test_blocks_for_a_modality_without_a_linear_member_or_with_tree_scores_are_r
     }
     with pytest.raises(ConfigError, match=r"members\.tree_scores names \['genomics'\]"):
         load_config({"members": both})
+    # group means leave one score per group: nothing to cut (it used to drop the blocks quietly)
+    grouped = {"linear": ["genomics"], "group_means": True, "column_blocks": {"genomics": TYPES}}
+    with pytest.raises(ConfigError, match=r"group_means and members\.column_blocks \['genomics'\]"):
+        load_config({"members": grouped})
 
 
 @pytest.fixture(scope="module")
