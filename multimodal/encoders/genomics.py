@@ -187,7 +187,7 @@ class GenomicsPreprocessor:
         self.groups_: dict[str, list[int]] = {}
 
     def _numeric(self, df: pd.DataFrame, transform: bool = True) -> pd.DataFrame:
-        """``df`` as floats (non-numbers missing), through :attr:`transform_name` unless not
+        """``df`` as floats (non-numbers missing), through :attr:`transform_name` when
         ``transform``."""
         outcome = [c for c in df.columns if is_outcome_column(c)]
         if outcome:
@@ -195,17 +195,21 @@ class GenomicsPreprocessor:
                 f"genomics table holds outcome columns {outcome}; remove them from the feature table"
             )
         x = df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-        return x if self.transform_name == "none" or not transform else np.arcsinh(x)
+        return self._map(x) if transform else x
+
+    def _map(self, x: pd.DataFrame) -> pd.DataFrame:
+        return x if self.transform_name == "none" else np.arcsinh(x)
 
     def fit(self, df: pd.DataFrame) -> GenomicsPreprocessor:
         """Fit on the training rows ``df`` (patients x features)."""
         if len(df) == 0:
             raise DataError("GenomicsPreprocessor.fit got no training rows")
+        raw = self._numeric(df, transform=False)
+        x = self._map(raw)
         # the values the columns are ranked on: raw with ``asinh_after_selection``
-        ranked_on = self._numeric(df, transform=self.transform_name != "asinh_after_selection")
+        ranked_on = raw if self.transform_name == "asinh_after_selection" else x
         keep = ranked_on.notna().any() & (ranked_on.std(skipna=True).fillna(0.0) > 0)
-        ranked_on = ranked_on.loc[:, keep]
-        x = self._numeric(df).loc[:, keep]
+        ranked_on, x = ranked_on.loc[:, keep], x.loc[:, keep]
         if x.shape[1] == 0:
             raise DataError("every genomics column is missing or constant on the training rows")
         if self.max_features is not None and x.shape[1] > self.max_features:
