@@ -41,6 +41,7 @@ from multimodal.data.patients import check_censorship, check_time_unit, parse_pa
 from multimodal.data.sources import ModalitySource, build_source
 from multimodal.exceptions import DataError, MultimodalError
 from multimodal.registry import did_you_mean
+from multimodal.types import columns_by_suffix
 
 __all__ = [
     "DAYS_PER_MONTH",
@@ -125,11 +126,15 @@ def _clinical_spec(
 
 
 def _genomics_groups(columns: Iterable[str]) -> dict[str, list[str]]:
-    groups = {
-        g: [c for c in columns if str(c).endswith(suffix)]
-        for g, suffix in GENOMICS_GROUP_SUFFIXES.items()
+    """Group name -> the columns with its suffix (:data:`GENOMICS_GROUP_SUFFIXES`), in table
+    order; groups without a column are left out."""
+    columns = list(columns)
+    suffix_of = {suffix.removeprefix("_"): g for g, suffix in GENOMICS_GROUP_SUFFIXES.items()}
+    return {
+        suffix_of[suffix]: [columns[i] for i in idx]
+        for suffix, idx in columns_by_suffix(columns, list(suffix_of))
+        if suffix is not None
     }
-    return {g: cols for g, cols in groups.items() if cols}
 
 
 def _read(path: Path, problems: Problems) -> pd.DataFrame | None:
