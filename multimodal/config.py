@@ -121,6 +121,11 @@ class DataConfig(_Strict):
     linear term those patients dominate. ``asinh_after_selection``: the columns are ranked on
     their raw values (as with ``none``; the tree members' variance ranking too), and only the
     kept columns go through asinh. ``none``: the values as they come."""
+    genomics_clip: float | None = Field(None, gt=0)
+    """After z-scoring on the training patients, genomic values beyond this many SDs are set to
+    the bound (training and new patients alike), e.g. ``5``; the column ranking is unchanged.
+    Bounds the pull of a few extreme patients, and of the carriers of a rare mutation (a 0/1
+    column carried by 1 % of patients z-scores to about 10). ``null``: not clipped."""
     frozen_image_encoder: EncoderConfig | None = None
     """Backbone that precomputes (and caches) image embeddings when an imaging modality uses the
     ``image_embedding`` encoder, e.g. ``{name: resnet, out_dim: 64, options: {pretrained_path:

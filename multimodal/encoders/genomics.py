@@ -154,6 +154,8 @@ class GenomicsPreprocessor:
         standardised on a scale where a few extreme patients do not dominate;
         ``"asinh_after_selection"`` ranks the columns on their raw values and maps only the kept
         ones; ``"none"``: as they come.
+    clip : after z-scoring, values beyond ``clip`` training SDs are set to ``+-clip`` (None: not
+        clipped). Bounds a few extreme patients' (and a rare 0/1 column's) pull on a linear term.
 
     Notes
     -----
@@ -169,6 +171,7 @@ class GenomicsPreprocessor:
         groups: Mapping[str, Sequence[str]] | None = None,
         types: Sequence[str] = (),
         transform: Literal["none", "asinh", "asinh_after_selection"] = "none",
+        clip: float | None = None,
     ) -> None:
         if selection not in ("variance", "mad"):
             raise ConfigError(f"unknown selection {selection!r}; use 'variance' or 'mad'")
@@ -176,6 +179,8 @@ class GenomicsPreprocessor:
             raise ConfigError(
                 f"unknown genomics transform {transform!r}; use one of {', '.join(_TRANSFORMS)}"
             )
+        if clip is not None and not float(clip) > 0:
+            raise ConfigError(f"genomics clip must be > 0 SDs or None, got {clip}")
         if max_features is not None and int(max_features) < 1:
             raise ConfigError(f"max_features must be >= 1 or None, got {max_features}")
         self.max_features = None if max_features is None else int(max_features)
@@ -183,6 +188,7 @@ class GenomicsPreprocessor:
         self.groups = {str(k): [str(c) for c in v] for k, v in (groups or {}).items()}
         self.types = [str(t) for t in types]
         self.transform_name = transform
+        self.clip = None if clip is None else float(clip)
         self.feature_names_: list[str] = []
         self.groups_: dict[str, list[int]] = {}
 
@@ -260,7 +266,10 @@ class GenomicsPreprocessor:
             log.warning("%d genomics columns absent; imputed with the training median", len(absent))
         x = self._numeric(df.reindex(columns=self.feature_names_)).to_numpy()
         x = np.where(np.isnan(x), self.median_, x)
-        return ((x - self.mean_) / self.std_).astype(np.float32)
+        z = (x - self.mean_) / self.std_
+        if self.clip is not None:
+            z = np.clip(z, -self.clip, self.clip)
+        return z.astype(np.float32)
 
     def spec(self) -> InputSpec:
         """The InputSpec of the transformed table."""
@@ -281,6 +290,7 @@ class GenomicsPreprocessor:
             "groups": self.groups,
             "types": self.types,
             "transform": self.transform_name,
+            "clip": self.clip,
             "feature_names": self.feature_names_,
             "median": [float(v) for v in self.median_],
             "mean": [float(v) for v in self.mean_],
@@ -297,6 +307,7 @@ class GenomicsPreprocessor:
             state.get("groups"),
             state.get("types", ()),
             state.get("transform", "none"),  # states written before the option: none
+            state.get("clip"),
         )
         self.feature_names_ = list(state["feature_names"])
         self.median_ = np.asarray(state["median"], dtype=np.float64)

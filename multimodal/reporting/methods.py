@@ -150,6 +150,11 @@ def _preparation(facts: RunFacts, m: str, kind: str) -> str:
             + "), "
             + (f"their values {asinh}, " if transform == "asinh_after_selection" else "")
             + "missing values set to the training median, then z-scored"
+            + (
+                f" and clipped at +-{data['genomics_clip']:g} SDs"
+                if data.get("genomics_clip")
+                else ""
+            )
         )
     if kind == "text":
         return (

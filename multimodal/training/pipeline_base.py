@@ -41,6 +41,7 @@ class PreprocessContext:
     genomics_max_features: int | None = None
     genomics_types: tuple[str, ...] = ()
     genomics_transform: str = "none"
+    genomics_clip: float | None = None
     frozen_image_encoder: dict[str, Any] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +66,7 @@ class PreprocessContext:
             genomics_max_features=d.genomics_max_features,
             genomics_types=tuple(d.genomics_types),
             genomics_transform=d.genomics_transform,
+            genomics_clip=d.genomics_clip,
             frozen_image_encoder=(
                 d.frozen_image_encoder.model_dump() if d.frozen_image_encoder else None
             ),

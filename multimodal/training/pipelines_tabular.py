@@ -70,6 +70,7 @@ class GenomicsPipeline(ModalityPipeline):
             groups=getattr(source, "groups", None),
             types=self.ctx.genomics_types,
             transform=self.ctx.genomics_transform,
+            clip=self.ctx.genomics_clip,
         )
         self.prep.fit(rows)
         self.min_, self.max_ = _training_range(rows, self.prep.feature_names_)

@@ -64,6 +64,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("members", "column_blocks"): {},
     ("data", "genomics_types"): [],
     ("data", "genomics_transform"): "none",
+    ("data", "genomics_clip"): None,
 }
 
 

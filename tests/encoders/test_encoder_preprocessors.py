@@ -189,3 +189,34 @@ def test_genomics_asinh_transform_ranks_by_spread_not_by_one_extreme_patient():
     np.testing.assert_allclose(GenomicsPreprocessor.from_state(old).scales_, raw.std_)
     with pytest.raises(ConfigError, match="unknown genomics transform 'log'; use one of none"):
         GenomicsPreprocessor(transform="log")
+
+
+def test_genomics_clip_bounds_the_z_scores_of_training_and_new_patients():
+    """data.genomics_clip: z-scores beyond the bound are set to it, on every patient; the
+    ranking, the training statistics and the values within the bound are unchanged."""
+    rng = np.random.default_rng(2)
+    n = 200
+    table = pd.DataFrame(
+        {
+            "g_rnaseq": np.r_[rng.normal(size=n - 1), 80.0],  # one extreme patient
+            "rare_mut": np.r_[np.ones(2), np.zeros(n - 2)],  # 1 % carriers: z about 10
+            "h_rnaseq": rng.normal(size=n),
+        }
+    )
+    plain = GenomicsPreprocessor().fit(table)
+    clipped = GenomicsPreprocessor(clip=5).fit(table)
+    assert clipped.feature_names_ == plain.feature_names_
+    np.testing.assert_allclose(clipped.std_, plain.std_)
+    z, c = plain.transform(table), clipped.transform(table)
+    assert z[-1, 0] > 10 and z[0, 1] > 9  # what the bound is for
+    np.testing.assert_allclose(c, np.clip(z, -5, 5))
+    np.testing.assert_array_equal(c[:, 2], z[:, 2])  # a column within the bound is untouched
+    new = pd.DataFrame({"g_rnaseq": [-1e4, 0.0], "rare_mut": [1.0, 0.0], "h_rnaseq": [0.0, 99.0]})
+    assert np.abs(clipped.transform(new)).max() == pytest.approx(5.0)
+    again = GenomicsPreprocessor.from_state(json.loads(json.dumps(clipped.state_dict())))
+    assert again.clip == 5.0
+    np.testing.assert_allclose(again.transform(new), clipped.transform(new))
+    old = {k: v for k, v in plain.state_dict().items() if k != "clip"}
+    assert GenomicsPreprocessor.from_state(old).clip is None
+    with pytest.raises(ConfigError, match="genomics clip must be > 0 SDs"):
+        GenomicsPreprocessor(clip=0)

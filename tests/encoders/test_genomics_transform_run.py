@@ -1,6 +1,6 @@
-"""data.genomics_transform through a whole run: the fitted state in the run folder keeps it, the
-tree members rank by raw variance with ``asinh_after_selection``, and the reloaded run predicts
-the risks training wrote."""
+"""data.genomics_transform and data.genomics_clip through a whole run: the fitted state in the run
+folder keeps them, the tree members rank by raw variance with ``asinh_after_selection``, and the
+reloaded run predicts the risks training wrote."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def tcga_folder(tmp_path_factory):
     return write_tcga_cohort(tmp_path_factory.mktemp("asinh") / "syn", n_patients=160, seed=5)
 
 
-@pytest.mark.parametrize("transform", ["asinh", "asinh_after_selection"])
-def test_the_transform_is_saved_and_the_run_reloads(tcga_folder, tmp_path, transform):
+@pytest.mark.parametrize(("transform", "clip"), [("asinh", None), ("asinh_after_selection", 3.0)])
+def test_the_transform_is_saved_and_the_run_reloads(tcga_folder, tmp_path, transform, clip):
     cfg = {
         "data": {
             "split": "porpoise_mcat_5fold",
@@ -28,6 +28,7 @@ def test_the_transform_is_saved_and_the_run_reloads(tcga_folder, tmp_path, trans
             "modalities": ["clinical", "genomics"],
             "genomics_max_features": 40,
             "genomics_transform": transform,
+            "genomics_clip": clip,
         },
         "encoders": {"clinical": {"name": "clinical_mlp", "out_dim": 8}},
         "members": {
@@ -47,6 +48,7 @@ def test_the_transform_is_saved_and_the_run_reloads(tcga_folder, tmp_path, trans
     fold = res.run_dir / "model" / "fold_0"
     state = json.loads((fold / "preprocess.json").read_text())["genomics"]["state"]
     assert state["transform"] == transform
+    assert state["clip"] == clip
     table = cohort.sources["genomics"].table.loc[:, state["feature_names"]].astype(float)
     train_ids = [p for p in table.index if p in set(_training_ids(res.run_dir))]
     raw_sd = table.loc[train_ids].std(ddof=0).to_numpy()  # no column of this cohort is missing

@@ -260,3 +260,6 @@ def test_the_genomics_preparation_line_names_the_data_types(tmp_path):
     assert (
         "fold), their values mapped through asinh (a log for large values that keeps the" in after
     )
+    clip = line({"genomics_max_features": 1000, "genomics_clip": 5.0})
+    assert clip.endswith("median, then z-scored and clipped at +-5 SDs")
+    assert plain.endswith("then z-scored")

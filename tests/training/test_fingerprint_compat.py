@@ -129,6 +129,7 @@ def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, k
         "stack_fallback": True,
         "genomics_types": ["rnaseq", "mut"],
         "genomics_transform": "asinh",
+        "genomics_clip": 5.0,
     }
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting
