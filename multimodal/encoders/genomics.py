@@ -213,7 +213,8 @@ class GenomicsPreprocessor:
         raw = self._numeric(df, transform=False)
         x = self._map(raw)
         # the values the columns are ranked on: raw with ``asinh_after_selection``
-        ranked_on = raw if self.transform_name == "asinh_after_selection" else x
+        on_raw = self.transform_name == "asinh_after_selection"
+        ranked_on = raw if on_raw else x
         keep = ranked_on.notna().any() & (ranked_on.std(skipna=True).fillna(0.0) > 0)
         ranked_on, x = ranked_on.loc[:, keep], x.loc[:, keep]
         if x.shape[1] == 0:
@@ -234,8 +235,11 @@ class GenomicsPreprocessor:
         self.mean_ = filled.mean().to_numpy()
         std = filled.std(ddof=0).to_numpy()
         self.std_ = np.where(std > 0, std, 1.0)
-        kept = ranked_on.loc[:, x.columns]
-        self.scales_ = kept.fillna(kept.median()).std(ddof=0).to_numpy()
+        if on_raw:  # the kept columns' SDs on the raw scale they were ranked on
+            kept = ranked_on.loc[:, x.columns]
+            self.scales_ = kept.fillna(kept.median()).std(ddof=0).to_numpy()
+        else:  # ranked on the values themselves: their SDs
+            self.scales_ = std
         self._set_groups()
         return self
 

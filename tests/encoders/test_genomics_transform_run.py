@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import multimodal
@@ -62,7 +63,5 @@ def test_the_transform_is_saved_and_the_run_reloads(tcga_folder, tmp_path, trans
 
 
 def _training_ids(run_dir) -> list[str]:
-    import pandas as pd
-
     saved = pd.read_csv(run_dir / "predictions.csv")
     return saved.loc[saved.split == "train", "patient_id"].astype(str).tolist()
