@@ -381,7 +381,8 @@ def _penalty_line(members: dict[str, Any]) -> str:
             text += (
                 f"the {m} term is cut into one block per column type ("
                 + ", ".join(f"{m}:{x} for the columns named ..._{x}" for x in suffixes)
-                + "), each with its own penalty; "
+                + "), each with its own penalty (a type without columns among the selected "
+                "ones is no block: the fold table names the blocks fitted); "
             )
     stacked = bool(linear) and members.get("combine") == "stacked"
     stack = members.get("stack_penalty") or 0.0

@@ -196,6 +196,7 @@ def test_the_methods_text_states_the_second_stage_penalty():
     typed = _penalty_line({**base, "column_blocks": {"genomics": ["rnaseq", "mut"]}})
     assert "genomics term is cut into one block per column type (genomics:rnaseq" in typed
     assert "genomics:mut for the columns named ..._mut), each with its own penalty" in typed
+    assert "the fold table names the blocks fitted" in typed
     assert "column type" not in _penalty_line(base)
 
 
