@@ -94,3 +94,29 @@ def test_oracle_predicts_each_validation_patient_close_to_the_truth(bench, cohor
     # fitted on 320 patients with the right inputs, it ranks nearly as the truth does
     assert np.mean(corr) > 0.8
     assert np.mean(c_truth) - 0.05 < np.mean(c_oracle) <= np.mean(c_truth) + 0.02
+
+
+def test_parts_table_replaces_one_part_at_a_time(bench, cohort):
+    # bench/tcga_synthetic_parts.py imports tcga_synthetic as its neighbour (the bench fixture
+    # put bench/ on the path)
+    spec = importlib.util.spec_from_file_location(
+        "tcga_synthetic_parts", ROOT / "bench" / "tcga_synthetic_parts.py"
+    )
+    parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parts)
+    table = parts.parts_table(cohort, alphas=(300.0, 3000.0))
+    assert list(table.design) == [
+        "told the true form",
+        "findings -> report words",
+        "findings -> report words",
+        "acting columns -> every genomic column",
+        "acting columns -> every genomic column",
+    ]
+    assert list(table.alpha) == ["", "300", "3000", "300", "3000"]
+    assert table.C.between(0.5, 1.0).all() and (table.SD > 0).all()
+    told = table.C.iloc[0]
+    # on 320 training patients, learning which of the 300 genomic columns act costs more than
+    # learning the findings from the reports' words
+    genomic = table.loc[table.design.str.startswith("acting"), "C"].max()
+    words = table.loc[table.design.str.startswith("findings"), "C"].max()
+    assert genomic < words <= told + 0.01
