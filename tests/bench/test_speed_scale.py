@@ -7,26 +7,17 @@ machine (a disk cache beats running the model); the benchmark itself is run by h
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests._bench import bench_module
 
 
 @pytest.fixture(scope="module")
 def ss():
-    sys.path.insert(0, str(ROOT / "bench"))  # as `python bench/speed_scale.py` does: for _common
-    spec = importlib.util.spec_from_file_location("speed_scale", ROOT / "bench" / "speed_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["speed_scale"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("speed_scale", None)
-    sys.path.remove(str(ROOT / "bench"))
+    with bench_module("speed_scale") as module:
+        yield module
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,6 @@ only the outer fold's training patients, and each candidate is trained and score
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,20 +10,15 @@ import pytest
 import yaml
 
 from multimodal.data.synth_tcga import write_tcga_cohort
+from tests._bench import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def inner():
-    sys.path.insert(0, str(ROOT / "bench"))  # as `python bench/tcga_inner_cv.py` does
-    spec = importlib.util.spec_from_file_location(
-        "tcga_inner_cv", ROOT / "bench" / "tcga_inner_cv.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(ROOT / "bench"))
+    with bench_module("tcga_inner_cv") as module:
+        yield module
 
 
 def test_parse_candidate(inner):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +10,13 @@ import pytest
 
 from multimodal.data.synth_tcga import SPLIT_NAME, write_tcga_cohort
 from multimodal.survival.metrics import harrell_c
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._bench import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "bench"))  # as `python bench/tcga_synthetic.py` does
-    spec = importlib.util.spec_from_file_location(
-        "tcga_synthetic", ROOT / "bench" / "tcga_synthetic.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(ROOT / "bench"))
+    with bench_module("tcga_synthetic") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +88,8 @@ def test_oracle_predicts_each_validation_patient_close_to_the_truth(bench, cohor
 
 
 def test_parts_table_replaces_one_part_at_a_time(bench, cohort):
-    # bench/tcga_synthetic_parts.py imports tcga_synthetic as its neighbour (the bench fixture
-    # put bench/ on the path)
-    spec = importlib.util.spec_from_file_location(
-        "tcga_synthetic_parts", ROOT / "bench" / "tcga_synthetic_parts.py"
-    )
-    parts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(parts)
-    table = parts.parts_table(cohort, alphas=(300.0, 3000.0))
+    with bench_module("tcga_synthetic_parts") as parts:  # imports tcga_synthetic beside it
+        table = parts.parts_table(cohort, alphas=(300.0, 3000.0))
     assert list(table.design) == [
         "told the true form",
         "findings -> report words",
