@@ -19,8 +19,9 @@ exactly the inputs that act -- age, sex, the recorded stage, the acting genomic 
 ``truth_features.csv``, the stage III/IV products of the signature genes, and the report findings
 of ``truth.csv`` for every patient who has a report (even where the report leaves a finding
 unstated: an upper reference). What it loses against the true log-hazard is the price of
-estimating the coefficients on this many patients; what ours loses beyond it is the price of not
-being told which inputs act, and how.
+estimating the coefficients on this many patients and of what the files do not say (a stage left
+unrecorded, a patient without a report); what ours loses beyond it is the price of not being told
+which inputs act, and how.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def oracle_design(data: Path) -> pd.DataFrame:
         "necrosis": truth["necrosis"].astype(float) * seen,
     }
     design = pd.DataFrame(parts, index=clinical.index).astype(float)
-    return design.fillna(design.median())
+    empty = design.columns[design.isna().any()].tolist()
+    if empty:  # the generator writes every acting value; filling here would use every patient
+        raise ValueError(f"{data}: missing values in the acting inputs {empty}")
+    return design
 
 
 def oracle_predictions(data: Path, folds: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/tcga_synthetic_parts.py runs/synth_seeds/s1/cohort_n1000_seed1 [...]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/tcga_synthetic_parts.py runs/synth_seeds/s2/cohort_n1000_seed2 [...]
 
 Starting from the Cox model told the true form (``bench/tcga_synthetic.py``'s reference row:
 age, sex, recorded stage, the acting genomic columns and the stage III/IV products of the
@@ -26,7 +26,6 @@ the 5 folds.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +78,9 @@ def parts_table(data: Path, alphas: tuple[float, ...] = ALPHAS) -> pd.DataFrame:
     event = clinical["event"].to_numpy(bool)
     acting = [c for c in design.columns if c.endswith(("_rnaseq", "_cnv", "_mut", "*III/IV"))]
     base = design.drop(columns=acting + FINDINGS)
-    stages = base.filter(like="stage=").to_numpy()
+    # every stage level, the reference one too, as members.interactions builds the products
+    others = base.filter(like="stage=").to_numpy()
+    stages = np.hstack([1.0 - others.sum(axis=1, keepdims=True), others])
     scores: dict[tuple[str, float | None], list[float]] = {}
     for k in range(5):
         split = pd.read_csv(data / "splits" / SPLIT_NAME / f"fold_{k}.csv")
@@ -138,6 +139,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __name__ == "__main__":  # python puts bench/ on sys.path: tcga_synthetic imports from there
     raise SystemExit(main())

@@ -16,7 +16,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 def bench_module(name: str) -> Iterator[ModuleType]:
     """``bench/<name>.py`` as module ``name``, with ``bench/`` on ``sys.path`` (for ``_common`` and
     the scripts that import each other) and in ``sys.modules`` (dataclasses look their module up)
-    while the context lasts."""
+    while the context lasts; afterwards every module of ``bench/`` it imported is gone again."""
+    before = set(sys.modules)
     sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -25,5 +26,8 @@ def bench_module(name: str) -> Iterator[ModuleType]:
         spec.loader.exec_module(module)
         yield module
     finally:
-        sys.modules.pop(name, None)
+        for key in set(sys.modules) - before:
+            origin = getattr(sys.modules[key], "__file__", None) or ""
+            if key == name or Path(origin).parent == BENCH:
+                del sys.modules[key]
         sys.path.remove(str(BENCH))

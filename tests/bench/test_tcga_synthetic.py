@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from multimodal.data import synth_tcga
 from multimodal.data.synth_tcga import SPLIT_NAME, write_tcga_cohort
 from multimodal.survival.metrics import harrell_c
 from tests._bench import bench_module
@@ -47,26 +48,41 @@ def _validation_rows(cohort: Path) -> pd.DataFrame:
 
 def test_oracle_design_holds_exactly_the_acting_inputs(bench, cohort):
     design = bench.oracle_design(cohort)
-    truth = pd.read_csv(cohort / "truth.csv").set_index("patient_id")
+    clinical = pd.read_csv(cohort / "clinical.csv").set_index("patient_id")
+    truth = pd.read_csv(cohort / "truth.csv").set_index("patient_id").loc[design.index]
     acting = pd.read_csv(cohort / "truth_features.csv")
-    assert list(design.index) == list(pd.read_csv(cohort / "clinical.csv").patient_id)
-    signature = acting.loc[acting.role == "signature", "column"]
-    assert set(acting.column) <= set(design.columns)
-    assert {f"{c}*III/IV" for c in signature} <= set(design.columns)
-    assert not design.isna().any().any()
-    # no other genomic column; the findings are zero where no report says them
-    assert not any(
-        c.endswith(("_rnaseq", "_cnv", "_mut"))
-        for c in set(design) - set(acting.column)
-        if "*" not in c
+    assert list(design.index) == list(clinical.index)
+    genomic = [c for c in design if c.endswith(("_rnaseq", "_cnv", "_mut", "*III/IV"))]
+    signature = acting[acting.role == "signature"]
+    assert sorted(genomic) == sorted([*acting.column, *(f"{c}*III/IV" for c in signature.column)])
+    # the generator's own coefficients on the design give back its parts of the log-hazard
+    main = acting[acting.role == "main"]
+    np.testing.assert_allclose(
+        design[main.column].to_numpy() @ main.log_hazard_ratio.to_numpy(),
+        truth["log_hazard_genomics_main"],
+        atol=1e-5,
     )
-    unreported = ~(truth["has_report"].astype(bool) | truth["has_report_structured"].astype(bool))
-    assert unreported.any()
-    assert (design.loc[unreported[unreported].index, "lvi"] == 0).all()
-    assert (design.loc[unreported[unreported].index, "no report"] == 1).all()
-    late = design.filter(like="*III/IV").abs().sum(axis=1) > 0
-    stage = pd.read_csv(cohort / "clinical.csv").set_index("patient_id")["stage"]
-    assert set(stage[late]) <= {"III", "IV"}
+    recorded = clinical["stage"].notna().to_numpy()
+    late = design[[f"{c}*III/IV" for c in signature.column]].to_numpy()
+    assert (late[recorded].any(axis=1) == clinical["stage"][recorded].isin(["III", "IV"])).all()
+    np.testing.assert_allclose(
+        (late @ signature.log_hazard_ratio.to_numpy())[recorded],
+        truth["log_hazard_genomics_interaction"][recorded],
+        atol=1e-5,
+    )
+    reported = truth["has_report"].astype(bool) | truth["has_report_structured"].astype(bool)
+    assert reported.any() and not reported.all()
+    findings = (
+        synth_tcga._LVI_LOG_HR * design["lvi"]
+        + synth_tcga._MARGIN_LOG_HR * design["margin positive"]
+        + synth_tcga._DIFFERENTIATION_LOG_HR[1] * design["moderately differentiated"]
+        + synth_tcga._DIFFERENTIATION_LOG_HR[2] * design["poorly differentiated"]
+        + synth_tcga._NECROSIS_LOG_HR * design["necrosis"]
+    )
+    np.testing.assert_allclose(findings[reported], truth["log_hazard_report"][reported], atol=1e-9)
+    # no report: the findings are unknown, not absent
+    assert (design.loc[~reported, "no report"] == 1).all()
+    assert (findings[~reported] == 0).all() and (design.loc[reported, "no report"] == 0).all()
 
 
 def test_oracle_predicts_each_validation_patient_close_to_the_truth(bench, cohort):
