@@ -121,3 +121,45 @@ def test_parts_table_replaces_one_part_at_a_time(bench, cohort):
     genomic = table.loc[table.design.str.startswith("acting"), "C"].max()
     words = table.loc[table.design.str.startswith("findings"), "C"].max()
     assert genomic < words <= told + 0.01
+
+
+def test_seeds_reuse_rescores_earlier_runs_and_sums_them_up(bench, tmp_path, capsys):
+    """``--seeds ... --reuse`` on planted predictions: each seed's table, then the summary rows
+    with the truth, the reference, ours and the best baseline, and the means."""
+    truth_c = {}
+    for seed in (0, 5, 6):
+        folder = tmp_path / f"cohort_n200_seed{seed}"
+        write_tcga_cohort(folder, n_patients=200, seed=seed)
+        val = _validation_rows(folder)
+        true = pd.read_csv(folder / "truth.csv").set_index("patient_id")["true_log_hazard"]
+        noise = np.random.default_rng(seed).normal(size=len(val))
+        planted = {"ours": 0.5, "clinical_cox": 2.0, "coxnet": 1.0, "rsf": 4.0}
+        frames = [
+            val.assign(model=m, risk=true.loc[val.patient_id].to_numpy() + sd * noise)
+            for m, sd in planted.items()
+        ]
+        (folder / "variant_0").mkdir()
+        pd.concat(frames).to_csv(folder / "variant_0" / "predictions.csv", index=False)
+        truth_c[seed] = np.mean(
+            [
+                harrell_c(g.time.to_numpy(float), g.event.to_numpy(bool), true.loc[g.patient_id])
+                for _, g in val.groupby("fold")
+            ]
+        )
+    code = bench.main(
+        ["--seeds", "0", "5", "6", "--reuse", "--n-patients", "200", "--out", str(tmp_path)]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.count("| Cox model told the true form |") == 3 and "Seed 6:" in out
+    summary = [line for line in out.splitlines() if line.startswith(("| 0 |", "| 5 |", "| 6 |"))]
+    assert len(summary) == 3 and all("(coxnet) |" in line for line in summary)
+    for line in summary:  # the truth column is the truth's C on that seed's validation patients
+        seed = int(line.split("|")[1])
+        assert line.split("|")[2].strip() == f"{truth_c[seed]:.3f}"
+        truth, told, ours, gap, versus = (float(x) for x in line.split("|")[2:7])
+        assert abs(gap - (truth - ours)) < 0.0015 and abs(versus - (ours - told)) < 0.0015
+    means = [line for line in out.splitlines() if line.startswith("| mean")]
+    assert [m.split("|")[1].strip() for m in means] == ["mean", "mean without seed 0"]
+    held_out = np.mean([truth_c[5], truth_c[6]])
+    assert means[1].split("|")[2].strip() == f"{held_out:.3f}"
