@@ -13,7 +13,7 @@ import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,8 @@ __all__ = ["GenomicsPreprocessor", "GroupedSNNEncoder", "SNNEncoder", "snn_block
 
 log = logging.getLogger(__name__)
 
-_TRANSFORMS = ("none", "asinh", "asinh_after_selection")
+GenomicsTransform = Literal["none", "asinh", "asinh_after_selection"]
+_TRANSFORMS: tuple[str, ...] = get_args(GenomicsTransform)
 
 
 def snn_block(in_features: int, out_features: int, dropout: float) -> nn.Sequential:
@@ -170,7 +171,7 @@ class GenomicsPreprocessor:
         selection: Literal["variance", "mad"] = "variance",
         groups: Mapping[str, Sequence[str]] | None = None,
         types: Sequence[str] = (),
-        transform: Literal["none", "asinh", "asinh_after_selection"] = "none",
+        transform: GenomicsTransform = "none",
         clip: float | None = None,
     ) -> None:
         if selection not in ("variance", "mad"):
@@ -192,25 +193,24 @@ class GenomicsPreprocessor:
         self.feature_names_: list[str] = []
         self.groups_: dict[str, list[int]] = {}
 
-    def _numeric(self, df: pd.DataFrame, transform: bool = True) -> pd.DataFrame:
-        """``df`` as floats (non-numbers missing), through :attr:`transform_name` when
-        ``transform``."""
+    def _numeric(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` as floats (non-numbers missing), before :attr:`transform_name`."""
         outcome = [c for c in df.columns if is_outcome_column(c)]
         if outcome:
             raise LeakageError(
                 f"genomics table holds outcome columns {outcome}; remove them from the feature table"
             )
-        x = df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-        return self._map(x) if transform else x
+        return df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
 
     def _map(self, x: pd.DataFrame) -> pd.DataFrame:
+        """``x`` through :attr:`transform_name` (the identity for ``none``)."""
         return x if self.transform_name == "none" else np.arcsinh(x)
 
     def fit(self, df: pd.DataFrame) -> GenomicsPreprocessor:
         """Fit on the training rows ``df`` (patients x features)."""
         if len(df) == 0:
             raise DataError("GenomicsPreprocessor.fit got no training rows")
-        raw = self._numeric(df, transform=False)
+        raw = self._numeric(df)
         x = self._map(raw)
         # the values the columns are ranked on: raw with ``asinh_after_selection``
         on_raw = self.transform_name == "asinh_after_selection"
@@ -268,7 +268,7 @@ class GenomicsPreprocessor:
         absent = [c for c in self.feature_names_ if c not in df.columns]
         if absent:
             log.warning("%d genomics columns absent; imputed with the training median", len(absent))
-        x = self._numeric(df.reindex(columns=self.feature_names_)).to_numpy()
+        x = self._map(self._numeric(df.reindex(columns=self.feature_names_))).to_numpy()
         x = np.where(np.isnan(x), self.median_, x)
         z = (x - self.mean_) / self.std_
         if self.clip is not None:
