@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import machine_line, write_section
+from tcga_accuracy import fold_c
 
 from multimodal.data.synth_tcga import write_tcga_cohort
 from multimodal.evaluation.benchmark import run_benchmark
-from multimodal.survival.metrics import harrell_c
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = ("clinical", "genomics", "report", "report_structured")
@@ -254,22 +254,12 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[list, float, dict]:
     preds["patient_id"] = preds["patient_id"].astype(str)
     ref = preds[preds.model == "ours"]
     preds = pd.concat([oracle_predictions(data, ref), preds], ignore_index=True)
+    truth_c = fold_c(ref.assign(risk=truth.loc[ref.patient_id, "true_log_hazard"].to_numpy()))
     rows = []
-    truth_c = [
-        harrell_c(
-            g.time.to_numpy(float),
-            g.event.to_numpy(bool),
-            truth.loc[g.patient_id, "true_log_hazard"].to_numpy(float),
-        )
-        for _, g in ref.groupby("fold")
-    ]
     for model, g in preds.groupby("model", sort=False):
-        cs = [
-            harrell_c(f.time.to_numpy(float), f.event.to_numpy(bool), f.risk.to_numpy(float))
-            for _, f in g.groupby("fold")
-        ]
-        rows.append((model, float(np.mean(cs)), float(np.std(cs, ddof=1))))
-    return rows, float(np.mean(truth_c)), seconds
+        cs = fold_c(g)
+        rows.append((model, float(cs.mean()), float(cs.std(ddof=1))))
+    return rows, float(truth_c.mean()), seconds
 
 
 if __name__ == "__main__":
