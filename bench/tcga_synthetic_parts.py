@@ -72,8 +72,8 @@ def parts_table(data: Path, alphas: tuple[float, ...] = ALPHAS) -> pd.DataFrame:
     genomics = pd.read_csv(data / "genomics.csv.gz").set_index("patient_id").loc[design.index]
     reports = pd.read_csv(data / "reports_structured.csv").set_index("patient_id")
     reports = reports.loc[reports.index.isin(design.index), "text_structured"]
-    texts = [str(reports.get(p, "")) if p in reports.index else "" for p in design.index]
-    has_text = np.array([p in reports.index for p in design.index])
+    has_text = design.index.isin(reports.index)
+    texts = [str(reports[p]) if has else "" for p, has in zip(design.index, has_text, strict=True)]
     time = clinical["survival_months"].to_numpy(float)
     event = clinical["event"].to_numpy(bool)
     acting = [c for c in design.columns if c.endswith(("_rnaseq", "_cnv", "_mut", "*III/IV"))]
@@ -81,6 +81,7 @@ def parts_table(data: Path, alphas: tuple[float, ...] = ALPHAS) -> pd.DataFrame:
     # every stage level, the reference one too, as members.interactions builds the products
     others = base.filter(like="stage=").to_numpy()
     stages = np.hstack([1.0 - others.sum(axis=1, keepdims=True), others])
+    clin, true_g, found = base.to_numpy(), design[acting].to_numpy(), design[FINDINGS].to_numpy()
     scores: dict[tuple[str, float | None], list[float]] = {}
     for k in range(5):
         split = pd.read_csv(data / "splits" / SPLIT_NAME / f"fold_{k}.csv")
@@ -96,10 +97,6 @@ def parts_table(data: Path, alphas: tuple[float, ...] = ALPHAS) -> pd.DataFrame:
         products = np.hstack([pcs * stages[:, [j]] for j in range(stages.shape[1])])
         vec = LexicalVectorizer(max_terms=1000, min_df=5).fit([texts[i] for i in tr if has_text[i]])
         words = vec.transform(texts) * has_text[:, None]
-
-        clin = base.to_numpy()
-        true_g = design[acting].to_numpy()
-        found = design[FINDINGS].to_numpy()
         runs = [("told the true form", [(clin, 0.1), (true_g, 0.1), (found, 0.1)], None)]
         for a in alphas:
             runs.append(("findings -> report words", [(clin, 0.1), (true_g, 0.1), (words, a)], a))
