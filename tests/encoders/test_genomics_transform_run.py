@@ -51,7 +51,8 @@ def test_the_transform_is_saved_and_the_run_reloads(tcga_folder, tmp_path, trans
     assert state["transform"] == transform
     assert state["clip"] == clip
     table = cohort.sources["genomics"].table.loc[:, state["feature_names"]].astype(float)
-    train_ids = [p for p in table.index if p in set(_training_ids(res.run_dir))]
+    trained = set(_training_ids(res.run_dir))
+    train_ids = [p for p in table.index if p in trained]
     raw_sd = table.loc[train_ids].std(ddof=0).to_numpy()  # no column of this cohort is missing
     asinh_sd = np.arcsinh(table.loc[train_ids]).std(ddof=0).to_numpy()
     # the tree members' ranking scale: raw SDs unless the ranking itself was on asinh values
