@@ -290,7 +290,10 @@ def predict(
     except ValueError:
         raise typer.BadParameter(f"--landmark {landmark!r}: give a time or 'last'") from None
     frame = model.predict(
-        Cohort.load(cohort, require_outcomes=False), grid, strict=strict, landmark=at
+        Cohort.load(cohort, require_outcomes=False, **model.config.data.cohort_options()),
+        grid,
+        strict=strict,
+        landmark=at,
     )
     counts = frame["status"].value_counts()
     typer.echo(
@@ -334,7 +337,11 @@ def explain(
 
     model = load_run(run_dir, allow_partial=allow_partial)
     ids = [p.strip() for p in patients.split(",") if p.strip()] if patients else None
-    explanation = model.explain(Cohort.load(cohort), patient_ids=ids, saliency_limit=saliency_limit)
+    explanation = model.explain(
+        Cohort.load(cohort, **model.config.data.cohort_options()),
+        patient_ids=ids,
+        saliency_limit=saliency_limit,
+    )
     folder = explanation.save(out or RunFolder(run_dir).explanations_dir)
     n = explanation.meta["n_patients"]
     typer.echo(f"wrote {folder} ({n} patients; {', '.join(explanation.meta['methods'])})")

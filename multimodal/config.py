@@ -7,6 +7,7 @@ the CLI, the benchmark and the tuner alike -- takes a :class:`Config`, a dict, o
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,6 +96,16 @@ class DataConfig(_Strict):
     """Run only these folds (default: all)."""
     group_by: str | None = None
     """Group folds by this patient column (e.g. ``site``) so a group never spans train and val."""
+    clinical_numeric: list[str] | None = None
+    """Numeric clinical covariates of a TCGA folder: ``clinical.csv`` columns (null: ``[age]``).
+    A manifest cohort names its covariates in its ``clinical`` entry instead; setting this with
+    one is an error."""
+    clinical_categorical: list[str] | None = None
+    """Categorical clinical covariates of a TCGA folder (null: ``[sex, stage]``), e.g. ``[sex,
+    stage, histological_grade, histological_type]``. TCGA's bracketed markers (``[Not
+    Available]``, ``[Unknown]``, ``[Discrepancy]``, ...) count as missing (level "unknown"). The
+    run records the list, and ``predict``, ``explain``, ``report`` and the dashboard load a TCGA
+    folder with it. Manifest cohorts: as ``clinical_numeric``."""
     early_stopping_fraction: float = Field(0.15, ge=0.0, lt=0.5)
     """Share of each training fold held out for early stopping; the reported fold is never used.
     ``0``: no early stopping; every fit runs ``train.epochs`` epochs and keeps the last state."""
@@ -152,6 +163,11 @@ class DataConfig(_Strict):
     """Embedding cache (text, frozen images); default ``~/.cache/multimodal``."""
     landmark: LandmarkConfig | None = None
     """Landmarking (required with a longitudinal modality): ``{times: [...], horizon: h}``."""
+
+    def cohort_options(self) -> dict[str, list[str]]:
+        """Keyword arguments of :meth:`multimodal.data.cohort.Cohort.load` for the clinical
+        covariates set here (none when both are null: the cohort's own)."""
+        return cohort_options_of({"data": self.model_dump()})
 
 
 class FusionConfig(_Strict):
@@ -581,6 +597,17 @@ def read_yaml_mapping(
     if not isinstance(raw, dict):
         raise ConfigError(f"{label} {path} {mapping}")
     return raw
+
+
+#: ``data`` keys that change how :meth:`multimodal.data.cohort.Cohort.load` reads a cohort.
+_COHORT_KEYS = ("clinical_numeric", "clinical_categorical")
+
+
+def cohort_options_of(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """:meth:`DataConfig.cohort_options` of a config as a dict (a run folder's ``config.yaml``):
+    the ``Cohort.load`` keywords that load a cohort as the run was trained on it."""
+    data = config.get("data") or {}
+    return {key: [str(c) for c in data[key]] for key in _COHORT_KEYS if data.get(key) is not None}
 
 
 def load_config(

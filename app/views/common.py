@@ -58,7 +58,7 @@ class Ctx:
         return self.run_dir if s is None else f"{self.run_dir}@{s:g}"
 
     def cohort(self):
-        return get_cohort(self.cohort_path) if self.cohort_path else None
+        return get_cohort(self.cohort_path, self.run_dir) if self.cohort_path else None
 
     def model(self):
         return get_model(self.run_dir)
@@ -86,11 +86,20 @@ def open_run(run_dir: str, cohort: str | None) -> RunData:
     return get_run(run_dir, cohort, stamp)
 
 
+def get_cohort(path: str, run_dir: str | None = None):
+    """The cohort at ``path``, read as the run at ``run_dir`` was trained on it (its
+    ``data.clinical_*`` covariates of a TCGA folder)."""
+    from multimodal.config import cohort_options_of
+
+    options = cohort_options_of(RunFolder(run_dir).read_config_raw()) if run_dir else {}
+    return _load_cohort(path, tuple((k, tuple(v)) for k, v in sorted(options.items())))
+
+
 @st.cache_resource(show_spinner="Loading the cohort…", max_entries=2)
-def get_cohort(path: str):
+def _load_cohort(path: str, options: tuple):
     from multimodal.data.cohort import Cohort
 
-    return Cohort.load(path)
+    return Cohort.load(path, **{key: list(cols) for key, cols in options})
 
 
 def _load_and_warm(run_dir: str, cohort: Any, patient_id: str | None):
@@ -187,7 +196,8 @@ def get_model(run_dir: str):
 
 @st.cache_resource(max_entries=4)
 def get_attributes(_run: RunData, run_key: str, cohort_path: str | None) -> pd.DataFrame:
-    return cohort_stats.patient_attributes(_run, get_cohort(cohort_path) if cohort_path else None)
+    cohort = get_cohort(cohort_path, _run.run_dir) if cohort_path else None
+    return cohort_stats.patient_attributes(_run, cohort)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -204,7 +214,7 @@ def get_metric_table(_run: RunData, run_key: str, endpoint: str, ids: tuple | No
 @st.cache_resource(max_entries=4)
 def get_profile(run_dir: str, cohort_path: str | None) -> ood.TrainingProfile:
     run = open_run(run_dir, None)
-    cohort = get_cohort(cohort_path) if cohort_path else None
+    cohort = get_cohort(cohort_path, run_dir) if cohort_path else None
     return ood.training_profile(get_model(run_dir), cohort, list(run.oof().index))
 
 
@@ -231,7 +241,7 @@ def predict_patients(
     grid = patient.curve_grid(
         min(max_time, patient.curve_limit(run)), extra=list(patient.run_horizons(run).values())
     )
-    cohort = get_cohort(cohort_path).subset(list(ids))
+    cohort = get_cohort(cohort_path, run_dir).subset(list(ids))
     return patient.fold_predictions(
         get_model(run_dir), cohort, grid, run.reference_risks(), run.pooled_reference()
     )
@@ -242,7 +252,7 @@ def visit_risks(run_dir: str, cohort_path: str, pid: str, fold: int | None) -> p
     """A landmark run: the event probability within the horizon predicted at each of the
     patient's visits (:func:`multimodal.dashboard.landmark.risk_at_visits`)."""
     run = open_run(run_dir, None)
-    cohort = get_cohort(cohort_path).subset([pid])
+    cohort = get_cohort(cohort_path, run_dir).subset([pid])
     model = get_model(run_dir)
     visits = landmark.visit_times(landmark.measurements(cohort, pid, model.modalities))
     return landmark.risk_at_visits(model, cohort, pid, float(run.horizon), visits, fold)
@@ -252,7 +262,7 @@ def visit_risks(run_dir: str, cohort_path: str, pid: str, fold: int | None) -> p
 def patient_evidence(run_dir: str, cohort_path: str, pid: str, full: bool = False):
     """Saved explanations when the run has them; else, with ``full``, the explain step for this
     patient (in memory: the run folder is never written); else the quick estimate."""
-    cohort = get_cohort(cohort_path)
+    cohort = get_cohort(cohort_path, run_dir)
     text = ""
     for m in cohort.modalities:
         src = cohort.sources[m]
@@ -275,7 +285,7 @@ def patient_evidence(run_dir: str, cohort_path: str, pid: str, full: bool = Fals
 @st.cache_data(max_entries=64, show_spinner="Occluding blocks of the image…")
 def patient_saliency(run_dir: str, cohort_path: str, pid: str, modality: str):
     """Quick occlusion saliency of one image (kept apart: it costs as much as the rest)."""
-    cohort = get_cohort(cohort_path).subset([pid])
+    cohort = get_cohort(cohort_path, run_dir).subset([pid])
     return evidence.image_saliency(get_model(run_dir), cohort, pid, modality)
 
 

@@ -26,7 +26,7 @@ from multimodal.data.splits import (
     stratified_folds,
 )
 from multimodal.data.tcga_tables import read_tcga_tables
-from multimodal.exceptions import DataError, MultimodalError
+from multimodal.exceptions import ConfigError, DataError, MultimodalError
 from multimodal.registry import did_you_mean
 
 # parse_patients lives in multimodal.data.patients (below the TCGA reader); importable from here too
@@ -321,15 +321,38 @@ class Cohort:
         return cls(patients, sources, name="pbc2", root=Path(path), time_unit="years")
 
     @classmethod
-    def load(cls, path: str | Path, require_outcomes: bool = True) -> Cohort:
+    def load(
+        cls,
+        path: str | Path,
+        require_outcomes: bool = True,
+        clinical_numeric: Iterable[str] | None = None,
+        clinical_categorical: Iterable[str] | None = None,
+    ) -> Cohort:
         """Load a manifest file, a folder holding ``cohort.yaml`` (or ``.yml``/``.json``), or a
         TCGA cancer folder (``clinical.csv`` with ``survival_months``, no manifest).
 
         ``require_outcomes=False`` (prediction): a manifest's patient table may lack ``time`` /
-        ``event`` or leave them empty; training needs them (the default)."""
+        ``event`` or leave them empty; training needs them (the default).
+        ``clinical_numeric`` / ``clinical_categorical`` (a config's ``data.clinical_numeric`` /
+        ``data.clinical_categorical``, :meth:`~multimodal.config.DataConfig.cohort_options`):
+        the clinical.csv covariates of a TCGA folder; None: ``age`` / ``sex, stage``. A manifest
+        names its covariates itself, and giving either with one raises :class:`ConfigError`."""
         kind, target = locate_cohort(path)
         if kind == "tcga":
-            return cls.from_tcga(target)
+            return cls.from_tcga(
+                target,
+                clinical_numeric=("age",) if clinical_numeric is None else clinical_numeric,
+                clinical_categorical=(
+                    ("sex", "stage") if clinical_categorical is None else clinical_categorical
+                ),
+            )
+        if clinical_numeric is not None or clinical_categorical is not None:
+            raise ConfigError(
+                f"data.clinical_numeric / data.clinical_categorical choose the covariates of a "
+                f"TCGA folder; {path} is a {'manifest' if kind == 'manifest' else kind} cohort, "
+                "whose clinical covariates are named where it is defined (a manifest's clinical "
+                "entry: numeric: [...], categorical: [...]). Remove the two keys from the config."
+            )
         if kind == "pbc2":
             return cls.from_pbc2(target)
         return cls.from_manifest(target, require_outcomes)

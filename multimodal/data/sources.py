@@ -289,10 +289,17 @@ class ClinicalSource(ModalitySource):
                 problems.error(type(err), str(err))
                 ok = False
             elif col not in frame.columns:
+                # "grade" -> histological_grade: a name inside a column's says more than spelling
+                holding = [str(c) for c in columns if str(col).lower() in str(c).lower()]
+                hint = (
+                    f" Did you mean {' or '.join(map(repr, holding[:3]))}?"
+                    if holding
+                    else did_you_mean(col, columns)
+                )
+                shown = ", ".join(map(str, columns[:30])) + (" ..." if len(columns) > 30 else "")
                 problems.error(
                     SchemaError,
-                    f"{label}: declared covariate {col!r} is not a column.{did_you_mean(col, columns)} "
-                    f"Columns: {', '.join(map(str, columns[:12]))}",
+                    f"{label}: declared covariate {col!r} is not a column.{hint} Columns: {shown}",
                 )
                 ok = False
         both = set(numeric) & set(categorical)

@@ -14,6 +14,9 @@ Mapping, applied once here:
   and the progression endpoints tell "death first" from "progression first" by comparing the two.
 - ``clinical``: ``age`` (numeric), ``sex`` and ``stage`` (categorical) by default; a requested
   column that is empty for every patient (``stage`` in GBMLGG: gliomas are not staged) is left out.
+  Other clinical.csv columns may be asked for (``data.clinical_categorical``, e.g.
+  ``histological_grade``); in categorical covariates TCGA's bracketed markers (``[Not
+  Available]``, ``[Unknown]``, ``[Discrepancy]``, ...) are missing values.
 - ``genomics``: ``genomics.csv.gz`` with groups ``rna``/``mut``/``cnv`` from the column suffixes
   ``_rnaseq``/``_mut``/``_cnv``.
 - ``report``: ``reports.csv`` column ``text``; ``report_structured``: ``reports_structured.csv``
@@ -125,6 +128,21 @@ def _clinical_spec(
     return spec
 
 
+def _unmarked(clinical: pd.DataFrame, categorical: Iterable[str]) -> pd.DataFrame:
+    """``clinical`` with TCGA's bracketed markers (``[Not Available]``, ``[Unknown]``,
+    ``[Discrepancy]``, ``[Not Applicable]``, ...) in the ``categorical`` covariates made missing:
+    they say the value was not recorded, and a model should see them as level "unknown", not as
+    a level of their own (``histological_grade`` of BRCA is ``[Not Available]`` for everyone)."""
+    present = [c for c in categorical if c in clinical.columns]
+    if not present:
+        return clinical
+    out = clinical.copy()
+    for col in present:
+        text = out[col].astype("string").str.strip()
+        out[col] = out[col].mask(text.str.fullmatch(r"\[[^\]]*\]").fillna(False).astype(bool))
+    return out
+
+
 def _genomics_groups(columns: Iterable[str]) -> dict[str, list[str]]:
     """Group name -> the columns with its suffix (:data:`GENOMICS_GROUP_SUFFIXES`), in table
     order; groups without a column are left out."""
@@ -207,8 +225,10 @@ def read_tcga_tables(
         if source is not None:
             tables.sources[name] = source
 
-    spec = _clinical_spec(clinical, clinical_numeric, clinical_categorical, label)
-    add("clinical", build_source("clinical", clinical, spec, label, problems, known))
+    categorical = list(clinical_categorical)
+    covariates = _unmarked(clinical, categorical)  # before: a column of markers only is empty
+    spec = _clinical_spec(covariates, clinical_numeric, categorical, label)
+    add("clinical", build_source("clinical", covariates, spec, label, problems, known))
     gpath = folder / "genomics.csv.gz"
     frame = _read(gpath, problems) if gpath.is_file() else None
     if frame is not None:

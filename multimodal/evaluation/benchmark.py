@@ -195,13 +195,15 @@ def run_benchmark(
     published : the published MCAT C-index table; default: looked up beside ``data``
         (``<data>/../../benchmarks/published_cindex_mcat_iccv2021.csv``).
     """
+    from multimodal.config import load_config
     from multimodal.data.cohort import Cohort
 
     data = Path(data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cohort = Cohort.load(data)
     config = default_config_path() if config is None else config
+    # the config's clinical covariates (data.clinical_*), for our models and the baselines alike
+    cohort = Cohort.load(data, **load_config(config, list(overrides)).data.cohort_options())
     split = Path(str(folds))
     if str(folds).isdigit():  # k stratified folds (a cohort without published splits)
         all_folds = cohort.folds(k=int(folds), seed=0)

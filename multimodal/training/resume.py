@@ -65,6 +65,8 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("data", "genomics_types"): [],
     ("data", "genomics_transform"): "none",
     ("data", "genomics_clip"): None,
+    ("data", "clinical_numeric"): None,
+    ("data", "clinical_categorical"): None,
 }
 
 

@@ -326,7 +326,7 @@ def train(
             raise ConfigError("no cohort: set data.cohort in the config or pass --cohort")
         from multimodal.data.cohort import Cohort
 
-        cohort = Cohort.load(cfg.data.cohort)
+        cohort = Cohort.load(cfg.data.cohort, **cfg.data.cohort_options())
     cohort = trainable_cohort(cohort, cfg.endpoint)
     patients_cohort, cohort = cohort, landmarked_for_training(cfg, cohort)
     folder = RunFolder(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))

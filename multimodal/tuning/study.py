@@ -437,7 +437,7 @@ def _tuning_cohort(spec: TuneSpec, cohort: Any, outer_fold: int | None) -> tuple
             raise ConfigError(
                 f"no cohort: pass --cohort or set data.cohort in the base config of {spec.source}"
             )
-        cohort = Cohort.load(path)
+        cohort = Cohort.load(path, **base_cfg.data.cohort_options())
     if outer_fold is None:
         return cohort, f"all {len(cohort.patients)} patients"
     # the same outer folds as `multimodal train` with the base config (data.folds/split/seed)

@@ -130,6 +130,8 @@ def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, k
         "genomics_types": ["rnaseq", "mut"],
         "genomics_transform": "asinh",
         "genomics_clip": 5.0,
+        "clinical_numeric": ["age"],
+        "clinical_categorical": ["sex", "stage", "histological_grade"],
     }
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting

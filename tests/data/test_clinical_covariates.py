@@ -1,0 +1,154 @@
+"""``data.clinical_numeric`` / ``data.clinical_categorical``: the clinical covariates of a TCGA
+folder, the way a user reaches them (a config key, the CLI's train / predict / report, the
+benchmark's baselines), and TCGA's bracketed markers read as missing values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from multimodal.cli import app
+from multimodal.config import cohort_options_of, load_config
+from multimodal.data import Cohort
+from multimodal.data.synth_tcga import write_tcga_cohort
+from multimodal.evaluation.benchmark import run_benchmark
+from multimodal.exceptions import ConfigError, SchemaError
+
+GRADE = ["sex", "stage", "histological_grade"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """A TCGA-layout synthetic folder with a ``histological_grade`` column: G1-G3 that act on
+    the hazard, TCGA's markers for some patients, and a column of markers only."""
+    path = write_tcga_cohort(tmp_path_factory.mktemp("grade") / "syn", n_patients=200, seed=3)
+    table = pd.read_csv(path / "clinical.csv")
+    rng = np.random.default_rng(0)
+    grade = np.where(table["event"] == 1, rng.choice(["G2", "G3"], len(table)), "G1")
+    grade = np.where(
+        rng.random(len(table)) < 0.5, rng.choice(["G1", "G2", "G3"], len(table)), grade
+    )
+    marker = rng.random(len(table)) < 0.1
+    table["histological_grade"] = np.where(
+        marker, rng.choice(["[Not Available]", "[Discrepancy]"], len(table)), grade
+    )
+    table["grade_unrecorded"] = "[Not Available]"
+    table.to_csv(path / "clinical.csv", index=False)
+    return path
+
+
+def _config(tmp_path: Path, **data) -> Path:
+    cfg = {
+        "data": {
+            "split": "porpoise_mcat_5fold",
+            "fold_indices": [0],
+            "modalities": ["clinical", "genomics"],
+            "genomics_max_features": 20,
+            **data,
+        },
+        "encoders": {"clinical": {"name": "clinical_mlp", "out_dim": 4}},
+        "members": {"linear": ["genomics"], "combine": "stacked", "deep": False},
+        "train": {"progress": False},
+        "eval": {"n_times": 4, "bootstrap": 0},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_markers_are_missing_and_the_defaults_are_unchanged(folder):
+    raw = pd.read_csv(folder / "clinical.csv").set_index("patient_id")
+    cohort = Cohort.load(folder, clinical_categorical=[*GRADE, "grade_unrecorded"])
+    source = cohort.sources["clinical"]
+    # a column of markers only says nothing: left out as an empty one is
+    assert source.categorical == GRADE and source.numeric == ["age"]
+    grade = source.table["histological_grade"]
+    marked = raw.loc[grade.index, "histological_grade"].str.startswith("[")
+    assert marked.sum() > 0 and grade[marked].isna().all()
+    assert set(grade[~marked]) == {"G1", "G2", "G3"}
+    # without the keys: age, sex and stage, exactly as before
+    plain = Cohort.load(folder).sources["clinical"]
+    assert plain.categorical == ["sex", "stage"] and list(plain.table.columns) == [
+        "age",
+        "sex",
+        "stage",
+    ]
+    for col in ("age", "sex", "stage"):
+        assert plain.table[col].equals(source.table[col])
+
+
+def test_unknown_column_and_manifest_cohorts_are_refused(folder, tmp_path):
+    with pytest.raises(SchemaError, match=r"'grade'.*histological_grade"):
+        Cohort.load(folder, clinical_categorical=["sex", "grade"])
+    manifest = tmp_path / "cohort.yaml"
+    pd.DataFrame({"patient_id": ["a", "b"], "time": [1.0, 2.0], "event": [1, 0]}).to_csv(
+        tmp_path / "patients.csv", index=False
+    )
+    manifest.write_text(yaml.safe_dump({"patients": "patients.csv", "modalities": {}}))
+    with pytest.raises(ConfigError, match=r"manifest.*clinical entry"):
+        Cohort.load(manifest, clinical_categorical=["sex"])
+
+
+def test_config_keys_give_the_load_options():
+    cfg = load_config({"data": {"clinical_categorical": GRADE}})
+    assert cfg.data.cohort_options() == {"clinical_categorical": GRADE}
+    assert load_config({}).data.cohort_options() == {}
+    assert cohort_options_of(
+        {"data": {"clinical_numeric": ["age"], "clinical_categorical": None}}
+    ) == {"clinical_numeric": ["age"]}
+
+
+def test_train_predict_and_report_read_the_run_covariates(folder, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    config = _config(tmp_path, clinical_categorical=GRADE)
+    res = runner.invoke(
+        app, ["train", "-c", str(config), "--cohort", str(folder), "--out", str(run)]
+    )
+    assert res.exit_code == 0, res.output
+    prep = json.loads((run / "model" / "fold_0" / "preprocess.json").read_text())
+    assert prep["clinical"]["state"]["categorical"] == GRADE
+    # predict: the folder is read with the run's covariates; the validation patients get the
+    # risks training wrote for them (each centred: the saved risks are centred on the fold's
+    # training mean)
+    out = tmp_path / "pred.csv"
+    res = runner.invoke(app, ["predict", str(run), "--cohort", str(folder), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    pred = pd.read_csv(out).set_index("patient_id")
+    assert (pred["status"] == "ok").all()
+    trained = pd.read_csv(run / "predictions.csv")
+    val = trained[trained.split == "val"].set_index("patient_id")
+    again = pred.loc[val.index, "risk"]
+    np.testing.assert_allclose(again - again.mean(), val["risk"] - val["risk"].mean(), atol=1e-5)
+    # the Python API on the folder read without the run's covariates: every patient flagged,
+    # the missing column named
+    import multimodal
+
+    flagged = multimodal.load_run(run).predict(Cohort.load(folder))
+    assert (flagged["status"] != "ok").all()
+    assert flagged["input_issues"].str.contains("histological_grade").all()
+    # the report finds and reads the cohort as the run was trained on it
+    res = runner.invoke(app, ["report", str(run), "--cohort", str(folder)])
+    assert res.exit_code == 0, res.output
+
+
+def test_benchmark_baselines_get_the_same_covariates(folder, tmp_path):
+    """Equal information: the baselines read the cohort with the config's covariates too."""
+    config = _config(tmp_path)
+    kwargs = dict(config=config, variants={}, baselines=("clinical_cox",), n_boot=0)
+    kwargs["fold_indices"] = [0]
+    plain = run_benchmark(folder, tmp_path / "plain", **kwargs).predictions
+    graded = run_benchmark(
+        folder,
+        tmp_path / "grade",
+        overrides=[f"data.clinical_categorical=[{', '.join(GRADE)}]"],
+        **kwargs,
+    ).predictions
+    assert plain.patient_id.tolist() == graded.patient_id.tolist()
+    assert not np.allclose(plain.risk, graded.risk)
