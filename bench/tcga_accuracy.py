@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from _common import machine_line, write_section
 
+from multimodal.config import load_config
 from multimodal.evaluation.benchmark import run_benchmark
 from multimodal.evaluation.compare import load_published_mcat
 from multimodal.survival.metrics import harrell_c
@@ -118,12 +119,28 @@ def run_cancer(args, cancer: str) -> dict[str, object]:
     cohort = Cohort.load(data)
     mods = [m for m in MODALITIES if m in cohort.modalities]
     base_dir = out / "baselines"
+    # the baselines read the cohort with the config's clinical covariates, as ours do
+    covariates = load_config(args.config, list(args.overrides)).data.cohort_options()
+    stamp = base_dir / "covariates.json"
+    read_with = json.loads(stamp.read_text()) if stamp.is_file() else {}
     t0 = time.perf_counter()
-    if args.refit_baselines or not (base_dir / "predictions.csv").is_file():
+    if (
+        args.refit_baselines
+        or not (base_dir / "predictions.csv").is_file()
+        or read_with != covariates
+    ):
         run_benchmark(
-            data, base_dir, variants={}, baselines=BASELINES, n_boot=0, fold_indices=args.folds
+            data,
+            base_dir,
+            config=args.config,
+            overrides=[o for o in args.overrides if o.startswith("data.clinical_")],
+            variants={},
+            baselines=BASELINES,
+            n_boot=0,
+            fold_indices=args.folds,
         )
         (base_dir / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+        stamp.write_text(json.dumps(covariates) + "\n")
     base_seconds = float((base_dir / "seconds.txt").read_text())
     t0 = time.perf_counter()
     ours_dir = out / "ours"

@@ -290,7 +290,7 @@ def predict(
     except ValueError:
         raise typer.BadParameter(f"--landmark {landmark!r}: give a time or 'last'") from None
     frame = model.predict(
-        Cohort.load(cohort, require_outcomes=False, **model.config.data.cohort_options()),
+        Cohort.load_for_run(cohort, model.config, require_outcomes=False),
         grid,
         strict=strict,
         landmark=at,
@@ -338,7 +338,7 @@ def explain(
     model = load_run(run_dir, allow_partial=allow_partial)
     ids = [p.strip() for p in patients.split(",") if p.strip()] if patients else None
     explanation = model.explain(
-        Cohort.load(cohort, **model.config.data.cohort_options()),
+        Cohort.load_for_run(cohort, model.config),
         patient_ids=ids,
         saliency_limit=saliency_limit,
     )

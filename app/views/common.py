@@ -87,8 +87,8 @@ def open_run(run_dir: str, cohort: str | None) -> RunData:
 
 
 def get_cohort(path: str, run_dir: str | None = None):
-    """The cohort at ``path``, read as the run at ``run_dir`` was trained on it (its
-    ``data.clinical_*`` covariates of a TCGA folder)."""
+    """The cohort at ``path``, read as the run at ``run_dir`` was trained on it (the
+    ``data.clinical_*`` covariates of a TCGA folder; :meth:`Cohort.load_for_run`)."""
     from multimodal.config import cohort_options_of
 
     options = cohort_options_of(RunFolder(run_dir).read_config_raw()) if run_dir else {}
@@ -99,7 +99,7 @@ def get_cohort(path: str, run_dir: str | None = None):
 def _load_cohort(path: str, options: tuple):
     from multimodal.data.cohort import Cohort
 
-    return Cohort.load(path, **{key: list(cols) for key, cols in options})
+    return Cohort.load_for_run(path, {"data": {key: list(cols) for key, cols in options}})
 
 
 def _load_and_warm(run_dir: str, cohort: Any, patient_id: str | None):

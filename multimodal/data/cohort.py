@@ -25,7 +25,7 @@ from multimodal.data.splits import (
     read_fold_files,
     stratified_folds,
 )
-from multimodal.data.tcga_tables import read_tcga_tables
+from multimodal.data.tcga_tables import CLINICAL_DEFAULTS, read_tcga_tables
 from multimodal.exceptions import ConfigError, DataError, MultimodalError
 from multimodal.registry import did_you_mean
 
@@ -210,8 +210,17 @@ def load_tcga(
         problems.raise_if_any()
     if tables.patients is None:
         return None
+    chosen = {
+        "clinical_numeric": [str(c) for c in clinical_numeric],
+        "clinical_categorical": [str(c) for c in clinical_categorical],
+    }
     cohort = Cohort(
-        tables.patients, tables.sources, name=tables.name, root=tables.root, time_unit="months"
+        tables.patients,
+        tables.sources,
+        name=tables.name,
+        root=tables.root,
+        time_unit="months",
+        clinical_options={k: v for k, v in chosen.items() if v != CLINICAL_DEFAULTS[k]},
     )
     if splits_name is not None:
         cohort = _restrict_to_split(cohort, tables.root, splits_name)
@@ -231,6 +240,8 @@ class Cohort:
     folds_dir : default fold-file folder (manifest ``splits.folds_dir`` or TCGA ``splits_name``).
     known_ids : every patient id the cohort was loaded with (kept through :meth:`subset` so that
         fold files may name excluded patients).
+    clinical_options : the clinical covariates a TCGA folder was read with
+        (:meth:`~multimodal.config.DataConfig.cohort_options`), where not its defaults.
 
     Examples
     --------
@@ -249,8 +260,12 @@ class Cohort:
         known_ids: Iterable[str] | None = None,
         manifest: Manifest | None = None,
         time_unit: str | None = None,
+        clinical_options: dict[str, list[str]] | None = None,
     ) -> None:
         self.patients = patients
+        #: The ``data.clinical_*`` keys a TCGA folder was read with, where they differ from its
+        #: defaults (``{}``: age, sex and stage); a run trained on the cohort records them.
+        self.clinical_options = dict(clinical_options or {})
         self.sources = dict(sources or {})
         self.name = name
         self.root = Path(root) if root is not None else None
@@ -347,15 +362,34 @@ class Cohort:
                 ),
             )
         if clinical_numeric is not None or clinical_categorical is not None:
+            where = (
+                "its manifest's clinical entry (numeric: [...], categorical: [...])"
+                if kind == "manifest"
+                else "the package (multimodal.data.pbc)"
+            )
             raise ConfigError(
                 f"data.clinical_numeric / data.clinical_categorical choose the covariates of a "
-                f"TCGA folder; {path} is a {'manifest' if kind == 'manifest' else kind} cohort, "
-                "whose clinical covariates are named where it is defined (a manifest's clinical "
-                "entry: numeric: [...], categorical: [...]). Remove the two keys from the config."
+                f"TCGA folder; {path} is a {kind} cohort, whose clinical covariates are set by "
+                f"{where}. Remove the two keys from the config."
             )
         if kind == "pbc2":
             return cls.from_pbc2(target)
         return cls.from_manifest(target, require_outcomes)
+
+    @classmethod
+    def load_for_run(cls, path: str | Path, config: Any, require_outcomes: bool = True) -> Cohort:
+        """Load ``path`` as a trained run reads it: a TCGA folder with the run's clinical
+        covariates (``data.clinical_*`` of ``config``, a :class:`~multimodal.config.Config` or
+        the run folder's config dict); a manifest cohort as it is (it names its own covariates,
+        and the model's input checks flag a column it lacks). For ``predict``, ``explain``, the
+        report, the robustness checks and the dashboard: new patients may come in either form."""
+        from multimodal.config import Config, cohort_options_of
+
+        kind, _ = locate_cohort(path)
+        if kind != "tcga":
+            return cls.load(path, require_outcomes)
+        raw = config.to_dict() if isinstance(config, Config) else dict(config or {})
+        return cls.load(path, require_outcomes, **cohort_options_of(raw))
 
     # ----------------------------------------------------------------------------- views
     @property
@@ -440,6 +474,7 @@ class Cohort:
             self.known_ids,
             self.manifest,
             self._time_unit,
+            self.clinical_options,
         )
 
     def filter(self, fn: Callable[[pd.DataFrame], Any]) -> Cohort:

@@ -171,6 +171,7 @@ def landmark_cohort(
         known_ids=rows.index,
         manifest=cohort.manifest,
         time_unit=getattr(cohort, "time_unit", None),
+        clinical_options=getattr(cohort, "clinical_options", None),
     )
     out.landmark_horizon = horizon
     return out

@@ -420,7 +420,9 @@ def load_manifest(path: str | Path, problems: Problems | None = None) -> Manifes
             problems.error(SchemaError, str(exc))
             return None
 
-    patients = dict(doc.get("patients") or {})
+    # a malformed entry is already a schema error above; read on to collect the others
+    raw_patients = doc.get("patients")
+    patients = dict(raw_patients) if isinstance(raw_patients, dict) else {}
     patients["path"] = resolve(patients.get("path"), "patients.path")
     modalities: dict[str, dict[str, Any]] = {}
     raw_mods = doc.get("modalities") or {}

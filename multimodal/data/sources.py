@@ -290,7 +290,11 @@ class ClinicalSource(ModalitySource):
                 ok = False
             elif col not in frame.columns:
                 # "grade" -> histological_grade: a name inside a column's says more than spelling
-                holding = [str(c) for c in columns if str(col).lower() in str(c).lower()]
+                holding = [
+                    str(c)
+                    for c in columns
+                    if str(col) and str(col).lower() in str(c).lower() and not is_outcome_column(c)
+                ]
                 hint = (
                     f" Did you mean {' or '.join(map(repr, holding[:3]))}?"
                     if holding

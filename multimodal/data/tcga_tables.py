@@ -47,6 +47,7 @@ from multimodal.registry import did_you_mean
 from multimodal.types import columns_by_suffix
 
 __all__ = [
+    "CLINICAL_DEFAULTS",
     "DAYS_PER_MONTH",
     "GENOMICS_GROUP_SUFFIXES",
     "SOURCE_COLUMNS",
@@ -69,6 +70,12 @@ TEXT_FILES = {
     "report_structured": ("reports_structured.csv", "text_structured"),
 }
 
+
+#: The clinical covariates of a TCGA folder unless a config says otherwise (``data.clinical_*``).
+CLINICAL_DEFAULTS: dict[str, list[str]] = {
+    "clinical_numeric": ["age"],
+    "clinical_categorical": ["sex", "stage"],
+}
 
 #: patient-table column -> the clinical.csv column it is read from (messages name the latter).
 SOURCE_COLUMNS = {

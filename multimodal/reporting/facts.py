@@ -117,7 +117,6 @@ def gather(run_dir: str | Path, cohort: Any = None) -> RunFacts:
 
 
 def _cohort(facts: RunFacts, cohort: Any) -> tuple[Any, Path | None]:
-    from multimodal.config import cohort_options_of
     from multimodal.data.cohort import Cohort
 
     if cohort is not None and not isinstance(cohort, (str, Path)):
@@ -132,7 +131,7 @@ def _cohort(facts: RunFacts, cohort: Any) -> tuple[Any, Path | None]:
         )
         return None, None
     try:
-        return Cohort.load(path, **cohort_options_of(facts.config)), path
+        return Cohort.load_for_run(path, facts.config), path
     except MultimodalError as exc:
         facts.notes.append(f"The cohort {path} could not be loaded ({exc}).")
         return None, path

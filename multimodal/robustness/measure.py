@@ -87,7 +87,7 @@ def _cohort_for(trained: Any, cohort: Any) -> Any:
             f"the cohort of run {trained.run_dir} was not found (config data.cohort, "
             "_meta.cohort_path, or a cohort/ folder next to the run); pass cohort=PATH"
         )
-    return Cohort.load(path, **trained.config.data.cohort_options())
+    return Cohort.load_for_run(path, trained.config)
 
 
 def _predict(

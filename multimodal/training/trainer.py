@@ -196,6 +196,32 @@ def _eval_times(cfg: Config, cohort: Any) -> list[float]:
     return grid
 
 
+def _with_cohort_covariates(cfg: Config, cohort: Any) -> Config:
+    """``cfg`` with ``data.clinical_*`` as ``cohort`` was read: a TCGA cohort loaded with other
+    clinical covariates (``Cohort.load(folder, clinical_categorical=[...])`` passed to
+    :func:`train`) puts them in the config, so that the run records them and ``predict``, the
+    report and the dashboard read the folder alike. A config naming covariates the cohort was
+    not read with is refused: the model would not get them."""
+    from multimodal.data.tcga_tables import CLINICAL_DEFAULTS
+
+    loaded = dict(getattr(cohort, "clinical_options", None) or {})
+    wanted = {
+        key: cols
+        for key, cols in cfg.data.cohort_options().items()
+        if cols != CLINICAL_DEFAULTS[key]
+    }
+    if wanted == loaded:
+        return cfg
+    if wanted:
+        raise ConfigError(
+            f"the config's clinical covariates {wanted} are not those the cohort "
+            f"{getattr(cohort, 'name', '')!r} was read with ({loaded or 'its own'}): load it "
+            f"with Cohort.load(path, **cfg.data.cohort_options()), or pass its path "
+            "(data.cohort / --cohort) and let train read it."
+        )
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=loaded)})
+
+
 def trainable_cohort(cohort: Any, endpoint: str) -> Any:
     """``cohort`` without the patients that lack the endpoint's outcome columns (logged); a
     ConfigError when the patient table lacks a column altogether."""
@@ -327,6 +353,7 @@ def train(
         from multimodal.data.cohort import Cohort
 
         cohort = Cohort.load(cfg.data.cohort, **cfg.data.cohort_options())
+    cfg = _with_cohort_covariates(cfg, cohort)
     cohort = trainable_cohort(cohort, cfg.endpoint)
     patients_cohort, cohort = cohort, landmarked_for_training(cfg, cohort)
     folder = RunFolder(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))

@@ -65,7 +65,18 @@ METRIC_DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
 }
 
 # Keys the tuner sets itself in every trial: searching or fixing them would be ignored.
-_RESERVED = ("data.folds", "data.split", "data.fold_indices", "data.cohort", "train.resume", "out")
+#: Keys the tuner sets itself, and those that change how the cohort is read (a study reads it
+#: once: ``data.clinical_*`` belong in the base config).
+_RESERVED = (
+    "data.folds",
+    "data.split",
+    "data.fold_indices",
+    "data.cohort",
+    "data.clinical_numeric",
+    "data.clinical_categorical",
+    "train.resume",
+    "out",
+)
 
 
 class _Strict(BaseModel):
@@ -406,6 +417,11 @@ class TuneSpec:
         for path, param in self.search.items():
             where = f"{self.source}: search.{path}"
             if path in _RESERVED:
+                if path.startswith("data.clinical_"):
+                    raise ConfigError(
+                        f"{where}: {path} cannot be searched: it changes how the cohort is read, "
+                        "and a study reads it once; set it in the base config"
+                    )
                 raise ConfigError(f"{where}: the tuner sets {path} itself and cannot search it")
             try:
                 check_config_path(path)

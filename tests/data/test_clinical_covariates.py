@@ -90,9 +90,13 @@ def test_unknown_column_and_manifest_cohorts_are_refused(folder, tmp_path):
     pd.DataFrame({"patient_id": ["a", "b"], "time": [1.0, 2.0], "event": [1, 0]}).to_csv(
         tmp_path / "patients.csv", index=False
     )
-    manifest.write_text(yaml.safe_dump({"patients": "patients.csv", "modalities": {}}))
+    manifest.write_text(yaml.safe_dump({"patients": {"path": "patients.csv"}, "modalities": {}}))
     with pytest.raises(ConfigError, match=r"manifest.*clinical entry"):
         Cohort.load(manifest, clinical_categorical=["sex"])
+    # (a patients entry that is a bare file name was a raw ValueError of dict(); now the schema's)
+    manifest.write_text(yaml.safe_dump({"patients": "patients.csv", "modalities": {}}))
+    with pytest.raises(SchemaError, match=r"cohort\.yaml patients: 'patients\.csv' is not of type"):
+        Cohort.load(manifest)
 
 
 def test_config_keys_give_the_load_options():
@@ -134,6 +138,9 @@ def test_train_predict_and_report_read_the_run_covariates(folder, tmp_path):
     assert (flagged["status"] != "ok").all()
     assert flagged["input_issues"].str.contains("histological_grade").all()
     # the report finds and reads the cohort as the run was trained on it
+    from multimodal.reporting.facts import gather
+
+    assert gather(run, folder).cohort.sources["clinical"].categorical == GRADE
     res = runner.invoke(app, ["report", str(run), "--cohort", str(folder)])
     assert res.exit_code == 0, res.output
 
@@ -152,3 +159,68 @@ def test_benchmark_baselines_get_the_same_covariates(folder, tmp_path):
     ).predictions
     assert plain.patient_id.tolist() == graded.patient_id.tolist()
     assert not np.allclose(plain.risk, graded.risk)
+
+
+def test_a_run_reads_new_patients_in_either_form(folder, tmp_path):
+    """A run trained with the keys on a TCGA folder predicts for a manifest cohort of new
+    patients (it names its own covariates; the model's input checks flag what it lacks)."""
+    runner = CliRunner()
+    run = tmp_path / "run"
+    config = _config(tmp_path, clinical_categorical=GRADE)
+    res = runner.invoke(
+        app, ["train", "-c", str(config), "--cohort", str(folder), "--out", str(run)]
+    )
+    assert res.exit_code == 0, res.output
+    clinical = pd.read_csv(folder / "clinical.csv").head(12)
+    new = tmp_path / "new"
+    new.mkdir()
+    clinical[["patient_id", "age", "sex", "stage", "histological_grade"]].to_csv(
+        new / "clinical.csv", index=False
+    )
+    clinical[["patient_id"]].to_csv(new / "patients.csv", index=False)
+    genomics = pd.read_csv(folder / "genomics.csv.gz")
+    genomics[genomics.patient_id.isin(clinical.patient_id)].to_csv(
+        new / "genomics.csv", index=False
+    )
+    manifest = {
+        "name": "new",
+        "patients": {"path": "patients.csv"},
+        "modalities": {
+            "clinical": {
+                "kind": "clinical",
+                "path": "clinical.csv",
+                "numeric": ["age"],
+                "categorical": GRADE,
+            },
+            "genomics": {"kind": "genomics", "path": "genomics.csv"},
+        },
+    }
+    (new / "cohort.yaml").write_text(yaml.safe_dump(manifest))
+    out = tmp_path / "new.csv"
+    res = runner.invoke(app, ["predict", str(run), "--cohort", str(new), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    pred = pd.read_csv(out).set_index("patient_id")
+    assert len(pred) == 12 and pred["risk"].notna().all()
+
+
+def test_train_records_how_a_cohort_object_was_read(folder, tmp_path):
+    """The Python API: a cohort read with other covariates puts them in the run's config; a
+    config naming covariates the object was not read with is refused."""
+    import multimodal
+
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cohort = Cohort.load(folder, clinical_categorical=GRADE)
+    assert cohort.clinical_options == {"clinical_categorical": GRADE}
+    assert cohort.subset(cohort.patients.index[:50]).clinical_options == cohort.clinical_options
+    res = multimodal.train(cfg, cohort=cohort, out=tmp_path / "api")
+    recorded = yaml.safe_load((res.run_dir / "config.yaml").read_text())
+    assert cohort_options_of(recorded) == {"clinical_categorical": GRADE}
+    # naming the defaults explicitly is the same as naming nothing
+    same = {**cfg, "data": {**cfg["data"], "clinical_categorical": ["sex", "stage"]}}
+    multimodal.train(same, cohort=Cohort.load(folder), out=tmp_path / "explicit")
+    with pytest.raises(ConfigError, match="not those the cohort"):
+        multimodal.train(
+            {**cfg, "data": {**cfg["data"], "clinical_categorical": GRADE}},
+            cohort=Cohort.load(folder),
+            out=tmp_path / "refused",
+        )

@@ -130,6 +130,15 @@ def test_bad_config_paths(path, match):
             {"data.folds": {"type": "int", "low": 2, "high": 5}},
             r"the tuner sets data\.folds itself",
         ),
+        (  # the study reads its cohort once
+            {
+                "data.clinical_categorical": {
+                    "type": "categorical",
+                    "choices": [["sex", "stage"], ["sex", "stage", "histological_grade"]],
+                }
+            },
+            r"data\.clinical_categorical cannot be searched: it changes how the cohort is read",
+        ),
         ({"train.epochs": {"type": "categorical", "choices": [3, 3]}}, r"distinct"),
     ],
 )
