@@ -108,7 +108,7 @@ def test_config_keys_give_the_load_options():
     ) == {"clinical_numeric": ["age"]}
 
 
-def test_train_predict_and_report_read_the_run_covariates(folder, tmp_path):
+def test_train_predict_and_report_read_the_run_covariates(folder, tmp_path, monkeypatch):
     runner = CliRunner()
     run = tmp_path / "run"
     config = _config(tmp_path, clinical_categorical=GRADE)
@@ -143,6 +143,12 @@ def test_train_predict_and_report_read_the_run_covariates(folder, tmp_path):
     assert gather(run, folder).cohort.sources["clinical"].categorical == GRADE
     res = runner.invoke(app, ["report", str(run), "--cohort", str(folder)])
     assert res.exit_code == 0, res.output
+    # the dashboard's cohort loader too (its pages call it with the run folder)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    from app.views.common import get_cohort
+
+    assert get_cohort(str(folder), str(run)).sources["clinical"].categorical == GRADE
+    assert get_cohort(str(folder)).sources["clinical"].categorical == ["sex", "stage"]
 
 
 def test_benchmark_baselines_get_the_same_covariates(folder, tmp_path):
