@@ -108,14 +108,21 @@ def test_config_keys_give_the_load_options():
     ) == {"clinical_numeric": ["age"]}
 
 
-def test_train_predict_and_report_read_the_run_covariates(folder, tmp_path, monkeypatch):
-    runner = CliRunner()
-    run = tmp_path / "run"
-    config = _config(tmp_path, clinical_categorical=GRADE)
-    res = runner.invoke(
-        app, ["train", "-c", str(config), "--cohort", str(folder), "--out", str(run)]
+@pytest.fixture(scope="module")
+def run(folder, tmp_path_factory) -> Path:
+    """One fold trained by the CLI with grade among the covariates."""
+    tmp = tmp_path_factory.mktemp("graded")
+    config = _config(tmp, clinical_categorical=GRADE)
+    out = tmp / "run"
+    res = CliRunner().invoke(
+        app, ["train", "-c", str(config), "--cohort", str(folder), "--out", str(out)]
     )
     assert res.exit_code == 0, res.output
+    return out
+
+
+def test_train_predict_and_report_read_the_run_covariates(folder, run, tmp_path, monkeypatch):
+    runner = CliRunner()
     prep = json.loads((run / "model" / "fold_0" / "preprocess.json").read_text())
     assert prep["clinical"]["state"]["categorical"] == GRADE
     # predict: the folder is read with the run's covariates; the validation patients get the
@@ -167,16 +174,9 @@ def test_benchmark_baselines_get_the_same_covariates(folder, tmp_path):
     assert not np.allclose(plain.risk, graded.risk)
 
 
-def test_a_run_reads_new_patients_in_either_form(folder, tmp_path):
+def test_a_run_reads_new_patients_in_either_form(folder, run, tmp_path):
     """A run trained with the keys on a TCGA folder predicts for a manifest cohort of new
     patients (it names its own covariates; the model's input checks flag what it lacks)."""
-    runner = CliRunner()
-    run = tmp_path / "run"
-    config = _config(tmp_path, clinical_categorical=GRADE)
-    res = runner.invoke(
-        app, ["train", "-c", str(config), "--cohort", str(folder), "--out", str(run)]
-    )
-    assert res.exit_code == 0, res.output
     clinical = pd.read_csv(folder / "clinical.csv").head(12)
     new = tmp_path / "new"
     new.mkdir()
@@ -203,7 +203,7 @@ def test_a_run_reads_new_patients_in_either_form(folder, tmp_path):
     }
     (new / "cohort.yaml").write_text(yaml.safe_dump(manifest))
     out = tmp_path / "new.csv"
-    res = runner.invoke(app, ["predict", str(run), "--cohort", str(new), "--out", str(out)])
+    res = CliRunner().invoke(app, ["predict", str(run), "--cohort", str(new), "--out", str(out)])
     assert res.exit_code == 0, res.output
     pred = pd.read_csv(out).set_index("patient_id")
     assert len(pred) == 12 and pred["risk"].notna().all()
