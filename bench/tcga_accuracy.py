@@ -133,7 +133,7 @@ def run_cancer(args, cancer: str) -> dict[str, object]:
             data,
             base_dir,
             config=args.config,
-            overrides=[o for o in args.overrides if o.startswith("data.clinical_")],
+            overrides=list(args.overrides),  # with no variant, only the covariates are read
             variants={},
             baselines=BASELINES,
             n_boot=0,

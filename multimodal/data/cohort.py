@@ -205,15 +205,18 @@ def load_tcga(
     """
     own = problems is None
     problems = Problems() if problems is None else problems
-    tables = read_tcga_tables(folder, clinical_numeric, clinical_categorical, problems)
-    if own:
-        problems.raise_if_any()
-    if tables.patients is None:
-        return None
+    # lists first: the reader consumes them, and the cohort records them (a generator once only)
     chosen = {
         "clinical_numeric": [str(c) for c in clinical_numeric],
         "clinical_categorical": [str(c) for c in clinical_categorical],
     }
+    tables = read_tcga_tables(
+        folder, chosen["clinical_numeric"], chosen["clinical_categorical"], problems
+    )
+    if own:
+        problems.raise_if_any()
+    if tables.patients is None:
+        return None
     cohort = Cohort(
         tables.patients,
         tables.sources,
@@ -241,7 +244,8 @@ class Cohort:
     known_ids : every patient id the cohort was loaded with (kept through :meth:`subset` so that
         fold files may name excluded patients).
     clinical_options : the clinical covariates a TCGA folder was read with
-        (:meth:`~multimodal.config.DataConfig.cohort_options`), where not its defaults.
+        (:meth:`~multimodal.config.DataConfig.cohort_options`), where not its defaults; None for
+        other cohorts.
 
     Examples
     --------
@@ -264,8 +268,9 @@ class Cohort:
     ) -> None:
         self.patients = patients
         #: The ``data.clinical_*`` keys a TCGA folder was read with, where they differ from its
-        #: defaults (``{}``: age, sex and stage); a run trained on the cohort records them.
-        self.clinical_options = dict(clinical_options or {})
+        #: defaults (``{}``: age, sex and stage); a run trained on the cohort records them. None:
+        #: not a TCGA folder (a manifest or PBC2 cohort names its own covariates).
+        self.clinical_options = None if clinical_options is None else dict(clinical_options)
         self.sources = dict(sources or {})
         self.name = name
         self.root = Path(root) if root is not None else None
@@ -383,12 +388,25 @@ class Cohort:
         the run folder's config dict); a manifest cohort as it is (it names its own covariates,
         and the model's input checks flag a column it lacks). For ``predict``, ``explain``, the
         report, the robustness checks and the dashboard: new patients may come in either form."""
-        from multimodal.config import Config, cohort_options_of
+        from collections.abc import Mapping
+
+        from pydantic import BaseModel
+
+        from multimodal.config import cohort_options_of
 
         kind, _ = locate_cohort(path)
         if kind != "tcga":
             return cls.load(path, require_outcomes)
-        raw = config.to_dict() if isinstance(config, Config) else dict(config or {})
+        if config is None:
+            raw: Mapping[str, Any] = {}
+        elif isinstance(config, BaseModel):  # a Config
+            raw = config.model_dump(mode="json")
+        elif isinstance(config, Mapping):  # a run folder's config.yaml
+            raw = config
+        else:
+            raise TypeError(f"config: a Config or a dict, not {type(config).__name__}")
+        if "data" not in raw and ("clinical_numeric" in raw or "clinical_categorical" in raw):
+            raw = {"data": raw}  # a DataConfig
         return cls.load(path, require_outcomes, **cohort_options_of(raw))
 
     # ----------------------------------------------------------------------------- views

@@ -290,15 +290,12 @@ class ClinicalSource(ModalitySource):
                 ok = False
             elif col not in frame.columns:
                 # "grade" -> histological_grade: a name inside a column's says more than spelling
-                holding = [
-                    str(c)
-                    for c in columns
-                    if str(col) and str(col).lower() in str(c).lower() and not is_outcome_column(c)
-                ]
+                covariates = [str(c) for c in columns if not is_outcome_column(c)]
+                holding = [c for c in covariates if str(col) and str(col).lower() in c.lower()]
                 hint = (
                     f" Did you mean {' or '.join(map(repr, holding[:3]))}?"
                     if holding
-                    else did_you_mean(col, columns)
+                    else did_you_mean(col, covariates)
                 )
                 shown = ", ".join(map(str, columns[:30])) + (" ..." if len(columns) > 30 else "")
                 problems.error(

@@ -196,7 +196,7 @@ def _eval_times(cfg: Config, cohort: Any) -> list[float]:
     return grid
 
 
-def _with_cohort_covariates(cfg: Config, cohort: Any) -> Config:
+def with_cohort_covariates(cfg: Config, cohort: Any) -> Config:
     """``cfg`` with ``data.clinical_*`` as ``cohort`` was read: a TCGA cohort loaded with other
     clinical covariates (``Cohort.load(folder, clinical_categorical=[...])`` passed to
     :func:`train`) puts them in the config, so that the run records them and ``predict``, the
@@ -204,7 +204,15 @@ def _with_cohort_covariates(cfg: Config, cohort: Any) -> Config:
     not read with is refused: the model would not get them."""
     from multimodal.data.tcga_tables import CLINICAL_DEFAULTS
 
-    loaded = dict(getattr(cohort, "clinical_options", None) or {})
+    loaded = getattr(cohort, "clinical_options", None)
+    if loaded is None:  # a manifest or PBC2 cohort: it names its own covariates
+        if cfg.data.cohort_options():
+            raise ConfigError(
+                f"data.clinical_numeric / data.clinical_categorical choose the covariates of a "
+                f"TCGA folder; the cohort {getattr(cohort, 'name', '')!r} is not one (a manifest "
+                "names its covariates in its clinical entry). Remove the two keys from the config."
+            )
+        return cfg
     wanted = {
         key: cols
         for key, cols in cfg.data.cohort_options().items()
@@ -219,7 +227,9 @@ def _with_cohort_covariates(cfg: Config, cohort: Any) -> Config:
             f"with Cohort.load(path, **cfg.data.cohort_options()), or pass its path "
             "(data.cohort / --cohort) and let train read it."
         )
-    return cfg.model_copy(update={"data": cfg.data.model_copy(update=loaded)})
+    raw = cfg.to_dict()
+    raw["data"].update(loaded)
+    return load_config(raw)  # validated as any config
 
 
 def trainable_cohort(cohort: Any, endpoint: str) -> Any:
@@ -353,7 +363,7 @@ def train(
         from multimodal.data.cohort import Cohort
 
         cohort = Cohort.load(cfg.data.cohort, **cfg.data.cohort_options())
-    cfg = _with_cohort_covariates(cfg, cohort)
+    cfg = with_cohort_covariates(cfg, cohort)
     cohort = trainable_cohort(cohort, cfg.endpoint)
     patients_cohort, cohort = cohort, landmarked_for_training(cfg, cohort)
     folder = RunFolder(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))

@@ -64,7 +64,6 @@ METRIC_DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
     "ibs": "minimize",
 }
 
-# Keys the tuner sets itself in every trial: searching or fixing them would be ignored.
 #: Keys the tuner sets itself, and those that change how the cohort is read (a study reads it
 #: once: ``data.clinical_*`` belong in the base config).
 _RESERVED = (

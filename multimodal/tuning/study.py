@@ -438,6 +438,16 @@ def _tuning_cohort(spec: TuneSpec, cohort: Any, outer_fold: int | None) -> tuple
                 f"no cohort: pass --cohort or set data.cohort in the base config of {spec.source}"
             )
         cohort = Cohort.load(path, **base_cfg.data.cohort_options())
+    else:  # a cohort object: its covariates must be the base config's (best.yaml is built on it)
+        from multimodal.training.trainer import with_cohort_covariates
+
+        read_with = with_cohort_covariates(base_cfg, cohort).data.cohort_options()
+        if read_with != base_cfg.data.cohort_options():
+            raise ConfigError(
+                f"the cohort was read with the clinical covariates {read_with}; set them in the "
+                f"base config of {spec.source} (data.clinical_*), so that every trial and "
+                "best.yaml record them"
+            )
     if outer_fold is None:
         return cohort, f"all {len(cohort.patients)} patients"
     # the same outer folds as `multimodal train` with the base config (data.folds/split/seed)

@@ -207,6 +207,19 @@ def test_a_run_reads_new_patients_in_either_form(folder, run, tmp_path):
     assert res.exit_code == 0, res.output
     pred = pd.read_csv(out).set_index("patient_id")
     assert len(pred) == 12 and pred["risk"].notna().all()
+    # the same risks as from the TCGA folder, where the manifest's grade is a recorded one (it
+    # reads TCGA's markers as a level, which training never saw: "unknown", with a warning)
+    import multimodal
+
+    folder_risk = multimodal.load_run(run).predict(
+        Cohort.load_for_run(folder, {"data": {"clinical_categorical": GRADE}})
+    )
+    folder_risk = folder_risk.set_index("patient_id")["risk"]
+    recorded = clinical.set_index("patient_id")["histological_grade"].str.match(r"G\d")
+    assert recorded.sum() >= 8
+    ids = recorded.index[recorded]
+    np.testing.assert_allclose(pred.loc[ids, "risk"], folder_risk.loc[ids], atol=1e-5)
+    assert (pred.loc[ids, "status"] == "ok").all()
 
 
 def test_train_records_how_a_cohort_object_was_read(folder, tmp_path):
@@ -224,9 +237,26 @@ def test_train_records_how_a_cohort_object_was_read(folder, tmp_path):
     # naming the defaults explicitly is the same as naming nothing
     same = {**cfg, "data": {**cfg["data"], "clinical_categorical": ["sex", "stage"]}}
     multimodal.train(same, cohort=Cohort.load(folder), out=tmp_path / "explicit")
+    # a generator is read once: the cohort records the columns it was read with
+    gen = Cohort.load(folder, clinical_categorical=(c for c in GRADE))
+    assert gen.clinical_options == {"clinical_categorical": GRADE}
+    assert gen.sources["clinical"].categorical == GRADE
     with pytest.raises(ConfigError, match="not those the cohort"):
         multimodal.train(
             {**cfg, "data": {**cfg["data"], "clinical_categorical": GRADE}},
             cohort=Cohort.load(folder),
             out=tmp_path / "refused",
         )
+
+
+def test_a_manifest_cohort_object_refuses_the_keys(tmp_path):
+    """As Cohort.load does for a manifest path: its clinical entry names the covariates."""
+    import multimodal
+    from multimodal.data.synth import generate_cohort
+
+    made = generate_cohort(tmp_path / "syn", n_patients=40, with_images=False, n_genes=20)
+    cohort = multimodal.Cohort.load(made.manifest_path)
+    assert cohort.clinical_options is None
+    cfg = {"data": {"clinical_categorical": ["sex"]}, "train": {"progress": False}}
+    with pytest.raises(ConfigError, match="is not one"):
+        multimodal.train(cfg, cohort=cohort, out=tmp_path / "run")
