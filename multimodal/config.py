@@ -167,7 +167,7 @@ class DataConfig(_Strict):
     def cohort_options(self) -> dict[str, list[str]]:
         """Keyword arguments of :meth:`multimodal.data.cohort.Cohort.load` for the clinical
         covariates set here (none when both are null: the cohort's own)."""
-        return cohort_options_of({"data": self.model_dump()})
+        return cohort_options_of({"data": {key: getattr(self, key) for key in _COHORT_KEYS}})
 
 
 class FusionConfig(_Strict):

@@ -359,13 +359,12 @@ class Cohort:
         names its covariates itself, and giving either with one raises :class:`ConfigError`."""
         kind, target = locate_cohort(path)
         if kind == "tcga":
-            return cls.from_tcga(
-                target,
-                clinical_numeric=("age",) if clinical_numeric is None else clinical_numeric,
-                clinical_categorical=(
-                    ("sex", "stage") if clinical_categorical is None else clinical_categorical
-                ),
-            )
+            given = {
+                "clinical_numeric": clinical_numeric,
+                "clinical_categorical": clinical_categorical,
+            }
+            defaulted = {k: CLINICAL_DEFAULTS[k] if v is None else v for k, v in given.items()}
+            return cls.from_tcga(target, **defaulted)
         if clinical_numeric is not None or clinical_categorical is not None:
             where = (
                 "its manifest's clinical entry (numeric: [...], categorical: [...])"
