@@ -303,7 +303,18 @@ class MembersConfig(_Strict):
     own weight; they vanish where the clinical covariates are missing. A cohort without the
     column leaves them out, with a warning."""
     interaction_components: int = Field(5, ge=1)
-    """Principal components per ``interactions`` modality."""
+    """Principal components per ``interactions`` modality (``interaction_form: components``)."""
+    interaction_form: Literal["components", "cumulative"] = "components"
+    """What the ``interactions`` products are. ``components``: the leading principal components
+    times each level (one-hot), ridge-penalised. ``cumulative``: *every* feature of the modality
+    times each cumulative level indicator ``[level >= k]`` of the clinical column, its known
+    levels in sorted order (stage: ``>= II``, ``>= III``, ``>= IV``; meant for a column whose
+    levels sort in their clinical order, as stage I-IV does), fitted with an elastic-net penalty
+    (``interaction_l1_ratio``) whose strength the stacked combiner chooses on out-of-fold scores
+    as it chooses the ridge penalties: a few genes that act only from some stage on, among
+    hundreds that do not. Needs ``combine: stacked`` and a single-risk Cox head."""
+    interaction_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
+    """Elastic-net mixing of the ``cumulative`` products (1 = lasso)."""
     column_blocks: dict[str, list[str]] = Field(default_factory=dict)
     """``{modality: [suffix, ...]}``, e.g. ``{genomics: [rnaseq, cnv, mut]}``: that modality's
     linear member is cut into one block per column type -- the columns named ``<...>_<suffix>``
@@ -361,6 +372,19 @@ class MembersConfig(_Strict):
                 f"members.interactions names {stray}, which are not in members.linear "
                 f"{self.linear}: the products extend a modality's linear member"
             )
+        if self.interactions and self.interaction_form == "cumulative":
+            if self.combine != "stacked":
+                raise ConfigError(
+                    "members.interaction_form: cumulative needs members.combine: stacked (the "
+                    "stacked combiner fits the products' elastic-net path); set members.combine: "
+                    "stacked or use interaction_form: components"
+                )
+            if self.clinical_penalty is None:
+                raise ConfigError(
+                    "members.interaction_form: cumulative needs members.clinical_penalty (the "
+                    "products are fitted by the combiner before the deep residual); set it or "
+                    "use interaction_form: components"
+                )
         return self
 
 

@@ -60,6 +60,11 @@ class LinearMember(nn.Module):
         (``levels`` levels, 0 = unknown) -- effect modification (``members.interactions``). The
         components are fitted by :meth:`fit_components` on training patients.
     components : number of principal components with ``modifier``.
+    form : ``"components"`` (above) or ``"cumulative"``: the products are then every feature times
+        each cumulative level indicator ``[level >= k]`` for the clinical column's known levels
+        ``k = 2 .. levels - 1`` in their sorted order (stage I < II < III < IV: ``>= II``,
+        ``>= III``, ``>= IV``; unknown gives 0), fitted with an elastic-net penalty by the
+        stacked combiner (``members.interaction_form``); no components then.
     column_blocks : column-name suffixes (``members.column_blocks``): the modality's features are
         cut into one block per suffix (``<modality>:<suffix>``, the columns named ``..._<suffix>``
         in ``spec.feature_names``), the rest staying in block ``<modality>``; each block gets its
@@ -83,10 +88,15 @@ class LinearMember(nn.Module):
         components: int = 0,
         modifier_name: str | None = None,
         column_blocks: Sequence[str] | None = None,
+        form: str = "components",
     ) -> None:
         super().__init__()
         self.modality, self.kind = modality, spec.kind
         self.modifier = None
+        self.form = form
+        self.sparse_blocks: list[str] = []
+        """Blocks the stacked combiner fits with an elastic-net penalty (the cumulative
+        products), not a ridge one."""
         self.columns: dict[str, list[int]] = {}
         """Block name -> its columns of the design: the modality (or ``<modality>:<suffix>``
         per column type, :func:`split_by_suffix`), then ``<modality>*<column>`` for the products
@@ -124,7 +134,15 @@ class LinearMember(nn.Module):
                         f"{names[:3] or 'unnamed'}{' ...' if len(names) > 3 else ''}); its "
                         "linear term stays one block. Check the suffixes.",
                     )
-            if modifier is not None and components > 0:
+            if modifier is not None and form == "cumulative" and int(modifier[1]) > 2:
+                # every feature times [level >= k], k = 2 .. levels - 1 (threshold-major)
+                self.modifier = (int(modifier[0]), int(modifier[1]))
+                n_products = n_in * (self.modifier[1] - 2)
+                name = f"{modality}*{modifier_name or modifier[0]}"
+                self.columns[name] = list(range(n_in, n_in + n_products))
+                self.sparse_blocks.append(name)
+                n_in += n_products
+            elif modifier is not None and form == "components" and components > 0:
                 self.modifier = (int(modifier[0]), int(modifier[1]))
                 # (p, k) loadings scaled so that the training patients' scores have unit SD;
                 # zero until fit_components (the products are then zero)
@@ -178,6 +196,13 @@ class LinearMember(nn.Module):
         if clinical is None:
             raise ValueError(f"the linear member of {self.modality!r} needs the clinical input")
         level = clinical["categorical"][:, j].long().clamp(0, levels - 1)
+        if self.form == "cumulative":
+            steps = torch.arange(2, levels, device=level.device)
+            above = (level[:, None] >= steps[None, :]).to(features.dtype)  # (B, levels - 2)
+            if clinical_present is not None:
+                above = above * clinical_present.to(features.dtype).unsqueeze(-1)
+            products = (above.unsqueeze(-1) * features.unsqueeze(1)).reshape(features.shape[0], -1)
+            return torch.cat([features, products], dim=1)
         onehot = nn.functional.one_hot(level, levels).to(features.dtype)
         if clinical_present is not None:
             onehot = onehot * clinical_present.to(features.dtype).unsqueeze(-1)
@@ -203,7 +228,7 @@ class LinearMember(nn.Module):
         """Fit the principal components of the modality's features on the rows of ``x`` where
         ``present`` (training patients): unit-SD scores, each component's sign fixed so that its
         largest loading is positive."""
-        if self.modifier is None:
+        if self.modifier is None or self.form != "components":
             return
         features = self._features(x)[present.bool()].double()
         k = self.loadings.shape[1]

@@ -160,16 +160,29 @@ class MultimodalSurvivalModel(nn.Module):
                         specs[m],
                         n_out,
                         members.group_means,
-                        modifier=self._modifier(m, members, specs[clinical_modality]),
+                        modifier=self._modifier(
+                            m,
+                            members,
+                            specs[clinical_modality],
+                            n_out,
+                            bool(getattr(self.head, "partial_likelihood", False)),
+                        ),
                         components=members.interaction_components,
                         modifier_name=members.interactions.get(m),
                         column_blocks=members.column_blocks.get(m),
+                        form=members.interaction_form,
                     )
         self.trees = self._tree_terms(specs, members, n_out, endpoint)
         self._register_load_state_dict_pre_hook(self._upgrade_keys)
 
     @staticmethod
-    def _modifier(m: str, members: MembersConfig, clinical: InputSpec) -> tuple[int, int] | None:
+    def _modifier(
+        m: str,
+        members: MembersConfig,
+        clinical: InputSpec,
+        n_out: int = 1,
+        partial_likelihood: bool = True,
+    ) -> tuple[int, int] | None:
         """``(index, levels)`` of the clinical categorical that modifies ``m``'s linear member
         (``members.interactions``); None without one. A column the cohort does not have (GBMLGG
         has no stage) leaves the member without products, with a warning -- as ``members.linear``
@@ -187,7 +200,24 @@ class MultimodalSurvivalModel(nn.Module):
             )
             return None
         j = names.index(column)
-        return j, int(clinical.cardinalities[j])
+        levels = int(clinical.cardinalities[j])
+        if members.interaction_form == "cumulative":
+            if n_out != 1 or not partial_likelihood:
+                raise ConfigError(
+                    "members.interaction_form: cumulative products are fitted by the stacked "
+                    "combiner for one Cox risk (a head with a partial likelihood and one "
+                    f"output); this head has {n_out} output(s)"
+                    f"{'' if partial_likelihood else ' and no partial likelihood'}. Use "
+                    "interaction_form: components, or a Cox head"
+                )
+            if levels <= 2:
+                warn_once(
+                    log,
+                    f"members.interactions: {column!r} has {levels - 1} known level(s) in the "
+                    f"training patients, so {m!r} gets no cumulative products",
+                )
+                return None
+        return j, levels
 
     def _tree_terms(
         self, specs: dict[str, InputSpec], members: MembersConfig, n_out: int, endpoint: str

@@ -99,6 +99,9 @@ class _Problem:
     groups: np.ndarray | None = None
     trees: _TreeProblem | None = None
     fallback: bool = False  # set by the stacked combiner (members.stack_fallback)
+    sparse: dict[str, float] = field(default_factory=dict)
+    """Blocks fitted with an elastic-net penalty (block -> l1 ratio) instead of a ridge one:
+    the cumulative products of ``members.interaction_form: cumulative``."""
 
     def fit(
         self,
@@ -277,6 +280,12 @@ def fit_linear_members(
     )
     if not multi:
         problem.trees = _tree_problem(model, batch, designs, members, seed)
+    problem.sparse = {
+        block: float(members.interaction_l1_ratio)
+        for lm in model.members.values()
+        for block in getattr(lm, "sparse_blocks", ())
+        if block in designs
+    }
     has_trees = problem.trees is not None
     strategy = members.combine if len(model.members) > 1 or has_trees else "joint"
     coef, penalties, weights = COMBINERS.get(strategy)(problem, members, seed)
@@ -435,35 +444,23 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     oof: dict[str, list[torch.Tensor]] = {}  # per member, its out-of-fold scores per repeat
     chosen: dict[str, float] = {}
     split_directions: dict[str, list[list[torch.Tensor]]] = {}  # per repeat, per split
+    full_fits: dict[str, dict[float, torch.Tensor]] = {}  # elastic-net blocks: every patient
     too_few: dict[str, int] = {}
     for m in problem.designs:
         if m == clinical:
             continue
-        x, present = problem.designs[m]
+        present = problem.designs[m][1]
         events = int(((present > 0).cpu().numpy() & problem.event.astype(bool)).sum())
         if events < members.min_events:
             too_few[m] = events
             continue
-        # the penalty path from the largest penalty down, each fit warm-started from the one
-        # before on the same split: the same optima, reached in fewer iterations
-        # (one per repeat: out-of-fold scores, each split's direction)
-        path: dict[float, list[tuple[torch.Tensor, list[torch.Tensor]]]] = {}
-        previous = [[None] * len(split) for split in repeats]
-        for lam in sorted(set(candidates), reverse=True):
-            path[lam] = []
-            for r, split in enumerate(repeats):
-                scores = torch.zeros(len(everyone), n_out, device=x_c.device)
-                per_split = []
-                for j, (rows_fit, rows_held) in enumerate(split):
-                    coef, _ = problem.fit(
-                        rows_fit, {m: lam}, free=(clinical, m), init=previous[r][j]
-                    )
-                    scores[rows_held] = ((x @ coef[m].T) * present[:, None])[rows_held]
-                    per_split.append(coef[m])
-                    previous[r][j] = coef
-                path[lam].append((scores, per_split))
+        if m in problem.sparse:  # an elastic-net path (the cumulative products)
+            path, full_fits[m] = _elastic_net_path(problem, m, repeats)
+            member_candidates = list(path)
+        else:
+            path, member_candidates = _ridge_path(problem, m, repeats, candidates)
         best = None
-        for lam in candidates:  # the mean second-stage loss over the repeats
+        for lam in member_candidates:  # the mean second-stage loss over the repeats
             loss = float(np.mean([second_stage({m: sc})[2] for sc, _ in path[lam]]))
             if best is None or loss < best[0]:
                 best = (loss, lam)
@@ -471,7 +468,10 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
         oof[m] = [sc for sc, _ in path[chosen[m]]]
         split_directions[m] = [per_split for _, per_split in path[chosen[m]]]
     directions = {
-        m: problem.fit(everyone, {m: chosen[m]}, free=(clinical, m))[0][m] for m in chosen
+        m: full_fits[m][chosen[m]]
+        if m in full_fits
+        else problem.fit(everyone, {m: chosen[m]}, free=(clinical, m))[0][m]
+        for m in chosen
     }
     tree_fits = {}
     if problem.trees is not None:
@@ -535,6 +535,108 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     if members.stack_penalty == "auto":
         chosen[STACK_PENALTY] = float(stack_penalty)
     return coef, chosen, weights
+
+
+#: A penalty path: penalty -> per repeat, (out-of-fold scores (n, n_outputs), each split's
+#: (n_outputs, p) direction).
+_Path = dict[float, list[tuple[torch.Tensor, list[torch.Tensor]]]]
+
+
+def _ridge_path(problem: _Problem, m: str, repeats: list[list[tuple]], candidates: list[float]):
+    """Out-of-fold scores of block ``m`` beside the clinical covariates for each ridge penalty,
+    from the largest penalty down, each fit warm-started from the one before on the same split:
+    the same optima, reached in fewer iterations. Returns the path and the penalties to judge,
+    in the order of ``candidates``."""
+    clinical, everyone = problem.clinical, problem.everyone
+    x, present = problem.designs[m]
+    path: _Path = {}
+    previous = [[None] * len(split) for split in repeats]
+    for lam in sorted(set(candidates), reverse=True):
+        path[lam] = []
+        for r, split in enumerate(repeats):
+            scores = torch.zeros(len(everyone), problem.n_outputs, device=x.device)
+            per_split = []
+            for j, (rows_fit, rows_held) in enumerate(split):
+                coef, _ = problem.fit(rows_fit, {m: lam}, free=(clinical, m), init=previous[r][j])
+                scores[rows_held] = ((x @ coef[m].T) * present[:, None])[rows_held]
+                per_split.append(coef[m])
+                previous[r][j] = coef
+            path[lam].append((scores, per_split))
+    return path, list(candidates)
+
+
+#: Elastic-net paths: penalties per path, the smallest as a fraction of the largest (the one that
+#: keeps every coefficient at zero), and the clinical covariates' relative penalty factor (small:
+#: they are there to adjust for, as the ridge paths leave them nearly free).
+_NET_ALPHAS, _NET_MIN_RATIOS, _NET_CLINICAL_FACTOR = 20, (0.02, 0.05, 0.1, 0.2, 0.5), 0.01
+
+
+def _elastic_net_path(
+    problem: _Problem, m: str, repeats: list[list[tuple]]
+) -> tuple[_Path, dict[float, torch.Tensor]]:
+    """Out-of-fold scores of block ``m`` (single-risk Cox heads) beside the clinical covariates
+    along an elastic-net path (scikit-survival's ``CoxnetSurvivalAnalysis``, l1 ratio
+    ``problem.sparse[m]``): one path of penalties, set on every training patient, is fitted on
+    every split, so each penalty's out-of-fold scores come from fits under that penalty alone.
+    Returns the path and, per penalty, the direction fitted on every training patient. Where a
+    path diverges (a penalty too small for the patients), the path stops at a larger fraction
+    of the largest penalty."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+    from sksurv.util import Surv
+
+    x_c, present_c = problem.designs[problem.clinical]
+    x, present = problem.designs[m]
+    design = torch.cat([x_c * present_c[:, None], x * present[:, None]], dim=1)
+    design_np = design.double().cpu().numpy()
+    n_c = x_c.shape[1]
+    factor = np.r_[np.full(n_c, _NET_CLINICAL_FACTOR), np.ones(x.shape[1])]
+    time, event = problem.time.astype(np.float64), problem.event.astype(bool)
+
+    def fit(rows: np.ndarray, min_ratio: float, alphas: np.ndarray | None = None, alone=False):
+        est = CoxnetSurvivalAnalysis(
+            l1_ratio=problem.sparse[m],
+            n_alphas=_NET_ALPHAS,
+            alpha_min_ratio=min_ratio,
+            alphas=alphas,
+            penalty_factor=None if alone else factor,
+            max_iter=100_000,
+        )
+        y = Surv.from_arrays(event=event[rows], time=time[rows])
+        return est.fit(design_np[rows, n_c:] if alone else design_np[rows], y)
+
+    def as_coef(est, k: int) -> torch.Tensor:
+        w = np.asarray(est.coef_[n_c:, k], dtype=np.float64)
+        return torch.as_tensor(w[None, :], dtype=x.dtype, device=x.device)
+
+    everyone = problem.everyone.cpu().numpy()
+    failure: Exception | None = None
+    for min_ratio in _NET_MIN_RATIOS:
+        try:
+            # the grid from the block alone: beside lightly penalised clinical covariates,
+            # sksurv's largest penalty would be set by them (their gradient / their factor)
+            alphas = np.asarray(fit(everyone, min_ratio, alone=True).alphas_, dtype=np.float64)
+            full = fit(everyone, min_ratio, alphas)
+            path: _Path = {float(a): [] for a in alphas}
+            for split in repeats:
+                scores = torch.zeros(len(everyone), len(alphas), dtype=x.dtype, device=x.device)
+                per_split: list[list[torch.Tensor]] = [[] for _ in alphas]
+                for rows_fit, rows_held in split:
+                    est = fit(rows_fit.cpu().numpy(), min_ratio, alphas)
+                    for k in range(len(alphas)):
+                        w = as_coef(est, k)
+                        scores[rows_held, k] = ((x @ w.T)[:, 0] * present)[rows_held]
+                        per_split[k].append(w)
+                for k, a in enumerate(alphas):
+                    path[float(a)].append((scores[:, k : k + 1].clone(), per_split[k]))
+            return path, {float(a): as_coef(full, k) for k, a in enumerate(alphas)}
+        except ArithmeticError as exc:  # sksurv: "weights are too large"
+            failure = exc
+            log.debug("elastic-net path of %s diverged at ratio %g: %s", m, min_ratio, exc)
+    raise DataError(
+        f"the elastic-net path of {m!r} diverged on the training patients even with its smallest "
+        f"penalty at {_NET_MIN_RATIOS[-1]} of the largest ({failure}); use "
+        "members.interaction_form: components"
+    )
 
 
 def _count_for_nothing(oof: list[dict], names) -> None:

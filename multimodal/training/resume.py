@@ -67,6 +67,8 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("data", "genomics_clip"): None,
     ("data", "clinical_numeric"): None,
     ("data", "clinical_categorical"): None,
+    ("members", "interaction_form"): "components",
+    ("members", "interaction_l1_ratio"): 0.5,
 }
 
 

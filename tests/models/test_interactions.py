@@ -122,3 +122,24 @@ def test_components_are_fitted_when_the_members_train_with_the_deep_model(
     res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path / "lh")
     lm = multimodal.load_run(res.run_dir).folds[0].model.members["genomics"]
     assert lm.modifier is not None and lm.loadings.abs().sum() > 0
+
+
+def test_cumulative_products_train_save_and_reload_to_the_same_predictions(
+    tiny_cohort,  # noqa: F811
+    tmp_path,
+):
+    """members.interaction_form: cumulative through the user's path: every gene times each
+    cumulative stage indicator, an elastic-net penalty recorded in model.json, the reloaded run
+    predicting what training wrote."""
+    cfg = {**CFG, "members": {**CFG["members"], "interaction_form": "cumulative"}}
+    res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path / "cumulative")
+    model = multimodal.load_run(res.run_dir)
+    fold = model.folds[0].model
+    lm = fold.members["genomics"]
+    p, levels = fold.specs["genomics"].in_features, lm.modifier[1]
+    assert lm.form == "cumulative" and not hasattr(lm, "loadings")
+    assert lm.weight.shape[1] == p + p * (levels - 2)
+    assert lm.blocks == ["genomics", "genomics*stage"] and lm.sparse_blocks == ["genomics*stage"]
+    fit = json.loads((res.run_dir / "model" / "fold_0" / "model.json").read_text())["linear_fit"]
+    assert fit["penalties"]["genomics*stage"] > 0 and "genomics*stage" in fit["weights"]
+    assert_reloaded_risks_match(res.run_dir, model, tiny_cohort)

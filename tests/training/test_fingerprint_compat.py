@@ -132,6 +132,8 @@ def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, k
         "genomics_clip": 5.0,
         "clinical_numeric": ["age"],
         "clinical_categorical": ["sex", "stage", "histological_grade"],
+        "interaction_form": "cumulative",
+        "interaction_l1_ratio": 1.0,
     }
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting

@@ -1,0 +1,176 @@
+"""members.interaction_form: cumulative -- every gene times [stage >= II], [>= III], [>= IV],
+fitted by the stacked combiner along an elastic-net path: a few genes that act only from some
+stage on are found among many that do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from multimodal.config import EncoderConfig, FusionConfig, HeadConfig, MembersConfig, load_config
+from multimodal.exceptions import ConfigError
+from multimodal.models.members import LinearMember
+from multimodal.models.model import MultimodalSurvivalModel
+from multimodal.survival.metrics import harrell_c
+from multimodal.training.combine import fit_linear_members
+from multimodal.types import Batch, InputSpec
+
+CPU = torch.device("cpu")
+N_GENES, ACTING = 60, (0, 1, 2)
+
+
+class _StagedData:
+    """Age + stage (levels 1..4 = I..IV, 0 = unknown) and 60 genes; genes 0-2 act only in stage
+    III/IV, gene 5 in every stage."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.age = rng.normal(size=n).astype(np.float32)
+        self.stage = rng.integers(1, 5, n)
+        self.stage[rng.random(n) < 0.05] = 0
+        self.genes = rng.normal(size=(n, N_GENES)).astype(np.float32)
+        late = self.stage >= 3
+        lin = 0.5 * self.age + 0.4 * (self.stage >= 3) + 0.4 * self.genes[:, 5]
+        lin = lin + late * self.genes[:, list(ACTING)].sum(1) * 0.7
+        t = rng.exponential(np.exp(-lin))
+        c = rng.exponential(2.0, n)
+        self.time = np.minimum(t, c).astype(np.float32)
+        self.event = t <= c
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def batch(self, idx) -> Batch:
+        i = np.asarray(idx)
+        return Batch(
+            patient_id=[str(k) for k in i],
+            time=torch.from_numpy(self.time[i]),
+            event=torch.from_numpy(self.event[i]),
+            inputs={
+                "clinical": {
+                    "numeric": torch.from_numpy(self.age[i, None]),
+                    "numeric_missing": torch.zeros(len(i), 1),
+                    "categorical": torch.from_numpy(self.stage[i, None]),
+                },
+                "genomics": torch.from_numpy(self.genes[i]),
+            },
+            mask={
+                "clinical": torch.ones(len(i), dtype=torch.bool),
+                "genomics": torch.ones(len(i), dtype=torch.bool),
+            },
+        )
+
+
+def _members(form: str = "cumulative", **extra) -> MembersConfig:
+    return MembersConfig(
+        linear=["genomics"],
+        combine="stacked",
+        interactions={"genomics": "stage"},
+        interaction_form=form,
+        **extra,
+    )
+
+
+def _model(members: MembersConfig, head: str = "cox", cuts=None) -> MultimodalSurvivalModel:
+    torch.manual_seed(0)
+    specs = {
+        "clinical": InputSpec(
+            kind="clinical", n_numeric=1, cardinalities=[5], categorical_names=["stage"]
+        ),
+        "genomics": InputSpec(kind="genomics", in_features=N_GENES),
+    }
+    encoders = {
+        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
+        "genomics": EncoderConfig(name="snn", out_dim=4),
+    }
+    return MultimodalSurvivalModel(
+        specs,
+        encoders,
+        FusionConfig(name="concat", dim=4),
+        HeadConfig(name=head),
+        members=members,
+        cuts=cuts,
+        clinical_modality="clinical",
+    )
+
+
+def test_design_is_features_then_features_times_each_cumulative_level():
+    lm = LinearMember(
+        "genomics",
+        InputSpec(kind="genomics", in_features=3),
+        modifier=(0, 5),
+        modifier_name="stage",
+        form="cumulative",
+    )
+    assert lm.blocks == ["genomics", "genomics*stage"] and lm.sparse_blocks == ["genomics*stage"]
+    x = torch.tensor([[1.0, 2.0, 3.0]] * 5)
+    stage = torch.tensor([[0], [1], [2], [3], [4]])  # unknown, I, II, III, IV
+    present = torch.tensor([True, True, True, True, False])
+    d = lm.design(x, {"categorical": stage}, present)
+    assert d.shape == (5, 3 + 3 * 3)
+    torch.testing.assert_close(d[:, :3], x)
+    above = d[:, 3:].reshape(5, 3, 3)[:, :, 0]  # gene 0 times [>= II], [>= III], [>= IV]
+    assert above.tolist() == [
+        [0.0, 0.0, 0.0],  # unknown stage: no products
+        [0.0, 0.0, 0.0],  # stage I
+        [1.0, 0.0, 0.0],  # stage II
+        [1.0, 1.0, 0.0],  # stage III
+        [0.0, 0.0, 0.0],  # stage IV, clinical covariates missing: no products
+    ]
+    assert not hasattr(lm, "loadings")  # no principal components in this form
+
+
+def test_the_elastic_net_path_finds_the_genes_acting_from_stage_three_on():
+    data, test = _StagedData(700, seed=1), _StagedData(700, seed=2)
+    model = _model(_members())
+    fit = fit_linear_members(model, data, CPU, _members())
+    assert fit is not None and np.isfinite(fit.loss)
+    assert fit.weights["genomics*stage"][0] > 0
+    products = model.members["genomics"].weight[0, N_GENES:].reshape(3, N_GENES).numpy()
+    # sparse: most products are exactly zero; the largest sit at the acting genes x [>= III]
+    assert (products == 0).mean() > 0.8
+    assert set(np.argsort(-np.abs(products[1]))[:3]) == set(ACTING)
+    assert np.abs(products[1, list(ACTING)]).min() > np.abs(np.delete(products, ACTING, 1)).max()
+    # held-out patients: better than the principal-component products and than no products
+    batch = test.batch(np.arange(len(test)))
+    c = {}
+    for name, members in [
+        ("cumulative", _members()),
+        ("components", _members("components")),
+        ("none", MembersConfig(linear=["genomics"], combine="stacked")),
+    ]:
+        m = model if name == "cumulative" else _model(members)
+        if name != "cumulative":
+            fit_linear_members(m, data, CPU, members)
+        m.eval()
+        with torch.no_grad():
+            c[name] = harrell_c(test.time, test.event, m(batch).numpy())
+    assert c["cumulative"] > c["components"] + 0.01 and c["cumulative"] > c["none"] + 0.01, c
+
+
+def test_the_fit_is_deterministic():
+    data = _StagedData(300, seed=4)
+    a, b = _model(_members()), _model(_members())
+    fit_linear_members(a, data, CPU, _members())
+    fit_linear_members(b, data, CPU, _members())
+    for (_, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_heads_and_combiners_it_cannot_serve_are_refused():
+    with pytest.raises(ConfigError, match=r"needs members\.combine: stacked"):
+        load_config(
+            {
+                "members": {
+                    "linear": ["genomics"],
+                    "interactions": {"genomics": "stage"},
+                    "interaction_form": "cumulative",
+                    "combine": "joint",
+                }
+            }
+        )
+    with pytest.raises(ConfigError, match="no partial likelihood"):
+        _model(_members(), head="logistic_hazard", cuts=[0.0, 1.0, 2.0])
+    with pytest.raises(ConfigError, match="interaction_form"):
+        load_config({"members": {"interaction_form": "ordinal"}})
