@@ -255,6 +255,26 @@ def _clinical_missing(facts: RunFacts) -> str:
     )
 
 
+def _interaction_lines(members: dict) -> list[str]:
+    """The effect-modification products of ``members.interactions``, one line (none without)."""
+    pairs = members.get("interactions") or {}
+    if not pairs:
+        return []
+    what = ", ".join(f"{m} x {c}" for m, c in pairs.items())
+    if members.get("interaction_form") == "cumulative":
+        how = (
+            "every feature times each cumulative level indicator (level >= the second, the "
+            "third, ... in sorted order), with an elastic-net penalty (l1 ratio "
+            f"{members.get('interaction_l1_ratio', 0.5)}) chosen on out-of-fold scores"
+        )
+    else:
+        how = (
+            f"the {members.get('interaction_components', 5)} leading principal components "
+            "(training patients) times each level, ridge-penalised"
+        )
+    return [f"Effect modification ({what}): {how}; a block with its own stacking weight."]
+
+
 def model_section(facts: RunFacts) -> Section:
     cfg_head, fusion, members = (
         facts.section("head"),
@@ -276,6 +296,7 @@ def model_section(facts: RunFacts) -> Section:
             else ""
         )
         + f"; combined '{members.get('combine', 'joint')}'.",
+        *_interaction_lines(members),
         *(
             [
                 "Tree members: "

@@ -228,6 +228,42 @@ def test_the_members_table_names_folds_that_fell_back_to_the_clinical_covariates
     assert "genomics=0.8" in body
 
 
+def test_the_model_section_says_how_the_interaction_products_are_formed(tmp_path):
+    """members.interactions: the report names the products and their penalty, for each form."""
+    import pandas as pd
+
+    from multimodal.reporting.facts import RunFacts
+    from multimodal.reporting.methods import model_section
+
+    def body(members: dict) -> str:
+        facts = RunFacts(
+            run_dir=tmp_path,
+            config={"members": members, "head": {"name": "cox"}, "fusion": {"name": "concat"}},
+            meta={"modalities": ["clinical", "genomics"]},
+            metrics={},
+            predictions=pd.DataFrame(),
+            val=pd.DataFrame(),
+            fold_meta={},
+        )
+        return model_section(facts).body
+
+    base = {"linear": ["genomics"], "combine": "stacked"}
+    assert "Effect modification" not in body(base)
+    pcs = body({**base, "interactions": {"genomics": "stage"}, "interaction_components": 5})
+    assert "Effect modification (genomics x stage): the 5 leading principal components" in pcs
+    assert "ridge-penalised" in pcs
+    net = body(
+        {
+            **base,
+            "interactions": {"genomics": "stage"},
+            "interaction_form": "cumulative",
+            "interaction_l1_ratio": 0.5,
+        }
+    )
+    assert "every feature times each cumulative level indicator" in net
+    assert "elastic-net penalty (l1 ratio 0.5)" in net
+
+
 def test_the_genomics_preparation_line_names_the_data_types(tmp_path):
     """data.genomics_types: the report says that the cap applies within each data type."""
     import pandas as pd
