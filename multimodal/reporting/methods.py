@@ -406,6 +406,12 @@ def _penalty_line(members: dict[str, Any]) -> str:
                 "ones is no block: the fold table names the blocks fitted); "
             )
     stacked = bool(linear) and members.get("combine") == "stacked"
+    if stacked and members.get("interactions") and members.get("interaction_form") == "cumulative":
+        text += (
+            "the interaction products' penalty is an elastic-net one (scikit-survival's Coxnet "
+            "alpha, its own scale), chosen from a path of 20 by the second stage's fit to the "
+            "out-of-fold scores; "
+        )
     stack = members.get("stack_penalty") or 0.0
     if stacked and stack:
         text += (

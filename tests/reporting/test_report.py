@@ -262,6 +262,11 @@ def test_the_model_section_says_how_the_interaction_products_are_formed(tmp_path
     )
     assert "every feature times each cumulative level indicator" in net
     assert "elastic-net penalty (l1 ratio 0.5)" in net
+    from multimodal.reporting.methods import _penalty_line
+
+    cumulative = {**base, "interactions": {"genomics": "stage"}, "interaction_form": "cumulative"}
+    assert "Coxnet alpha" in _penalty_line(cumulative)
+    assert "Coxnet alpha" not in _penalty_line({**base, "interactions": {"genomics": "stage"}})
 
 
 def test_the_genomics_preparation_line_names_the_data_types(tmp_path):
