@@ -446,6 +446,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     split_directions: dict[str, list[list[torch.Tensor]]] = {}  # per repeat, per split
     full_fits: dict[str, dict[float, torch.Tensor]] = {}  # elastic-net blocks: every patient
     too_few: dict[str, int] = {}
+    diverged: list[str] = []  # elastic-net blocks whose path diverged
     for m in problem.designs:
         if m == clinical:
             continue
@@ -455,7 +456,11 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             too_few[m] = events
             continue
         if m in problem.sparse:  # an elastic-net path (the cumulative products)
-            path, full_fits[m] = _elastic_net_path(problem, m, repeats)
+            net = _elastic_net_path(problem, m, repeats)
+            if net is None:  # diverged: left out, as a member with too few events
+                diverged.append(m)
+                continue
+            path, full_fits[m] = net
             member_candidates = list(path)
         else:
             path, member_candidates = _ridge_path(problem, m, repeats, candidates)
@@ -528,6 +533,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             events,
             members.min_events,
         )
+    for m in [*too_few, *diverged]:
         x, _ = problem.designs[m]
         coef[m] = torch.zeros(n_out, x.shape[1], dtype=x.dtype, device=x.device)
         chosen[m] = float(max(members.penalties))
@@ -573,14 +579,15 @@ _NET_ALPHAS, _NET_MIN_RATIOS, _NET_CLINICAL_FACTOR = 20, (0.02, 0.05, 0.1, 0.2, 
 
 def _elastic_net_path(
     problem: _Problem, m: str, repeats: list[list[tuple]]
-) -> tuple[_Path, dict[float, torch.Tensor]]:
+) -> tuple[_Path, dict[float, torch.Tensor]] | None:
     """Out-of-fold scores of block ``m`` (single-risk Cox heads) beside the clinical covariates
     along an elastic-net path (scikit-survival's ``CoxnetSurvivalAnalysis``, l1 ratio
     ``problem.sparse[m]``): one path of penalties, set on every training patient, is fitted on
     every split, so each penalty's out-of-fold scores come from fits under that penalty alone.
     Returns the path and, per penalty, the direction fitted on every training patient. Where a
     path diverges (a penalty too small for the patients), the path stops at a larger fraction
-    of the largest penalty."""
+    of the largest penalty; where it diverges even at the largest fraction tried, the block is
+    left out (None, with a warning)."""
     from sksurv.linear_model import CoxnetSurvivalAnalysis
     from sksurv.util import Surv
 
@@ -632,11 +639,14 @@ def _elastic_net_path(
         except ArithmeticError as exc:  # sksurv: "weights are too large"
             failure = exc
             log.debug("elastic-net path of %s diverged at ratio %g: %s", m, min_ratio, exc)
-    raise DataError(
-        f"the elastic-net path of {m!r} diverged on the training patients even with its smallest "
-        f"penalty at {_NET_MIN_RATIOS[-1]} of the largest ({failure}); use "
-        "members.interaction_form: components"
+    log.warning(
+        "stacked members: %s left out: its elastic-net path diverged on the training patients "
+        "even with its smallest penalty at %g of the largest (%s)",
+        m,
+        _NET_MIN_RATIOS[-1],
+        failure,
     )
+    return None
 
 
 def _count_for_nothing(oof: list[dict], names) -> None:

@@ -174,3 +174,27 @@ def test_heads_and_combiners_it_cannot_serve_are_refused():
         _model(_members(), head="logistic_hazard", cuts=[0.0, 1.0, 2.0])
     with pytest.raises(ConfigError, match="interaction_form"):
         load_config({"members": {"interaction_form": "ordinal"}})
+
+
+def test_a_path_that_diverges_leaves_the_products_out_with_a_warning(monkeypatch, caplog):
+    """sksurv's Coxnet raises ArithmeticError when a penalty is too small for the patients: the
+    path is retried at larger fractions of the largest penalty, and if every one fails the block
+    is left out (weight 0, zero coefficients) instead of failing the training run."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    calls = []
+
+    def diverge(self, X, y):
+        calls.append(self.alpha_min_ratio)
+        raise ArithmeticError("Numerical error, because weights are too large.")
+
+    monkeypatch.setattr(CoxnetSurvivalAnalysis, "fit", diverge)
+    data = _StagedData(200, seed=5)
+    model = _model(_members())
+    fit = fit_linear_members(model, data, CPU, _members())
+    assert fit is not None and np.isfinite(fit.loss)
+    assert calls == [0.02, 0.05, 0.1, 0.2, 0.5]
+    assert fit.weights["genomics*stage"] == [0.0]
+    assert float(model.members["genomics"].weight[0, N_GENES:].abs().sum()) == 0.0
+    assert fit.weights["genomics"][0] > 0  # the ridge member is unaffected
+    assert "genomics*stage left out: its elastic-net path diverged" in caplog.text
