@@ -612,7 +612,8 @@ def _elastic_net_path(
         return est.fit(design_np[rows, n_c:] if alone else design_np[rows], y)
 
     def as_coef(est, k: int) -> torch.Tensor:
-        w = np.asarray(est.coef_[n_c:, k], dtype=np.float64)
+        # a path that stopped early (the fit saturated) holds its last solution for the rest
+        w = np.asarray(est.coef_[n_c:, min(k, est.coef_.shape[1] - 1)], dtype=np.float64)
         return torch.as_tensor(w[None, :], dtype=x.dtype, device=x.device)
 
     everyone = problem.everyone.cpu().numpy()
