@@ -200,12 +200,27 @@ def test_the_methods_text_states_the_second_stage_penalty():
     assert "column type" not in _penalty_line(base)
 
 
-def test_the_members_table_names_folds_that_fell_back_to_the_clinical_covariates(tmp_path):
-    """members.stack_fallback: a fold whose second stage lost to the clinical covariates alone
-    says so in the report's members table; the other fold shows its weights only."""
+def _members_facts(tmp_path, members: dict, fold_meta: dict | None = None):
+    """RunFacts of a Cox run on clinical + genomics with this members block, and no files."""
     import pandas as pd
 
     from multimodal.reporting.facts import RunFacts
+
+    return RunFacts(
+        run_dir=tmp_path,
+        config={"members": members, "head": {"name": "cox"}, "fusion": {"name": "concat"}},
+        meta={"modalities": ["clinical", "genomics"]},
+        metrics={},
+        predictions=pd.DataFrame(),
+        val=pd.DataFrame(),
+        fold_meta=fold_meta or {},
+    )
+
+
+def test_the_members_table_names_folds_that_fell_back_to_the_clinical_covariates(tmp_path):
+    """members.stack_fallback: a fold whose second stage lost to the clinical covariates alone
+    says so in the report's members table; the other fold shows its weights only."""
+
     from multimodal.reporting.methods import model_section
 
     def fit(fallback: bool) -> dict:
@@ -214,38 +229,19 @@ def test_the_members_table_names_folds_that_fell_back_to_the_clinical_covariates
                 "weights": weights, "loss": 3.0, "fallback": fallback}  # fmt: skip
 
     members = {"linear": ["genomics"], "combine": "stacked", "stack_fallback": True}
-    facts = RunFacts(
-        run_dir=tmp_path,
-        config={"members": members, "head": {"name": "cox"}, "fusion": {"name": "concat"}},
-        meta={"modalities": ["clinical", "genomics"]},
-        metrics={},
-        predictions=pd.DataFrame(),
-        val=pd.DataFrame(),
-        fold_meta={0: {"linear_fit": fit(True)}, 1: {"linear_fit": fit(False)}},
-    )
-    body = model_section(facts).body
+    fold_meta = {0: {"linear_fit": fit(True)}, 1: {"linear_fit": fit(False)}}
+    body = model_section(_members_facts(tmp_path, members, fold_meta)).body
     assert body.count("clinical covariates alone: members.stack_fallback") == 1
     assert "genomics=0.8" in body
 
 
 def test_the_model_section_says_how_the_interaction_products_are_formed(tmp_path):
     """members.interactions: the report names the products and their penalty, for each form."""
-    import pandas as pd
 
-    from multimodal.reporting.facts import RunFacts
     from multimodal.reporting.methods import model_section
 
     def body(members: dict) -> str:
-        facts = RunFacts(
-            run_dir=tmp_path,
-            config={"members": members, "head": {"name": "cox"}, "fusion": {"name": "concat"}},
-            meta={"modalities": ["clinical", "genomics"]},
-            metrics={},
-            predictions=pd.DataFrame(),
-            val=pd.DataFrame(),
-            fold_meta={},
-        )
-        return model_section(facts).body
+        return model_section(_members_facts(tmp_path, members)).body
 
     base = {"linear": ["genomics"], "combine": "stacked"}
     assert "Effect modification" not in body(base)

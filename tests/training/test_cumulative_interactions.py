@@ -14,52 +14,31 @@ from multimodal.models.members import LinearMember
 from multimodal.models.model import MultimodalSurvivalModel
 from multimodal.survival.metrics import harrell_c
 from multimodal.training.combine import fit_linear_members
-from multimodal.types import Batch, InputSpec
+from multimodal.types import InputSpec
+from tests.training.test_combine import _Data
 
 CPU = torch.device("cpu")
 N_GENES, ACTING = 60, (0, 1, 2)
 
 
-class _StagedData:
-    """Age + stage (levels 1..4 = I..IV, 0 = unknown) and 60 genes; genes 0-2 act only in stage
-    III/IV, gene 5 in every stage."""
+class _StagedData(_Data):
+    """Age + stage (levels 1..4 = I..IV, 0 = unknown; in the clinical input's one categorical
+    column) and 60 genes, every patient with genomics; genes 0-2 act only in stage III/IV, gene 5
+    in every stage."""
 
     def __init__(self, n: int, seed: int) -> None:
         rng = np.random.default_rng(seed)
         self.age = rng.normal(size=n).astype(np.float32)
-        self.stage = rng.integers(1, 5, n)
-        self.stage[rng.random(n) < 0.05] = 0
+        self.sex = stage = rng.integers(1, 5, n)  # _Data.batch reads the categorical as `sex`
+        stage[rng.random(n) < 0.05] = 0
         self.genes = rng.normal(size=(n, N_GENES)).astype(np.float32)
-        late = self.stage >= 3
-        lin = 0.5 * self.age + 0.4 * (self.stage >= 3) + 0.4 * self.genes[:, 5]
-        lin = lin + late * self.genes[:, list(ACTING)].sum(1) * 0.7
+        self.genomics_present = np.ones(n, dtype=bool)
+        lin = 0.5 * self.age + 0.4 * (stage >= 3) + 0.4 * self.genes[:, 5]
+        lin = lin + (stage >= 3) * self.genes[:, list(ACTING)].sum(1) * 0.7
         t = rng.exponential(np.exp(-lin))
         c = rng.exponential(2.0, n)
         self.time = np.minimum(t, c).astype(np.float32)
         self.event = t <= c
-
-    def __len__(self) -> int:
-        return len(self.time)
-
-    def batch(self, idx) -> Batch:
-        i = np.asarray(idx)
-        return Batch(
-            patient_id=[str(k) for k in i],
-            time=torch.from_numpy(self.time[i]),
-            event=torch.from_numpy(self.event[i]),
-            inputs={
-                "clinical": {
-                    "numeric": torch.from_numpy(self.age[i, None]),
-                    "numeric_missing": torch.zeros(len(i), 1),
-                    "categorical": torch.from_numpy(self.stage[i, None]),
-                },
-                "genomics": torch.from_numpy(self.genes[i]),
-            },
-            mask={
-                "clinical": torch.ones(len(i), dtype=torch.bool),
-                "genomics": torch.ones(len(i), dtype=torch.bool),
-            },
-        )
 
 
 def _members(form: str = "cumulative", **extra) -> MembersConfig:
