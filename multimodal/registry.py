@@ -16,8 +16,10 @@ T = TypeVar("T")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` if none is close."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` if none is close
+    (difflib's ratio >= 0.6: ``'stgae'`` -> ``'stage'``, but ``'stage'`` is not offered ``'sex'``,
+    ratio 0.5, which misled GBMLGG's users: gliomas have no stage)."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 

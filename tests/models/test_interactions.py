@@ -143,3 +143,15 @@ def test_cumulative_products_train_save_and_reload_to_the_same_predictions(
     fit = json.loads((res.run_dir / "model" / "fold_0" / "model.json").read_text())["linear_fit"]
     assert fit["penalties"]["genomics*stage"] > 0 and "genomics*stage" in fit["weights"]
     assert_reloaded_risks_match(res.run_dir, model, tiny_cohort)
+
+
+def test_a_cohort_without_stage_is_not_offered_sex_in_its_place(caplog):
+    """GBMLGG has no stage: the warning says the column is absent and suggests nothing ('sex'
+    shares two letters with 'stage'; suggesting it would mislead)."""
+    from multimodal.config import MembersConfig
+    from multimodal.models.model import MultimodalSurvivalModel
+
+    clinical = InputSpec(kind="clinical", n_numeric=1, cardinalities=[3], categorical_names=["sex"])
+    members = MembersConfig(linear=["genomics"], interactions={"genomics": "stage"})
+    assert MultimodalSurvivalModel._modifier("genomics", members, clinical) is None
+    assert "gets no products" in caplog.text and "Did you mean" not in caplog.text
