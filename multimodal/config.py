@@ -312,7 +312,10 @@ class MembersConfig(_Strict):
     levels sort in their clinical order, as stage I-IV does), fitted with an elastic-net penalty
     (``interaction_l1_ratio``) whose strength the stacked combiner chooses on out-of-fold scores
     as it chooses the ridge penalties: a few genes that act only from some stage on, among
-    hundreds that do not. Needs ``combine: stacked`` and a single-risk Cox head."""
+    hundreds that do not. The products' block is fitted beside the clinical covariates, not
+    beside the modality's main-effect term, so ``[level >= second]`` (most patients) also
+    carries genes whose effect is common to every level but the first. Needs
+    ``combine: stacked`` and a single-risk Cox head."""
     interaction_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
     """Elastic-net mixing of the ``cumulative`` products (1 = lasso)."""
     column_blocks: dict[str, list[str]] = Field(default_factory=dict)

@@ -166,6 +166,7 @@ class MultimodalSurvivalModel(nn.Module):
                             specs[clinical_modality],
                             n_out,
                             bool(getattr(self.head, "partial_likelihood", False)),
+                            resolve_head_name(endpoint, head.name),
                         ),
                         components=members.interaction_components,
                         modifier_name=members.interactions.get(m),
@@ -182,6 +183,7 @@ class MultimodalSurvivalModel(nn.Module):
         clinical: InputSpec,
         n_out: int = 1,
         partial_likelihood: bool = True,
+        head_name: str = "cox",
     ) -> tuple[int, int] | None:
         """``(index, levels)`` of the clinical categorical that modifies ``m``'s linear member
         (``members.interactions``); None without one. A column the cohort does not have (GBMLGG
@@ -206,9 +208,10 @@ class MultimodalSurvivalModel(nn.Module):
                 raise ConfigError(
                     "members.interaction_form: cumulative products are fitted by the stacked "
                     "combiner for one Cox risk (a head with a partial likelihood and one "
-                    f"output); this head has {n_out} output(s)"
+                    f"output); this run's head {head_name!r} has {n_out} output(s)"
                     f"{'' if partial_likelihood else ' and no partial likelihood'}. Use "
-                    "interaction_form: components, or a Cox head"
+                    "members.interaction_form: components, or head.name: cox with a "
+                    "single-risk endpoint (os, pfs or dss)"
                 )
             if levels <= 2:
                 warn_once(

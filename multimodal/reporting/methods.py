@@ -255,16 +255,18 @@ def _clinical_missing(facts: RunFacts) -> str:
     )
 
 
-def _interaction_lines(members: dict) -> list[str]:
-    """The effect-modification products of ``members.interactions``, one line (none without)."""
+def _interaction_lines(members: dict, fold_meta: dict | None = None) -> list[str]:
+    """The effect-modification products of ``members.interactions``, one line per pair (none
+    without). Where the fold models were fitted by the combiner, a pair whose block no fold
+    holds (the cohort lacks the column, as GBMLGG lacks stage) says so instead."""
     pairs = members.get("interactions") or {}
-    if not pairs:
-        return []
-    what = ", ".join(f"{m} x {c}" for m, c in pairs.items())
+    fits = [meta.get("linear_fit") for meta in (fold_meta or {}).values() if meta.get("linear_fit")]
+    stacked = members.get("combine") == "stacked"
     if members.get("interaction_form") == "cumulative":
         how = (
             "every feature times each cumulative level indicator (level >= the second, the "
-            "third, ... in sorted order), with an elastic-net penalty (l1 ratio "
+            "third, ... in sorted order; the first indicator also carries effects common to "
+            "every level but the first), with an elastic-net penalty (l1 ratio "
             f"{members.get('interaction_l1_ratio', 0.5)}) chosen on out-of-fold scores"
         )
     else:
@@ -272,7 +274,21 @@ def _interaction_lines(members: dict) -> list[str]:
             f"the {members.get('interaction_components', 5)} leading principal components "
             "(training patients) times each level, ridge-penalised"
         )
-    return [f"Effect modification ({what}): {how}; a block with its own stacking weight."]
+    lines = []
+    for m, c in pairs.items():
+        block = f"{m}*{c}"
+        if fits and not any(
+            block in {*f.get("penalties", {}), *f.get("weights", {})} for f in fits
+        ):
+            lines.append(
+                f"Effect modification ({m} x {c}) was asked for, but no fold model has the "
+                f"products: the cohort has no categorical clinical column {c!r} with enough "
+                "levels."
+            )
+            continue
+        own = "; a block with its own penalty and stacking weight" if stacked else ""
+        lines.append(f"Effect modification ({m} x {c}): {how}{own}.")
+    return lines
 
 
 def model_section(facts: RunFacts) -> Section:
@@ -296,7 +312,7 @@ def model_section(facts: RunFacts) -> Section:
             else ""
         )
         + f"; combined '{members.get('combine', 'joint')}'.",
-        *_interaction_lines(members),
+        *_interaction_lines(members, facts.fold_meta),
         *(
             [
                 "Tree members: "
@@ -347,7 +363,7 @@ def model_section(facts: RunFacts) -> Section:
                     [*(meta.get("members") or []), *(f"tree:{k}" for k in meta.get("trees") or [])]
                 )
                 or "none",
-                "ridge penalties": ", ".join(
+                "penalties": ", ".join(
                     f"{m}={fmt(p, 3)}" for m, p in (fit.get("penalties") or {}).items()
                 )
                 or "–",

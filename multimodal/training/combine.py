@@ -393,6 +393,8 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     1. For each non-clinical member and each penalty but the largest ("off"), a penalised Cox
        model on the clinical covariates and that member is fitted on ``folds - 1`` folds of the
        training patients and scores the held-out fold: out-of-fold scores for every patient.
+       An elastic-net block (``members.interaction_form: cumulative``) gets its own path of
+       penalties instead, from the one that keeps it at zero down (:func:`_elastic_net_path`).
     2. The penalty whose out-of-fold scores fit best beside the clinical covariates (a Cox model
        on both; each penalty has the same one extra coefficient) is kept.
     3. Each tree member (``members.trees``) is fitted on ``folds - 1`` folds (its features chosen
@@ -457,7 +459,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             continue
         if m in problem.sparse:  # an elastic-net path (the cumulative products)
             net = _elastic_net_path(problem, m, repeats)
-            if net is None:  # diverged: left out, as a member with too few events
+            if net is None:  # diverged, or all zero: left out, weight 0
                 diverged.append(m)
                 continue
             path, full_fits[m] = net
@@ -536,7 +538,8 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     for m in [*too_few, *diverged]:
         x, _ = problem.designs[m]
         coef[m] = torch.zeros(n_out, x.shape[1], dtype=x.dtype, device=x.device)
-        chosen[m] = float(max(members.penalties))
+        if m in too_few:  # a diverged elastic-net block has no penalty to record
+            chosen[m] = float(max(members.penalties))
         weights[m] = [0.0] * n_out
     if members.stack_penalty == "auto":
         chosen[STACK_PENALTY] = float(stack_penalty)
@@ -584,6 +587,11 @@ def _elastic_net_path(
     along an elastic-net path (scikit-survival's ``CoxnetSurvivalAnalysis``, l1 ratio
     ``problem.sparse[m]``): one path of penalties, set on every training patient, is fitted on
     every split, so each penalty's out-of-fold scores come from fits under that penalty alone.
+    The grid comes from the block alone; beside the clinical columns, sksurv rescales the penalty
+    factors to sum to the number of columns, so the block's penalty is the grid's times
+    ``(n_c + p) / (0.01 n_c + p)`` (1.003 for 3,000 products beside 10 clinical columns). A block
+    that is zero for every training patient (no one past the first level has the modality) is
+    left out.
     Returns the path and, per penalty, the direction fitted on every training patient. Where a
     path diverges (a penalty too small for the patients), the path stops at a larger fraction
     of the largest penalty; where it diverges even at the largest fraction tried, the block is
@@ -617,6 +625,9 @@ def _elastic_net_path(
         return torch.as_tensor(w[None, :], dtype=x.dtype, device=x.device)
 
     everyone = problem.everyone.cpu().numpy()
+    if not np.any(design_np[:, n_c:]):
+        log.info("stacked members: %s left out: it is zero for every training patient", m)
+        return None
     failure: Exception | None = None
     for min_ratio in _NET_MIN_RATIOS:
         try:

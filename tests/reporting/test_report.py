@@ -258,6 +258,26 @@ def test_the_model_section_says_how_the_interaction_products_are_formed(tmp_path
     )
     assert "every feature times each cumulative level indicator" in net
     assert "elastic-net penalty (l1 ratio 0.5)" in net
+    assert "own penalty and stacking weight" in net
+    # joint combining has no stacking weights
+    joint = {**base, "combine": "joint", "interactions": {"genomics": "stage"}}
+    assert "stacking weight" not in body(joint)
+    # the fold models hold no products (GBMLGG has no stage): the report says so
+    fit = {"penalties": {"clinical": 0.01, "genomics": 1.0}, "weights": {"genomics": [0.5]}}
+    lacking = model_section(
+        _members_facts(
+            tmp_path, {**base, "interactions": {"genomics": "stage"}}, {0: {"linear_fit": fit}}
+        )
+    ).body
+    assert "was asked for, but no fold model has the products" in lacking
+    assert "leading principal components" not in lacking
+    fit["penalties"]["genomics*stage"] = 1.0
+    having = model_section(
+        _members_facts(
+            tmp_path, {**base, "interactions": {"genomics": "stage"}}, {0: {"linear_fit": fit}}
+        )
+    ).body
+    assert "Effect modification (genomics x stage): the 5 leading" in having
     from multimodal.reporting.methods import _penalty_line
 
     cumulative = {**base, "interactions": {"genomics": "stage"}, "interaction_form": "cumulative"}

@@ -174,6 +174,21 @@ def test_a_path_that_diverges_leaves_the_products_out_with_a_warning(monkeypatch
     assert fit is not None and np.isfinite(fit.loss)
     assert calls == [0.02, 0.05, 0.1, 0.2, 0.5]
     assert fit.weights["genomics*stage"] == [0.0]
+    assert "genomics*stage" not in fit.penalties  # no penalty was used: none is recorded
     assert float(model.members["genomics"].weight[0, N_GENES:].abs().sum()) == 0.0
     assert fit.weights["genomics"][0] > 0  # the ridge member is unaffected
     assert "genomics*stage left out: its elastic-net path diverged" in caplog.text
+
+
+def test_products_that_are_zero_for_every_patient_are_left_out(caplog):
+    """Every training patient in the first level (or unknown): the products are all zero, and
+    the block is left out before any fit (weight 0), not fitted along a degenerate path."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    data = _StagedData(200, seed=6)
+    data.sex[:] = 1  # stage I for everyone
+    model = _model(_members())
+    fit = fit_linear_members(model, data, CPU, _members())
+    assert fit is not None and fit.weights["genomics*stage"] == [0.0]
+    assert "genomics*stage left out: it is zero for every training patient" in caplog.text
