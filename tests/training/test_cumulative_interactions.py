@@ -185,7 +185,7 @@ def test_products_that_are_zero_for_every_patient_are_left_out(caplog):
     the block is left out before any fit (weight 0), not fitted along a degenerate path."""
     import logging
 
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="multimodal.training.combine")
     data = _StagedData(200, seed=6)
     data.sex[:] = 1  # stage I for everyone
     model = _model(_members())
