@@ -66,11 +66,17 @@ class _Data:
 
 
 def _model(
-    n_genes: int = 40, linear=("genomics",), members: MembersConfig | None = None
+    n_genes: int = 40,
+    linear=("genomics",),
+    members: MembersConfig | None = None,
+    clinical: InputSpec | None = None,
+    head: str = "cox",
+    cuts=None,
 ) -> MultimodalSurvivalModel:
+    """Clinical (default: one numeric, one 2-level factor) + genomics, a concat fusion."""
     torch.manual_seed(0)
     specs = {
-        "clinical": InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
+        "clinical": clinical or InputSpec(kind="clinical", n_numeric=1, cardinalities=[3]),
         "genomics": InputSpec(kind="genomics", in_features=n_genes),
     }
     encoders = {
@@ -81,8 +87,9 @@ def _model(
         specs,
         encoders,
         FusionConfig(name="concat", dim=4),
-        HeadConfig(name="cox"),
+        HeadConfig(name=head),
         members=members or MembersConfig(linear=list(linear)),
+        cuts=cuts,
         clinical_modality="clinical",
     )
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from multimodal.config import EncoderConfig, FusionConfig, HeadConfig, MembersConfig, load_config
+from multimodal.config import MembersConfig, load_config
 from multimodal.exceptions import ConfigError
 from multimodal.models.members import LinearMember
 from multimodal.models.model import MultimodalSurvivalModel
@@ -16,6 +16,7 @@ from multimodal.survival.metrics import harrell_c
 from multimodal.training.combine import fit_linear_members
 from multimodal.types import InputSpec
 from tests.training.test_combine import _Data
+from tests.training.test_combine import _model as _combine_model
 
 CPU = torch.device("cpu")
 N_GENES, ACTING = 60, (0, 1, 2)
@@ -52,26 +53,9 @@ def _members(form: str = "cumulative", **extra) -> MembersConfig:
 
 
 def _model(members: MembersConfig, head: str = "cox", cuts=None) -> MultimodalSurvivalModel:
-    torch.manual_seed(0)
-    specs = {
-        "clinical": InputSpec(
-            kind="clinical", n_numeric=1, cardinalities=[5], categorical_names=["stage"]
-        ),
-        "genomics": InputSpec(kind="genomics", in_features=N_GENES),
-    }
-    encoders = {
-        "clinical": EncoderConfig(name="clinical_mlp", out_dim=4),
-        "genomics": EncoderConfig(name="snn", out_dim=4),
-    }
-    return MultimodalSurvivalModel(
-        specs,
-        encoders,
-        FusionConfig(name="concat", dim=4),
-        HeadConfig(name=head),
-        members=members,
-        cuts=cuts,
-        clinical_modality="clinical",
-    )
+    """test_combine's clinical + genomics model, the clinical factor being stage (I-IV)."""
+    stage = InputSpec(kind="clinical", n_numeric=1, cardinalities=[5], categorical_names=["stage"])
+    return _combine_model(N_GENES, members=members, clinical=stage, head=head, cuts=cuts)
 
 
 def test_design_is_features_then_features_times_each_cumulative_level():
