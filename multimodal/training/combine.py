@@ -641,9 +641,10 @@ def _elastic_net_path(
                 per_split: list[list[torch.Tensor]] = [[] for _ in alphas]
                 for rows_fit, rows_held in split:
                     est = fit(rows_fit.cpu().numpy(), min_ratio, alphas)
+                    held = x[rows_held] * present[rows_held, None]  # only they are scored
                     for k in range(len(alphas)):
                         w = as_coef(est, k)
-                        scores[rows_held, k] = ((x @ w.T)[:, 0] * present)[rows_held]
+                        scores[rows_held, k] = (held @ w.T)[:, 0]
                         per_split[k].append(w)
                 for k, a in enumerate(alphas):
                     path[float(a)].append((scores[:, k : k + 1].clone(), per_split[k]))
