@@ -25,7 +25,11 @@ from multimodal.data.splits import (
     read_fold_files,
     stratified_folds,
 )
-from multimodal.data.tcga_tables import CLINICAL_DEFAULTS, read_tcga_tables
+from multimodal.data.tcga_tables import (
+    CLINICAL_DEFAULTS,
+    non_default_covariates,
+    read_tcga_tables,
+)
 from multimodal.exceptions import ConfigError, DataError, MultimodalError
 from multimodal.registry import did_you_mean
 
@@ -223,7 +227,7 @@ def load_tcga(
         name=tables.name,
         root=tables.root,
         time_unit="months",
-        clinical_options={k: v for k, v in chosen.items() if v != CLINICAL_DEFAULTS[k]},
+        clinical_options=non_default_covariates(chosen),
     )
     if splits_name is not None:
         cohort = _restrict_to_split(cohort, tables.root, splits_name)

@@ -53,6 +53,7 @@ __all__ = [
     "SOURCE_COLUMNS",
     "TEXT_FILES",
     "TcgaTables",
+    "non_default_covariates",
     "read_tcga_tables",
 ]
 
@@ -76,6 +77,15 @@ CLINICAL_DEFAULTS: dict[str, list[str]] = {
     "clinical_numeric": ["age"],
     "clinical_categorical": ["sex", "stage"],
 }
+
+
+def non_default_covariates(options: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The ``data.clinical_*`` entries of ``options`` that differ from :data:`CLINICAL_DEFAULTS`
+    (what a cohort records and a config must match; ``{}``: age, sex and stage)."""
+    return {
+        key: list(cols) for key, cols in options.items() if list(cols) != CLINICAL_DEFAULTS[key]
+    }
+
 
 #: patient-table column -> the clinical.csv column it is read from (messages name the latter).
 SOURCE_COLUMNS = {

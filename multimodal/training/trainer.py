@@ -202,7 +202,7 @@ def with_cohort_covariates(cfg: Config, cohort: Any) -> Config:
     :func:`train`) puts them in the config, so that the run records them and ``predict``, the
     report and the dashboard read the folder alike. A config naming covariates the cohort was
     not read with is refused: the model would not get them."""
-    from multimodal.data.tcga_tables import CLINICAL_DEFAULTS
+    from multimodal.data.tcga_tables import non_default_covariates
 
     loaded = getattr(cohort, "clinical_options", None)
     if loaded is None:  # a manifest or PBC2 cohort: it names its own covariates
@@ -213,11 +213,7 @@ def with_cohort_covariates(cfg: Config, cohort: Any) -> Config:
                 "names its covariates in its clinical entry). Remove the two keys from the config."
             )
         return cfg
-    wanted = {
-        key: cols
-        for key, cols in cfg.data.cohort_options().items()
-        if cols != CLINICAL_DEFAULTS[key]
-    }
+    wanted = non_default_covariates(cfg.data.cohort_options())
     if wanted == loaded:
         return cfg
     if wanted:
