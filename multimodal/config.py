@@ -304,7 +304,7 @@ class MembersConfig(_Strict):
     column leaves them out, with a warning."""
     interaction_components: int = Field(5, ge=1)
     """Principal components per ``interactions`` modality (``interaction_form: components``)."""
-    interaction_form: Literal["components", "cumulative"] = "components"
+    interaction_form: Literal["components", "cumulative", "both"] = "components"
     """What the ``interactions`` products are. ``components``: the leading principal components
     times each level (one-hot), ridge-penalised. ``cumulative``: *every* feature of the modality
     times each cumulative level indicator ``[level >= k]`` of the clinical column, its known
@@ -315,7 +315,10 @@ class MembersConfig(_Strict):
     hundreds that do not. The products' block is fitted beside the clinical covariates, not
     beside the modality's main-effect term, so ``[level >= second]`` (most patients) also
     carries genes whose effect is common to every level but the first. Needs
-    ``combine: stacked`` and a single-risk Cox head."""
+    ``combine: stacked`` and a single-risk Cox head. ``both``: the two blocks side by side, the
+    components' (``<modality>*<column>``, ridge) and the cumulative products'
+    (``<modality>*<column>>=k``, elastic net), each with its own penalty and stacking weight
+    (same needs as ``cumulative``)."""
     interaction_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
     """Elastic-net mixing of the ``cumulative`` products (1 = lasso)."""
     column_blocks: dict[str, list[str]] = Field(default_factory=dict)
@@ -375,16 +378,17 @@ class MembersConfig(_Strict):
                 f"members.interactions names {stray}, which are not in members.linear "
                 f"{self.linear}: the products extend a modality's linear member"
             )
-        if self.interactions and self.interaction_form == "cumulative":
+        form = self.interaction_form
+        if self.interactions and form in ("cumulative", "both"):
             if self.combine != "stacked":
                 raise ConfigError(
-                    "members.interaction_form: cumulative needs members.combine: stacked (the "
+                    f"members.interaction_form: {form} needs members.combine: stacked (the "
                     "stacked combiner fits the products' elastic-net path); set members.combine: "
                     "stacked or use interaction_form: components"
                 )
             if self.clinical_penalty is None:
                 raise ConfigError(
-                    "members.interaction_form: cumulative needs members.clinical_penalty (the "
+                    f"members.interaction_form: {form} needs members.clinical_penalty (the "
                     "products are fitted by the combiner before the deep residual); set it or "
                     "use interaction_form: components"
                 )

@@ -60,11 +60,13 @@ class LinearMember(nn.Module):
         (``levels`` levels, 0 = unknown) -- effect modification (``members.interactions``). The
         components are fitted by :meth:`fit_components` on training patients.
     components : number of principal components with ``modifier``.
-    form : ``"components"`` (above) or ``"cumulative"``: the products are then every feature times
-        each cumulative level indicator ``[level >= k]`` for the clinical column's known levels
-        ``k = 2 .. levels - 1`` in their sorted order (stage I < II < III < IV: ``>= II``,
-        ``>= III``, ``>= IV``; unknown gives 0), fitted with an elastic-net penalty by the
-        stacked combiner (``members.interaction_form``); no components then.
+    form : ``"components"`` (above), ``"cumulative"`` or ``"both"``. ``cumulative``: the products
+        are every feature times each cumulative level indicator ``[level >= k]`` for the clinical
+        column's known levels ``k = 2 .. levels - 1`` in their sorted order (stage I < II < III <
+        IV: ``>= II``, ``>= III``, ``>= IV``; unknown gives 0), fitted with an elastic-net penalty
+        by the stacked combiner (``members.interaction_form``); no components then. ``both``: the
+        component products (block ``<modality>*<column>``) and the cumulative ones (block
+        ``<modality>*<column>>=k``), each with its own penalty and stacking weight.
     column_blocks : column-name suffixes (``members.column_blocks``): the modality's features are
         cut into one block per suffix (``<modality>:<suffix>``, the columns named ``..._<suffix>``
         in ``spec.feature_names``), the rest staying in block ``<modality>``; each block gets its
@@ -134,22 +136,23 @@ class LinearMember(nn.Module):
                         f"{names[:3] or 'unnamed'}{' ...' if len(names) > 3 else ''}); its "
                         "linear term stays one block. Check the suffixes.",
                     )
-            if modifier is not None and form == "cumulative" and int(modifier[1]) > 2:
-                # every feature times [level >= k], k = 2 .. levels - 1 (threshold-major)
-                self.modifier = (int(modifier[0]), int(modifier[1]))
-                n_products = n_in * (self.modifier[1] - 2)
-                name = f"{modality}*{modifier_name or modifier[0]}"
-                self.columns[name] = list(range(n_in, n_in + n_products))
-                self.sparse_blocks.append(name)
-                n_in += n_products
-            elif modifier is not None and form == "components" and components > 0:
+            n_features = n_in
+            name = f"{modality}*{modifier_name or (modifier[0] if modifier else '')}"
+            if modifier is not None and form in ("components", "both") and components > 0:
                 self.modifier = (int(modifier[0]), int(modifier[1]))
                 # (p, k) loadings scaled so that the training patients' scores have unit SD;
                 # zero until fit_components (the products are then zero)
                 self.register_buffer("loadings", torch.zeros(n_in, int(components)))
                 n_products = int(components) * self.modifier[1]
-                name = f"{modality}*{modifier_name or modifier[0]}"
                 self.columns[name] = list(range(n_in, n_in + n_products))
+                n_in += n_products
+            if modifier is not None and form in ("cumulative", "both") and int(modifier[1]) > 2:
+                # every feature times [level >= k], k = 2 .. levels - 1 (threshold-major)
+                self.modifier = (int(modifier[0]), int(modifier[1]))
+                n_products = n_features * (self.modifier[1] - 2)
+                sparse = name if form == "cumulative" else f"{name}>=k"
+                self.columns[sparse] = list(range(n_in, n_in + n_products))
+                self.sparse_blocks.append(sparse)
                 n_in += n_products
         self.linear = nn.Linear(n_in, int(n_outputs), bias=False)
         nn.init.zeros_(self.linear.weight)
@@ -196,19 +199,21 @@ class LinearMember(nn.Module):
         if clinical is None:
             raise ValueError(f"the linear member of {self.modality!r} needs the clinical input")
         level = clinical["categorical"][:, j].long().clamp(0, levels - 1)
-        if self.form == "cumulative":
+        present = None if clinical_present is None else clinical_present.to(features.dtype)
+        parts = [features]
+        if hasattr(self, "loadings"):  # the leading components x each level (one-hot)
+            onehot = nn.functional.one_hot(level, levels).to(features.dtype)
+            if present is not None:
+                onehot = onehot * present.unsqueeze(-1)
+            scores = features @ self.loadings.to(features.dtype)
+            parts.append((scores.unsqueeze(-1) * onehot.unsqueeze(1)).reshape(len(features), -1))
+        if self.sparse_blocks:  # every feature x [level >= k], k = 2 .. levels - 1
             steps = torch.arange(2, levels, device=level.device)
             above = (level[:, None] >= steps[None, :]).to(features.dtype)  # (B, levels - 2)
-            if clinical_present is not None:
-                above = above * clinical_present.to(features.dtype).unsqueeze(-1)
-            products = (above.unsqueeze(-1) * features.unsqueeze(1)).reshape(features.shape[0], -1)
-            return torch.cat([features, products], dim=1)
-        onehot = nn.functional.one_hot(level, levels).to(features.dtype)
-        if clinical_present is not None:
-            onehot = onehot * clinical_present.to(features.dtype).unsqueeze(-1)
-        scores = features @ self.loadings.to(features.dtype)
-        products = (scores.unsqueeze(-1) * onehot.unsqueeze(1)).reshape(features.shape[0], -1)
-        return torch.cat([features, products], dim=1)
+            if present is not None:
+                above = above * present.unsqueeze(-1)
+            parts.append((above.unsqueeze(-1) * features.unsqueeze(1)).reshape(len(features), -1))
+        return torch.cat(parts, dim=1)
 
     def design_blocks(
         self, x: Any, clinical: Any = None, clinical_present: torch.Tensor | None = None
@@ -228,7 +233,7 @@ class LinearMember(nn.Module):
         """Fit the principal components of the modality's features on the rows of ``x`` where
         ``present`` (training patients): unit-SD scores, each component's sign fixed so that its
         largest loading is positive."""
-        if self.modifier is None or self.form != "components":
+        if self.modifier is None or not hasattr(self, "loadings"):
             return
         features = self._features(x)[present.bool()].double()
         k = self.loadings.shape[1]

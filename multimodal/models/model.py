@@ -203,10 +203,11 @@ class MultimodalSurvivalModel(nn.Module):
             return None
         j = names.index(column)
         levels = int(clinical.cardinalities[j])
-        if members.interaction_form == "cumulative":
+        form = members.interaction_form
+        if form in ("cumulative", "both"):
             if n_out != 1 or not partial_likelihood:
                 raise ConfigError(
-                    "members.interaction_form: cumulative products are fitted by the stacked "
+                    f"members.interaction_form: {form} products are fitted by the stacked "
                     "combiner for one Cox risk (a head with a partial likelihood and one "
                     f"output); this run's head {head_name!r} has {n_out} output(s)"
                     f"{'' if partial_likelihood else ' and no partial likelihood'}. Use "
@@ -219,7 +220,8 @@ class MultimodalSurvivalModel(nn.Module):
                     f"members.interactions: {column!r} has {levels - 1} known level(s) in the "
                     f"training patients, so {m!r} gets no cumulative products",
                 )
-                return None
+                if form == "cumulative":
+                    return None
         return j, levels
 
     def _tree_terms(

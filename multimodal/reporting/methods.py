@@ -262,23 +262,26 @@ def _interaction_lines(members: dict, fold_meta: dict | None = None) -> list[str
     pairs = members.get("interactions") or {}
     fits = [meta.get("linear_fit") for meta in (fold_meta or {}).values() if meta.get("linear_fit")]
     stacked = members.get("combine") == "stacked"
-    if members.get("interaction_form") == "cumulative":
-        how = (
-            "every feature times each cumulative level indicator (level >= the second, the "
-            "third, ... in sorted order; the first indicator also carries effects common to "
-            "every level but the first), with an elastic-net penalty (l1 ratio "
-            f"{members.get('interaction_l1_ratio', 0.5)}) chosen on out-of-fold scores"
-        )
-    else:
-        how = (
-            f"the {members.get('interaction_components', 5)} leading principal components "
-            "(training patients) times each level, ridge-penalised"
-        )
+    form = members.get("interaction_form") or "components"
+    cumulative = (
+        "every feature times each cumulative level indicator (level >= the second, the "
+        "third, ... in sorted order; the first indicator also carries effects common to "
+        "every level but the first), with an elastic-net penalty (l1 ratio "
+        f"{members.get('interaction_l1_ratio', 0.5)}) chosen on out-of-fold scores"
+    )
+    components = (
+        f"the {members.get('interaction_components', 5)} leading principal components "
+        "(training patients) times each level, ridge-penalised"
+    )
+    how = {
+        "cumulative": cumulative,
+        "both": f"two blocks: {components}; and {cumulative}",
+    }.get(form, components)
     lines = []
     for m, c in pairs.items():
-        block = f"{m}*{c}"
+        blocks = {f"{m}*{c}", f"{m}*{c}>=k"}
         if fits and not any(
-            block in {*f.get("penalties", {}), *f.get("weights", {})} for f in fits
+            blocks & {*f.get("penalties", {}), *f.get("weights", {})} for f in fits
         ):
             lines.append(
                 f"Effect modification ({m} x {c}) was asked for, but no fold model has the "
@@ -286,7 +289,8 @@ def _interaction_lines(members: dict, fold_meta: dict | None = None) -> list[str
                 "levels."
             )
             continue
-        own = "; a block with its own penalty and stacking weight" if stacked else ""
+        which = "each block" if form == "both" else "a block"
+        own = f"; {which} with its own penalty and stacking weight" if stacked else ""
         lines.append(f"Effect modification ({m} x {c}): {how}{own}.")
     return lines
 
@@ -422,9 +426,13 @@ def _penalty_line(members: dict[str, Any]) -> str:
                 "ones is no block: the fold table names the blocks fitted); "
             )
     stacked = bool(linear) and members.get("combine") == "stacked"
-    if stacked and members.get("interactions") and members.get("interaction_form") == "cumulative":
+    if (
+        stacked
+        and members.get("interactions")
+        and members.get("interaction_form") in ("cumulative", "both")
+    ):
         text += (
-            "the interaction products' penalty is an elastic-net one (scikit-survival's Coxnet "
+            "the cumulative interaction products' penalty is an elastic-net one (scikit-survival's Coxnet "
             "alpha, its own scale), chosen from a path of 20 by the second stage's fit to the "
             "out-of-fold scores; "
         )

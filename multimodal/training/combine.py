@@ -101,7 +101,7 @@ class _Problem:
     fallback: bool = False  # set by the stacked combiner (members.stack_fallback)
     sparse: dict[str, float] = field(default_factory=dict)
     """Blocks fitted with an elastic-net penalty (block -> l1 ratio) instead of a ridge one:
-    the cumulative products of ``members.interaction_form: cumulative``."""
+    the cumulative products of ``members.interaction_form: cumulative`` (or ``both``)."""
 
     def fit(
         self,
@@ -393,7 +393,7 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     1. For each non-clinical member and each penalty but the largest ("off"), a penalised Cox
        model on the clinical covariates and that member is fitted on ``folds - 1`` folds of the
        training patients and scores the held-out fold: out-of-fold scores for every patient.
-       An elastic-net block (``members.interaction_form: cumulative``) gets its own path of
+       An elastic-net block (``members.interaction_form: cumulative`` or ``both``) gets its own path of
        penalties instead, from the one that keeps it at zero down (:func:`_elastic_net_path`).
     2. The penalty whose out-of-fold scores fit best beside the clinical covariates (a Cox model
        on both; each penalty has the same one extra coefficient) is kept.

@@ -145,6 +145,24 @@ def test_cumulative_products_train_save_and_reload_to_the_same_predictions(
     assert_reloaded_risks_match(res.run_dir, model, tiny_cohort)
 
 
+def test_both_forms_train_save_and_reload_to_the_same_predictions(
+    tiny_cohort,  # noqa: F811
+    tmp_path,
+):
+    """members.interaction_form: both through the user's path: the component products and the
+    cumulative ones, each block with its penalty in model.json, the reloaded run predicting what
+    training wrote."""
+    cfg = {**CFG, "members": {**CFG["members"], "interaction_form": "both"}}
+    res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path / "both")
+    model = multimodal.load_run(res.run_dir)
+    lm = model.folds[0].model.members["genomics"]
+    assert lm.form == "both" and lm.loadings.abs().sum() > 0
+    assert lm.blocks == ["genomics", "genomics*stage", "genomics*stage>=k"]
+    fit = json.loads((res.run_dir / "model" / "fold_0" / "model.json").read_text())["linear_fit"]
+    assert {"genomics*stage", "genomics*stage>=k"} <= set(fit["penalties"])
+    assert_reloaded_risks_match(res.run_dir, model, tiny_cohort)
+
+
 def test_a_cohort_without_stage_is_not_offered_sex_in_its_place(caplog):
     """GBMLGG has no stage: the warning says the column is absent and suggests nothing ('sex'
     shares two letters with 'stage'; suggesting it would mislead)."""

@@ -259,6 +259,10 @@ def test_the_model_section_says_how_the_interaction_products_are_formed(tmp_path
     assert "every feature times each cumulative level indicator" in net
     assert "elastic-net penalty (l1 ratio 0.5)" in net
     assert "own penalty and stacking weight" in net
+    both = body({**base, "interactions": {"genomics": "stage"}, "interaction_form": "both"})
+    assert "two blocks: the 5 leading principal components" in both
+    assert "every feature times each cumulative level indicator" in both
+    assert "each block with its own penalty and stacking weight" in both
     # joint combining has no stacking weights
     joint = {**base, "combine": "joint", "interactions": {"genomics": "stage"}}
     assert "stacking weight" not in body(joint)
@@ -283,6 +287,7 @@ def test_the_model_section_says_how_the_interaction_products_are_formed(tmp_path
     cumulative = {**base, "interactions": {"genomics": "stage"}, "interaction_form": "cumulative"}
     assert "Coxnet alpha" in _penalty_line(cumulative)
     assert "Coxnet alpha" not in _penalty_line({**base, "interactions": {"genomics": "stage"}})
+    assert "Coxnet alpha" in _penalty_line({**cumulative, "interaction_form": "both"})
 
 
 def test_the_genomics_preparation_line_names_the_data_types(tmp_path):

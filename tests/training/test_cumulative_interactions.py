@@ -112,6 +112,71 @@ def test_the_elastic_net_path_finds_the_genes_acting_from_stage_three_on():
     assert c["cumulative"] > c["components"] + 0.01 and c["cumulative"] > c["none"] + 0.01, c
 
 
+def test_both_forms_side_by_side_are_the_two_designs_concatenated():
+    """interaction_form: both -- the components' block (ridge) then the cumulative products'
+    (elastic net), each exactly as the form that has it alone builds it."""
+    spec = InputSpec(kind="genomics", in_features=3)
+    kw = dict(modifier=(0, 5), modifier_name="stage", components=2)
+    both = LinearMember("genomics", spec, form="both", **kw)
+    pcs = LinearMember("genomics", spec, form="components", **kw)
+    cum = LinearMember("genomics", spec, form="cumulative", **kw)
+    assert both.blocks == ["genomics", "genomics*stage", "genomics*stage>=k"]
+    assert both.sparse_blocks == ["genomics*stage>=k"] and pcs.sparse_blocks == []
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=rng)
+    clinical = {"categorical": torch.randint(0, 5, (40, 1), generator=rng)}
+    present = torch.rand(40, generator=rng) > 0.1
+    for lm in (both, pcs):
+        lm.fit_components(x, torch.ones(40, dtype=torch.bool))
+    torch.testing.assert_close(both.loadings, pcs.loadings)
+    blocks = both.design_blocks(x, clinical, present)
+    torch.testing.assert_close(
+        blocks["genomics*stage"], pcs.design_blocks(x, clinical, present)["genomics*stage"]
+    )
+    torch.testing.assert_close(
+        blocks["genomics*stage>=k"], cum.design_blocks(x, clinical, present)["genomics*stage"]
+    )
+    assert both.linear.weight.shape[1] == 3 + 2 * 5 + 3 * 3
+
+
+def test_both_forms_fit_each_block_and_keep_the_acting_genes():
+    data, test = _StagedData(700, seed=1), _StagedData(700, seed=2)
+    model = _model(_members("both"))
+    fit = fit_linear_members(model, data, CPU, _members("both"))
+    assert {"genomics", "genomics*stage", "genomics*stage>=k"} <= set(fit.weights)
+    assert fit.penalties["genomics*stage>=k"] > 0 and fit.weights["genomics*stage>=k"][0] > 0
+    lm = model.members["genomics"]
+    products = lm.weight[0, lm.columns["genomics*stage>=k"]].reshape(3, N_GENES).numpy()
+    assert set(np.argsort(-np.abs(products[1]))[:3]) == set(ACTING)
+    components = _model(_members("components"))
+    fit_linear_members(components, data, CPU, _members("components"))
+    batch = test.batch(np.arange(len(test)))
+    c = {}
+    for name, m in [("both", model), ("components", components)]:
+        m.eval()
+        with torch.no_grad():
+            c[name] = harrell_c(test.time, test.event, m(batch).numpy())
+    assert c["both"] > c["components"] + 0.01, c
+
+
+def test_both_forms_keep_the_components_where_a_column_has_too_few_levels_for_thresholds():
+    """One known level in the training patients (with "unknown": 2) gives no cumulative
+    threshold, so ``both`` keeps the component products alone (``cumulative`` gives no products
+    at all)."""
+    one = InputSpec(kind="clinical", n_numeric=1, cardinalities=[2], categorical_names=["stage"])
+    assert MultimodalSurvivalModel._modifier("genomics", _members("both"), one) == (0, 2)
+    assert MultimodalSurvivalModel._modifier("genomics", _members(), one) is None
+    lm = LinearMember(
+        "genomics",
+        InputSpec(kind="genomics", in_features=4),
+        modifier=(0, 2),
+        modifier_name="stage",
+        components=2,
+        form="both",
+    )
+    assert lm.blocks == ["genomics", "genomics*stage"] and lm.sparse_blocks == []
+
+
 def test_the_fit_is_deterministic():
     data = _StagedData(300, seed=4)
     a, b = _model(_members()), _model(_members())
