@@ -303,7 +303,8 @@ class MembersConfig(_Strict):
     own weight; they vanish where the clinical covariates are missing. A cohort without the
     column leaves them out, with a warning."""
     interaction_components: int = Field(5, ge=1)
-    """Principal components per ``interactions`` modality (``interaction_form: components``)."""
+    """Principal components per ``interactions`` modality (``interaction_form: components`` or
+    ``both``)."""
     interaction_form: Literal["components", "cumulative", "both"] = "components"
     """What the ``interactions`` products are. ``components``: the leading principal components
     times each level (one-hot), ridge-penalised. ``cumulative``: *every* feature of the modality

@@ -102,7 +102,8 @@ class LinearMember(nn.Module):
         self.columns: dict[str, list[int]] = {}
         """Block name -> its columns of the design: the modality (or ``<modality>:<suffix>``
         per column type, :func:`split_by_suffix`), then ``<modality>*<column>`` for the products
-        with a modifier. The combiner fits each block with its own penalty."""
+        with a modifier (and ``<modality>*<column>>=k`` for the cumulative ones of ``form="both"``).
+        The combiner fits each block with its own penalty."""
         if spec.kind == "clinical":
             self.cardinalities = list(spec.cardinalities)
             n_in = spec.n_numeric + sum(spec.cardinalities)

@@ -218,7 +218,8 @@ class MultimodalSurvivalModel(nn.Module):
                 warn_once(
                     log,
                     f"members.interactions: {column!r} has {levels - 1} known level(s) in the "
-                    f"training patients, so {m!r} gets no cumulative products",
+                    f"training patients, so {m!r} gets no cumulative products"
+                    + ("; it keeps the component products" if form == "both" else ""),
                 )
                 if form == "cumulative":
                     return None
@@ -278,8 +279,8 @@ class MultimodalSurvivalModel(nn.Module):
         self, inputs: dict[str, Any], mask: dict[str, torch.Tensor]
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Inputs of the linear members: block -> (design (B, p) float, presence (B,) float). A
-        block is a member's modality, or ``<modality>*<column>`` for its products with a clinical
-        modifier (:attr:`LinearMember.blocks`)."""
+        block is a member's modality, or ``<modality>*<column>`` (and ``<modality>*<column>>=k``)
+        for its products with a clinical modifier (:attr:`LinearMember.blocks`)."""
         out = {}
         for m, lm in self.members.items():
             present = mask[m].float()

@@ -278,20 +278,34 @@ def _interaction_lines(members: dict, fold_meta: dict | None = None) -> list[str
         "both": f"two blocks: {components}; and {cumulative}",
     }.get(form, components)
     lines = []
+
+    def held(block: str) -> bool:
+        """Whether some fold model holds ``block`` (True without fold models to ask)."""
+        return not fits or any(
+            block in {*f.get("penalties", {}), *f.get("weights", {})} for f in fits
+        )
+
     for m, c in pairs.items():
-        blocks = {f"{m}*{c}", f"{m}*{c}>=k"}
-        if fits and not any(
-            blocks & {*f.get("penalties", {}), *f.get("weights", {})} for f in fits
-        ):
+        pcs, cum = f"{m}*{c}", f"{m}*{c}>=k"
+        if not (held(pcs) or held(cum)):
             lines.append(
                 f"Effect modification ({m} x {c}) was asked for, but no fold model has the "
                 f"products: the cohort has no categorical clinical column {c!r} with enough "
                 "levels."
             )
             continue
-        which = "each block" if form == "both" else "a block"
+        text, two = how, form == "both"
+        if two and not held(cum):  # too few levels for a threshold: the components alone
+            text = (
+                f"{components} (no fold model has the cumulative products: {c!r} has too few "
+                "levels)"
+            )
+            two = False
+        elif two:
+            text += f" (blocks {pcs} and {cum})"
+        which = "each block" if two else "a block"
         own = f"; {which} with its own penalty and stacking weight" if stacked else ""
-        lines.append(f"Effect modification ({m} x {c}): {how}{own}.")
+        lines.append(f"Effect modification ({m} x {c}): {text}{own}.")
     return lines
 
 

@@ -150,14 +150,18 @@ def test_both_forms_train_save_and_reload_to_the_same_predictions(
     tmp_path,
 ):
     """members.interaction_form: both through the user's path: the component products and the
-    cumulative ones, each block with its penalty in model.json, the reloaded run predicting what
-    training wrote."""
+    cumulative ones, each block with its penalty in model.json, the reloaded run (its full-width
+    weight loaded strictly) predicting what training wrote. The tiny cohort's second stage gives
+    both product blocks weight 0; non-zero product coefficients surviving save and load are
+    tested on the member itself (test_cumulative_interactions)."""
     cfg = {**CFG, "members": {**CFG["members"], "interaction_form": "both"}}
     res = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path / "both")
     model = multimodal.load_run(res.run_dir)
     lm = model.folds[0].model.members["genomics"]
     assert lm.form == "both" and lm.loadings.abs().sum() > 0
     assert lm.blocks == ["genomics", "genomics*stage", "genomics*stage>=k"]
+    p, levels = model.folds[0].model.specs["genomics"].in_features, lm.modifier[1]
+    assert lm.weight.shape[1] == p + 3 * levels + p * (levels - 2)  # 3 components
     fit = json.loads((res.run_dir / "model" / "fold_0" / "model.json").read_text())["linear_fit"]
     assert {"genomics*stage", "genomics*stage>=k"} <= set(fit["penalties"])
     assert_reloaded_risks_match(res.run_dir, model, tiny_cohort)

@@ -263,6 +263,13 @@ def test_the_model_section_says_how_the_interaction_products_are_formed(tmp_path
     assert "two blocks: the 5 leading principal components" in both
     assert "every feature times each cumulative level indicator" in both
     assert "each block with its own penalty and stacking weight" in both
+    assert "(blocks genomics*stage and genomics*stage&gt;=k)" in both  # HTML-escaped
+    # both forms asked, but the column had too few levels for a threshold in every fold
+    pcs_only = {"penalties": {"genomics*stage": 1.0}, "weights": {"genomics*stage": [0.4]}}
+    both_cfg = {**base, "interactions": {"genomics": "stage"}, "interaction_form": "both"}
+    fewer = model_section(_members_facts(tmp_path, both_cfg, {0: {"linear_fit": pcs_only}})).body
+    assert "no fold model has the cumulative products" in fewer
+    assert "each block" not in fewer and "a block with its own penalty" in fewer
     # joint combining has no stacking weights
     joint = {**base, "combine": "joint", "interactions": {"genomics": "stage"}}
     assert "stacking weight" not in body(joint)

@@ -130,6 +130,7 @@ def test_both_forms_side_by_side_are_the_two_designs_concatenated():
         lm.fit_components(x, torch.ones(40, dtype=torch.bool))
     torch.testing.assert_close(both.loadings, pcs.loadings)
     blocks = both.design_blocks(x, clinical, present)
+    torch.testing.assert_close(blocks["genomics"], x)
     torch.testing.assert_close(
         blocks["genomics*stage"], pcs.design_blocks(x, clinical, present)["genomics*stage"]
     )
@@ -137,6 +138,26 @@ def test_both_forms_side_by_side_are_the_two_designs_concatenated():
         blocks["genomics*stage>=k"], cum.design_blocks(x, clinical, present)["genomics*stage"]
     )
     assert both.linear.weight.shape[1] == 3 + 2 * 5 + 3 * 3
+
+
+@pytest.mark.parametrize("form", ["cumulative", "both"])
+def test_a_member_with_products_reloads_from_its_state_to_the_same_output(form):
+    """What a run folder keeps of a member is its state dict: a member rebuilt from the same
+    arguments and loaded strictly gives the same output, products included."""
+    spec = InputSpec(kind="genomics", in_features=4)
+    kw = dict(modifier=(0, 5), modifier_name="stage", components=2, form=form)
+    a, b = LinearMember("genomics", spec, **kw), LinearMember("genomics", spec, **kw)
+    rng = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 4, generator=rng)
+    clinical = {"categorical": torch.randint(0, 5, (30, 1), generator=rng)}
+    a.fit_components(x, torch.ones(30, dtype=torch.bool))
+    with torch.no_grad():
+        a.linear.weight.copy_(torch.randn(a.linear.weight.shape, generator=rng))
+    b.load_state_dict(a.state_dict(), strict=True)
+    present = torch.ones(30, dtype=torch.bool)
+    products = a.design(x, clinical, present)[:, 4:]
+    assert products.abs().sum() > 0
+    torch.testing.assert_close(b(x, present, clinical, present), a(x, present, clinical, present))
 
 
 def test_both_forms_fit_each_block_and_keep_the_acting_genes():
@@ -186,20 +207,16 @@ def test_the_fit_is_deterministic():
         assert torch.equal(p, q)
 
 
-def test_heads_and_combiners_it_cannot_serve_are_refused():
-    with pytest.raises(ConfigError, match=r"needs members\.combine: stacked"):
-        load_config(
-            {
-                "members": {
-                    "linear": ["genomics"],
-                    "interactions": {"genomics": "stage"},
-                    "interaction_form": "cumulative",
-                    "combine": "joint",
-                }
-            }
-        )
+@pytest.mark.parametrize("form", ["cumulative", "both"])
+def test_heads_and_combiners_it_cannot_serve_are_refused(form):
+    members = {"linear": ["genomics"], "interactions": {"genomics": "stage"}}
+    members["interaction_form"] = form
+    with pytest.raises(ConfigError, match=rf"{form} needs members\.combine: stacked"):
+        load_config({"members": {**members, "combine": "joint"}})
+    with pytest.raises(ConfigError, match=rf"{form} needs members\.clinical_penalty"):
+        load_config({"members": {**members, "combine": "stacked", "clinical_penalty": None}})
     with pytest.raises(ConfigError, match="no partial likelihood"):
-        _model(_members(), head="logistic_hazard", cuts=[0.0, 1.0, 2.0])
+        _model(_members(form), head="logistic_hazard", cuts=[0.0, 1.0, 2.0])
     with pytest.raises(ConfigError, match="interaction_form"):
         load_config({"members": {"interaction_form": "ordinal"}})
 
@@ -227,6 +244,14 @@ def test_a_path_that_diverges_leaves_the_products_out_with_a_warning(monkeypatch
     assert float(model.members["genomics"].weight[0, N_GENES:].abs().sum()) == 0.0
     assert fit.weights["genomics"][0] > 0  # the ridge member is unaffected
     assert "genomics*stage left out: its elastic-net path diverged" in caplog.text
+    # with both forms, the component products are fitted as ever beside the diverged block
+    model = _model(_members("both"))
+    fit = fit_linear_members(model, data, CPU, _members("both"))
+    lm = model.members["genomics"]
+    assert fit.weights["genomics*stage>=k"] == [0.0] and "genomics*stage>=k" not in fit.penalties
+    assert float(lm.weight[0, lm.columns["genomics*stage>=k"]].abs().sum()) == 0.0
+    assert fit.penalties["genomics*stage"] > 0
+    assert float(lm.weight[0, lm.columns["genomics*stage"]].abs().sum()) > 0
 
 
 def test_products_that_are_zero_for_every_patient_are_left_out(caplog):
