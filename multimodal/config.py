@@ -310,7 +310,8 @@ class MembersConfig(_Strict):
     times each level (one-hot), ridge-penalised. ``cumulative``: *every* feature of the modality
     times each cumulative level indicator ``[level >= k]`` of the clinical column, its known
     levels in sorted order (stage: ``>= II``, ``>= III``, ``>= IV``; meant for a column whose
-    levels sort in their clinical order, as stage I-IV does), fitted with an elastic-net penalty
+    levels sort in their clinical order, as stage I-IV does: training warns where they do not,
+    :func:`multimodal.models.members.level_order_problem`), fitted with an elastic-net penalty
     (``interaction_l1_ratio``) whose strength the stacked combiner chooses on out-of-fold scores
     as it chooses the ridge penalties: a few genes that act only from some stage on, among
     hundreds that do not. The products' block is fitted beside the clinical covariates, not

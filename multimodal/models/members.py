@@ -10,6 +10,7 @@ patients, and the model adds their outputs to the head's (:class:`~.model.Multim
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,44 @@ def split_by_suffix(
         f"{modality}:{suffix}" if suffix else modality: idx
         for suffix, idx in columns_by_suffix(names, suffixes)
     }
+
+
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5}
+_ORDINAL = re.compile(r"^(?:stage|grade)?\s*[gtnm]?\s*(iv|v|i{1,3}|\d+)\s*([a-d]?\d?)$")
+
+
+def _ordinal_key(level: str) -> tuple[int, str] | None:
+    """``(rank, sub-level)`` of a staging or grading level (``"IIIA"``, ``"Stage IV"``, ``"G2"``,
+    ``"T1b"``, ``"3"``); None where the level names no rank (``"GX"``, ``"unknown"``, ``"high"``)."""
+    m = _ORDINAL.match(str(level).strip().lower())
+    if m is None:
+        return None
+    rank = m.group(1)
+    return (int(rank) if rank.isdigit() else _ROMAN[rank], m.group(2))
+
+
+def level_order_problem(column: str, levels: Sequence[str]) -> str | None:
+    """Why the cumulative thresholds ``[level >= k]`` of ``column`` would be meaningless, or None.
+
+    The thresholds follow the levels' sorted (string) order, which is the clinical order for
+    stage I-IV and grade G1-G3. A level naming no rank (``"GX"``, ``"not reported"``) or a sorted
+    order that is not the rank order (``"10"`` before ``"9"``) makes some threshold compare
+    unlike things."""
+    keys = [_ordinal_key(lv) for lv in levels]
+    unranked = [lv for lv, k in zip(levels, keys, strict=True) if k is None]
+    if unranked:
+        return (
+            f"{column!r} has level(s) {unranked} that name no stage or grade, so thresholds such "
+            f"as [{column} >= {unranked[-1]}] compare unlike things (its levels in sorted order: "
+            f"{list(levels)})"
+        )
+    ranked = [k for k in keys if k is not None]
+    if ranked != sorted(ranked):
+        return (
+            f"the levels of {column!r} in sorted order, {list(levels)}, are not in rank order, "
+            "so the thresholds [level >= k] do not follow the ranks"
+        )
+    return None
 
 
 class LinearMember(nn.Module):

@@ -32,6 +32,7 @@ from multimodal.data.landmark import LANDMARK_COLUMN, PATIENT_COLUMN
 from multimodal.evaluation.dynamic import landmark_fold_metrics
 from multimodal.evaluation.fold_metrics import evaluate_fold
 from multimodal.models.inference import head_outputs, predict_frame
+from multimodal.models.members import level_order_problem
 from multimodal.models.model import MultimodalSurvivalModel
 from multimodal.runfolder import RunFolder
 from multimodal.survival.endpoints import get_endpoint
@@ -111,6 +112,27 @@ def _fit_pipelines(cohort, modalities, enc_cfgs, ctx, train_ids) -> dict[str, Mo
     return pipes
 
 
+def _check_level_order(members, pipes: dict[str, ModalityPipeline]) -> None:
+    """Warn (once per column) where ``members.interaction_form: cumulative`` or ``both`` would
+    put thresholds ``[level >= k]`` on a column whose sorted levels are not a clinical order."""
+    if members.interaction_form not in ("cumulative", "both"):
+        return
+    levels = {}
+    for pipe in pipes.values():
+        levels.update(getattr(getattr(pipe, "prep", None), "levels_", None) or {})
+    for column in dict.fromkeys(members.interactions.values()):
+        problem = level_order_problem(column, levels.get(column) or [])
+        if problem and levels.get(column):
+            console.warn_once(
+                log,
+                f"members.interaction_form: {members.interaction_form}: {problem}. The "
+                f"cumulative products of {column!r} are fitted anyway; recode the column in the "
+                "clinical table (ranked levels, and missing for levels such as 'X' or 'unknown') "
+                "or use members.interaction_form: components.",
+                key=f"level-order-{column}",
+            )
+
+
 def _time_grid(cfg, data: FoldData) -> list[float] | None:
     """The discrete-time head's interval cuts, from the fitting patients (None for Cox heads)."""
     if not issubclass(HEADS.get(cfg.head_name), DiscreteTimeHead):
@@ -154,6 +176,7 @@ def run_fold(
     seed_everything(seed)
     train_ids, val_ids = list(fold.train_ids), list(fold.val_ids)
     pipes = _fit_pipelines(cohort, modalities, enc_cfgs, ctx, train_ids)
+    _check_level_order(cfg.members, pipes)
     train_data = build_fold_data(cohort, train_ids, pipes, cfg.endpoint)
     val_data = build_fold_data(cohort, val_ids, pipes, cfg.endpoint)
     fit_idx, es_idx = early_stopping_split(

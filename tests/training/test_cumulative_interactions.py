@@ -266,3 +266,45 @@ def test_products_that_are_zero_for_every_patient_are_left_out(caplog):
     fit = fit_linear_members(model, data, CPU, _members())
     assert fit is not None and fit.weights["genomics*stage"] == [0.0]
     assert "genomics*stage left out: it is zero for every training patient" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("levels", "bad"),
+    [
+        (["I", "II", "III", "IV"], None),
+        (["IA", "IB", "II", "IIA", "IIIC", "IV"], None),
+        (["Stage I", "Stage II", "Stage III"], None),
+        (["G1", "G2", "G3"], None),
+        (["G1", "G2", "G3", "GX"], "['GX'] that name no stage or grade"),
+        (["high", "low", "medium"], "name no stage or grade"),
+        (["1", "10", "9"], "not in rank order"),
+    ],
+)
+def test_level_order_problem_names_levels_that_break_the_thresholds(levels, bad):
+    from multimodal.models.members import level_order_problem
+
+    problem = level_order_problem("grade", levels)
+    assert problem is None if bad is None else bad in problem
+
+
+def test_training_warns_where_the_thresholds_would_follow_no_clinical_order(tmp_path, caplog):
+    """A user who pairs genomics with a column holding G1-G3 and GX is told, by column and
+    level, that ``>= GX`` compares unlike things, and how to fix the table."""
+    import logging
+
+    import pandas as pd
+
+    import multimodal
+    from multimodal.data.synth import generate_cohort
+    from tests.models.test_interactions import CFG
+
+    generate_cohort(tmp_path, n_patients=60, seed=3, missing_rate=0.2, image_size=12)
+    table = next(p for p in tmp_path.rglob("*.csv") if "stage" in pd.read_csv(p, nrows=1).columns)
+    frame = pd.read_csv(table)
+    frame["stage"] = np.array(["G1", "G2", "G3", "GX"])[np.arange(len(frame)) % 4]
+    frame.to_csv(table, index=False)
+    caplog.set_level(logging.WARNING)
+    cfg = {**CFG, "members": {**CFG["members"], "interaction_form": "cumulative"}}
+    multimodal.train(cfg, cohort=multimodal.Cohort.load(tmp_path / "cohort.yaml"), out=None)
+    assert "'stage' has level(s) ['GX'] that name no stage or grade" in caplog.text
+    assert "recode the column in the clinical table" in caplog.text
