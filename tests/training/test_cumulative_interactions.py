@@ -305,6 +305,8 @@ def test_training_warns_where_the_thresholds_would_follow_no_clinical_order(tmp_
     frame.to_csv(table, index=False)
     caplog.set_level(logging.WARNING)
     cfg = {**CFG, "members": {**CFG["members"], "interaction_form": "cumulative"}}
-    multimodal.train(cfg, cohort=multimodal.Cohort.load(tmp_path / "cohort.yaml"), out=None)
+    multimodal.train(
+        cfg, cohort=multimodal.Cohort.load(tmp_path / "cohort.yaml"), out=tmp_path / "run"
+    )
     assert "'stage' has level(s) ['GX'] that name no stage or grade" in caplog.text
     assert "recode the column in the clinical table" in caplog.text
