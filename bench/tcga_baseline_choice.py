@@ -24,6 +24,8 @@ points at a ``tcga_inner_cv.py`` output whose ``<cancer>/baselines`` runs (fold 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import shutil
 import sys
@@ -40,10 +42,41 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench.tcga_baseline_choice")
 
 
+def choose(scores: dict[str, float]) -> str:
+    """The baseline with the highest inner-CV C; ties go to the first of ``BASELINES`` (the
+    simplest), and a baseline without a score (NaN) is never chosen over one with a score."""
+
+    def key(b: str) -> tuple[float, int]:
+        c = scores.get(b, float("nan"))
+        return (-np.inf if np.isnan(c) else c, -BASELINES.index(b))
+
+    return max(BASELINES, key=key)
+
+
+def check_inner_run(baselines: Path, cohort: Path, stamp: dict) -> None:
+    """Refuse an inner run made for other patients or settings: its predictions must cover
+    exactly the sub-cohort's patients in ``stamp["inner_folds"]`` folds, and a stamped run must
+    carry this run's stamp."""
+    pred = pd.read_csv(baselines / "predictions.csv", dtype={"patient_id": str})
+    patients = set(pd.read_csv(cohort / "clinical.csv", dtype={"patient_id": str}).patient_id)
+    if set(pred.patient_id) != patients or pred.fold.nunique() != stamp["inner_folds"]:
+        raise SystemExit(
+            f"{baselines}: its predictions are not the {stamp['inner_folds']}-fold inner CV of "
+            f"{cohort}'s patients (outer fold {stamp['outer_fold']}); delete it to run it again"
+        )
+    path = baselines / "choice.json"
+    if path.is_file() and json.loads(path.read_text()) != stamp:
+        raise SystemExit(
+            f"{baselines} was run with other settings ({path}); use another --out or delete it"
+        )
+    path.write_text(json.dumps(stamp, indent=1) + "\n")
+
+
 def chosen_baselines(cancer: str, args) -> dict[int, tuple[str, dict[str, float]]]:
     """Per published fold: (the baseline chosen on its training patients, every baseline's
     inner-CV C)."""
     out = {}
+    sha = hashlib.sha256(args.config.read_bytes()).hexdigest()
     for k in args.folds:
         root = args.out / cancer / f"fold_{k}"
         reuse = args.reuse_inner / cancer / "baselines" if args.reuse_inner else None
@@ -52,8 +85,10 @@ def chosen_baselines(cancer: str, args) -> dict[int, tuple[str, dict[str, float]
                 shutil.copytree(reuse, root / "baselines", dirs_exist_ok=True)
         sub_cohort(args.data / "tcga" / cancer, root / "cohort", k)
         rows = inner_baselines(root / "cohort", root / "baselines", args)
+        stamp = {"config_sha256": sha, "outer_fold": k, "inner_folds": args.inner_folds}
+        check_inner_run(root / "baselines", root / "cohort", stamp)
         scores = {r["candidate"]: r["c"] for r in rows}
-        best = max(BASELINES, key=lambda b: (scores[b], -BASELINES.index(b)))
+        best = choose(scores)
         out[k] = (best, scores)
         log.info("%s fold %d: %s chosen (%s)", cancer, k, best, scores)
     return out

@@ -47,12 +47,15 @@ def split_by_suffix(
 
 
 _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5}
-_ORDINAL = re.compile(r"^(?:stage|grade)?\s*[gtnm]?\s*(iv|v|i{1,3}|\d+)\s*([a-d]?\d?)$")
+_ORDINAL = re.compile(
+    r"^(?:stage|grade)?[-_\s]*(?:y?[pc]?[gtnm])?[-_\s]*(iv|v|i{1,3}|\d+)[-_\s]*([a-e]?\d?|mi)$"
+)
 
 
 def _ordinal_key(level: str) -> tuple[int, str] | None:
-    """``(rank, sub-level)`` of a staging or grading level (``"IIIA"``, ``"Stage IV"``, ``"G2"``,
-    ``"T1b"``, ``"3"``); None where the level names no rank (``"GX"``, ``"unknown"``, ``"high"``)."""
+    """``(rank, sub-level)`` of a staging or grading level (``"IIIA"``, ``"Stage IV"``,
+    ``"stage_iv"``, ``"G2"``, ``"pT1b"``, ``"N1mi"``, ``"3"``); None where the level names no
+    rank (``"GX"``, ``"Tis"``, ``"unknown"``, ``"high"``)."""
     m = _ORDINAL.match(str(level).strip().lower())
     if m is None:
         return None
@@ -71,9 +74,9 @@ def level_order_problem(column: str, levels: Sequence[str]) -> str | None:
     unranked = [lv for lv, k in zip(levels, keys, strict=True) if k is None]
     if unranked:
         return (
-            f"{column!r} has level(s) {unranked} that name no stage or grade, so thresholds such "
-            f"as [{column} >= {unranked[-1]}] compare unlike things (its levels in sorted order: "
-            f"{list(levels)})"
+            f"{column!r} has level(s) {unranked} with no rank among its stages or grades, sorted "
+            f"among the ranked ones ({list(levels)}), so the thresholds [{column} >= level] "
+            "that pass them compare unlike things"
         )
     ranked = [k for k in keys if k is not None]
     if ranked != sorted(ranked):

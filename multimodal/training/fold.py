@@ -121,8 +121,9 @@ def _check_level_order(members, pipes: dict[str, ModalityPipeline]) -> None:
     for pipe in pipes.values():
         levels.update(getattr(getattr(pipe, "prep", None), "levels_", None) or {})
     for column in dict.fromkeys(members.interactions.values()):
-        problem = level_order_problem(column, levels.get(column) or [])
-        if problem and levels.get(column):
+        known = levels.get(column) or []
+        problem = level_order_problem(column, known) if len(known) >= 2 else None
+        if problem:  # (one known level: no threshold, no products; model.py says so)
             console.warn_once(
                 log,
                 f"members.interaction_form: {members.interaction_form}: {problem}. The "
