@@ -27,6 +27,8 @@ from multimodal.registry import did_you_mean
 from multimodal.survival.endpoints import get_endpoint
 
 __all__ = [
+    "COMPONENT_FORMS",
+    "CUMULATIVE_FORMS",
     "MOVED_KEYS",
     "Config",
     "DataConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "MembersConfig",
     "TrainConfig",
     "apply_overrides",
+    "interaction_blocks",
     "load_config",
     "resolve_head_name",
     "upgrade_legacy_config",
@@ -177,6 +180,21 @@ class FusionConfig(_Strict):
     modality_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Probability of hiding each present modality of a training sample (never its last one)."""
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+#: ``members.interaction_form`` values whose products hold the principal components x each level
+#: (a ridge block), and those whose products hold every feature x each cumulative level indicator
+#: (an elastic-net block).
+COMPONENT_FORMS = ("components", "both")
+CUMULATIVE_FORMS = ("cumulative", "both")
+
+
+def interaction_blocks(modality: str, column: Any, form: str) -> list[str]:
+    """Names of the product blocks ``members.interactions`` gives ``modality`` x ``column``:
+    ``<modality>*<column>``, and with ``form: both`` the cumulative products' own block
+    ``<modality>*<column>>=k`` after it."""
+    name = f"{modality}*{column}"
+    return [name, f"{name}>=k"] if form == "both" else [name]
 
 
 class MembersConfig(_Strict):
@@ -381,7 +399,7 @@ class MembersConfig(_Strict):
                 f"{self.linear}: the products extend a modality's linear member"
             )
         form = self.interaction_form
-        if self.interactions and form in ("cumulative", "both"):
+        if self.interactions and form in CUMULATIVE_FORMS:
             if self.combine != "stacked":
                 raise ConfigError(
                     f"members.interaction_form: {form} needs members.combine: stacked (the "

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from multimodal.config import COMPONENT_FORMS, CUMULATIVE_FORMS, interaction_blocks
 from multimodal.console import warn_once
 from multimodal.encoders.clinical import linear_inputs
 from multimodal.exceptions import ConfigError
@@ -179,24 +180,24 @@ class LinearMember(nn.Module):
                         f"{names[:3] or 'unnamed'}{' ...' if len(names) > 3 else ''}); its "
                         "linear term stays one block. Check the suffixes.",
                     )
-            n_features = n_in
-            name = f"{modality}*{modifier_name or (modifier[0] if modifier else '')}"
-            if modifier is not None and form in ("components", "both") and components > 0:
-                self.modifier = (int(modifier[0]), int(modifier[1]))
-                # (p, k) loadings scaled so that the training patients' scores have unit SD;
-                # zero until fit_components (the products are then zero)
-                self.register_buffer("loadings", torch.zeros(n_in, int(components)))
-                n_products = int(components) * self.modifier[1]
-                self.columns[name] = list(range(n_in, n_in + n_products))
-                n_in += n_products
-            if modifier is not None and form in ("cumulative", "both") and int(modifier[1]) > 2:
-                # every feature times [level >= k], k = 2 .. levels - 1 (threshold-major)
-                self.modifier = (int(modifier[0]), int(modifier[1]))
-                n_products = n_features * (self.modifier[1] - 2)
-                sparse = name if form == "cumulative" else f"{name}>=k"
-                self.columns[sparse] = list(range(n_in, n_in + n_products))
-                self.sparse_blocks.append(sparse)
-                n_in += n_products
+            if modifier is not None:
+                mod, n_features = (int(modifier[0]), int(modifier[1])), n_in
+                blocks = interaction_blocks(modality, modifier_name or mod[0], form)
+                if form in COMPONENT_FORMS and components > 0:
+                    self.modifier = mod
+                    # (p, k) loadings scaled so that the training patients' scores have unit SD;
+                    # zero until fit_components (the products are then zero)
+                    self.register_buffer("loadings", torch.zeros(n_in, int(components)))
+                    n_products = int(components) * mod[1]
+                    self.columns[blocks[0]] = list(range(n_in, n_in + n_products))
+                    n_in += n_products
+                if form in CUMULATIVE_FORMS and mod[1] > 2:
+                    # every feature times [level >= k], k = 2 .. levels - 1 (threshold-major)
+                    self.modifier = mod
+                    n_products = n_features * (mod[1] - 2)
+                    self.columns[blocks[-1]] = list(range(n_in, n_in + n_products))
+                    self.sparse_blocks.append(blocks[-1])
+                    n_in += n_products
         self.linear = nn.Linear(n_in, int(n_outputs), bias=False)
         nn.init.zeros_(self.linear.weight)
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from multimodal.config import (
+    CUMULATIVE_FORMS,
     EncoderConfig,
     FusionConfig,
     HeadConfig,
@@ -204,7 +205,7 @@ class MultimodalSurvivalModel(nn.Module):
         j = names.index(column)
         levels = int(clinical.cardinalities[j])
         form = members.interaction_form
-        if form in ("cumulative", "both"):
+        if form in CUMULATIVE_FORMS:
             if n_out != 1 or not partial_likelihood:
                 raise ConfigError(
                     f"members.interaction_form: {form} products are fitted by the stacked "

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multimodal.config import CUMULATIVE_FORMS, interaction_blocks
 from multimodal.reporting.facts import ENDPOINT_TEXT, RunFacts, coverage_table, reverse_km_median
 from multimodal.reporting.page import Section, bullets, ci, fmt, para, table
 from multimodal.reporting.performance import main_horizon
@@ -286,8 +287,8 @@ def _interaction_lines(members: dict, fold_meta: dict | None = None) -> list[str
         )
 
     for m, c in pairs.items():
-        pcs, cum = f"{m}*{c}", f"{m}*{c}>=k"
-        if not (held(pcs) or held(cum)):
+        blocks = interaction_blocks(m, c, form)
+        if not any(held(b) for b in blocks):
             lines.append(
                 f"Effect modification ({m} x {c}) was asked for, but no fold model has the "
                 f"products: the cohort has no categorical clinical column {c!r} with enough "
@@ -295,14 +296,14 @@ def _interaction_lines(members: dict, fold_meta: dict | None = None) -> list[str
             )
             continue
         text, two = how, form == "both"
-        if two and not held(cum):  # too few levels for a threshold: the components alone
+        if two and not held(blocks[-1]):  # too few levels for a threshold: components alone
             text = (
                 f"{components} (no fold model has the cumulative products: {c!r} has too few "
                 "levels)"
             )
             two = False
         elif two:
-            text += f" (blocks {pcs} and {cum})"
+            text += f" (blocks {blocks[0]} and {blocks[-1]})"
         which = "each block" if two else "a block"
         own = f"; {which} with its own penalty and stacking weight" if stacked else ""
         lines.append(f"Effect modification ({m} x {c}): {text}{own}.")
@@ -443,7 +444,7 @@ def _penalty_line(members: dict[str, Any]) -> str:
     if (
         stacked
         and members.get("interactions")
-        and members.get("interaction_form") in ("cumulative", "both")
+        and members.get("interaction_form") in CUMULATIVE_FORMS
     ):
         text += (
             "the cumulative interaction products' penalty is an elastic-net one (scikit-survival's Coxnet "

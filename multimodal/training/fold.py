@@ -28,6 +28,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from multimodal import console
+from multimodal.config import CUMULATIVE_FORMS
 from multimodal.data.landmark import LANDMARK_COLUMN, PATIENT_COLUMN
 from multimodal.evaluation.dynamic import landmark_fold_metrics
 from multimodal.evaluation.fold_metrics import evaluate_fold
@@ -112,14 +113,12 @@ def _fit_pipelines(cohort, modalities, enc_cfgs, ctx, train_ids) -> dict[str, Mo
     return pipes
 
 
-def _check_level_order(members, pipes: dict[str, ModalityPipeline]) -> None:
+def _check_level_order(members, levels: dict[str, list[str]]) -> None:
     """Warn (once per column) where ``members.interaction_form: cumulative`` or ``both`` would
-    put thresholds ``[level >= k]`` on a column whose sorted levels are not a clinical order."""
-    if members.interaction_form not in ("cumulative", "both"):
+    put thresholds ``[level >= k]`` on a column whose sorted levels (``levels``: the clinical
+    preprocessing's, per categorical column) are not a clinical order."""
+    if members.interaction_form not in CUMULATIVE_FORMS:
         return
-    levels = {}
-    for pipe in pipes.values():
-        levels.update(getattr(getattr(pipe, "prep", None), "levels_", None) or {})
     for column in dict.fromkeys(members.interactions.values()):
         known = levels.get(column) or []
         problem = level_order_problem(column, known) if len(known) >= 2 else None
@@ -177,7 +176,6 @@ def run_fold(
     seed_everything(seed)
     train_ids, val_ids = list(fold.train_ids), list(fold.val_ids)
     pipes = _fit_pipelines(cohort, modalities, enc_cfgs, ctx, train_ids)
-    _check_level_order(cfg.members, pipes)
     train_data = build_fold_data(cohort, train_ids, pipes, cfg.endpoint)
     val_data = build_fold_data(cohort, val_ids, pipes, cfg.endpoint)
     fit_idx, es_idx = early_stopping_split(
@@ -188,6 +186,8 @@ def run_fold(
     es_data = train_data.subset(es_idx) if len(es_idx) else None
     cuts = _time_grid(cfg, fit_data)
     clinical = next((m for m in modalities if cohort.sources[m].kind == "clinical"), None)
+    if clinical is not None:
+        _check_level_order(cfg.members, pipes[clinical].prep.levels_)
 
     def new_model(
         model_seed: int, data: FoldData
