@@ -341,6 +341,22 @@ class MembersConfig(_Strict):
     (same needs as ``cumulative``)."""
     interaction_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
     """Elastic-net mixing of the ``cumulative`` products (1 = lasso)."""
+    elastic_net: dict[str, float] = Field(default_factory=dict)
+    """``{modality: l1 ratio}``, e.g. ``{genomics: 0.5}``: that modality's linear member (each of
+    its ``column_blocks``; not its ``interactions`` products) is fitted along an elastic-net path
+    (scikit-survival's Coxnet, this l1 ratio; 1 = lasso) instead of with a ridge penalty from
+    ``penalties``; the stacked combiner chooses the path's penalty on out-of-fold scores as it
+    chooses a ridge one. A sparse direction where a few of hundreds of features carry the signal,
+    where a ridge one spreads weight over all of them. Needs ``combine: stacked``,
+    ``clinical_penalty`` and a single-risk Cox head."""
+    penalty_choice: Literal["pooled", "nested"] = "pooled"
+    """``stacked``: which out-of-fold scores of a linear member the second stage weighs.
+    ``pooled``: those of the penalty chosen on every inner fold's scores -- the same scores that
+    chose it, so a member with many candidate penalties (an elastic-net path of 20) looks better
+    to the second stage than it will on new patients. ``nested``: each inner fold's scores come
+    from the penalty chosen on the *other* inner folds' scores alone, so no patient's score was
+    picked for fitting that patient's outcome; the direction fitted on every training patient
+    keeps the pooled choice."""
     column_blocks: dict[str, list[str]] = Field(default_factory=dict)
     """``{modality: [suffix, ...]}``, e.g. ``{genomics: [rnaseq, cnv, mut]}``: that modality's
     linear member is cut into one block per column type -- the columns named ``<...>_<suffix>``
@@ -397,6 +413,24 @@ class MembersConfig(_Strict):
             raise ConfigError(
                 f"members.interactions names {stray}, which are not in members.linear "
                 f"{self.linear}: the products extend a modality's linear member"
+            )
+        stray = sorted(set(self.elastic_net) - set(self.linear))
+        if stray:
+            raise ConfigError(
+                f"members.elastic_net names {stray}, which are not in members.linear "
+                f"{self.linear}: the penalty is that of a modality's linear member"
+            )
+        bad = {m: r for m, r in self.elastic_net.items() if not 0.0 < float(r) <= 1.0}
+        if bad:
+            raise ConfigError(
+                f"members.elastic_net: l1 ratios {bad} are outside (0, 1]; use 0.5 for an even "
+                "mix of lasso and ridge, 1 for the lasso"
+            )
+        if self.elastic_net and (self.combine != "stacked" or self.clinical_penalty is None):
+            raise ConfigError(
+                f"members.elastic_net {dict(self.elastic_net)} needs members.combine: stacked and "
+                "members.clinical_penalty set (the stacked combiner fits the elastic-net path "
+                "before the deep residual); set both or remove members.elastic_net"
             )
         form = self.interaction_form
         if self.interactions and form in CUMULATIVE_FORMS:

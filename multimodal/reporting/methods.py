@@ -451,6 +451,20 @@ def _penalty_line(members: dict[str, Any]) -> str:
             "alpha, its own scale), chosen from a path of 20 by the second stage's fit to the "
             "out-of-fold scores; "
         )
+    sparse = {m: r for m, r in (members.get("elastic_net") or {}).items() if m in linear}
+    if stacked and sparse:
+        text += (
+            "the terms on "
+            + ", ".join(f"{m} (l1 ratio {r})" for m, r in sparse.items())
+            + " take an elastic-net penalty instead of a ridge one (scikit-survival's Coxnet "
+            "alpha, its own scale), chosen from a path of 20 by the second stage's fit to the "
+            "out-of-fold scores; "
+        )
+    if stacked and members.get("penalty_choice") == "nested":
+        text += (
+            "the out-of-fold scores the second stage weighs are nested: each inner fold's "
+            "come from the penalty chosen on the other inner folds alone; "
+        )
     stack = members.get("stack_penalty") or 0.0
     if stacked and stack:
         text += (

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from multimodal.config import MembersConfig
-from multimodal.exceptions import DataError
+from multimodal.exceptions import ConfigError, DataError
 from multimodal.registry import Registry
 from multimodal.survival.losses import cox_nll
 from multimodal.survival.metrics import harrell_c
@@ -286,8 +286,20 @@ def fit_linear_members(
         for block in getattr(lm, "sparse_blocks", ())
         if block in designs
     }
+    problem.sparse.update(_elastic_net_blocks(designs, members.elastic_net))
     has_trees = problem.trees is not None
     strategy = members.combine if len(model.members) > 1 or has_trees else "joint"
+    if members.elastic_net and (multi or strategy != "stacked"):
+        raise ConfigError(
+            f"members.elastic_net {dict(members.elastic_net)}: the elastic-net paths are fitted "
+            "by the stacked combiner for one Cox risk beside the clinical covariates; this run "
+            + (
+                f"has a head with {problem.n_outputs} outputs"
+                if multi
+                else "has no clinical member beside them"
+            )
+            + ". Remove members.elastic_net (the members then take ridge penalties)"
+        )
     coef, penalties, weights = COMBINERS.get(strategy)(problem, members, seed)
     trees = coef.pop(_TREES, None)
     with torch.no_grad():
@@ -472,7 +484,13 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             if best is None or loss < best[0]:
                 best = (loss, lam)
         chosen[m] = best[1]
-        oof[m] = [sc for sc, _ in path[chosen[m]]]
+        if members.penalty_choice == "nested":
+            oof[m] = [
+                _nested_scores(path, member_candidates, split, r, m, second_stage)
+                for r, split in enumerate(repeats)
+            ]
+        else:
+            oof[m] = [sc for sc, _ in path[chosen[m]]]
         split_directions[m] = [per_split for _, per_split in path[chosen[m]]]
     directions = {
         m: full_fits[m][chosen[m]]
@@ -544,6 +562,38 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
     if members.stack_penalty == "auto":
         chosen[STACK_PENALTY] = float(stack_penalty)
     return coef, chosen, weights
+
+
+def _nested_scores(
+    path: _Path, candidates: list[float], split: list[tuple], r: int, m: str, second_stage
+) -> torch.Tensor:
+    """``members.penalty_choice: nested``: block ``m``'s out-of-fold scores on repeat ``r``
+    (inner ``split``), each inner fold's from the penalty whose scores fit best (the second
+    stage beside the clinical covariates) on the other inner folds' patients alone; ties go to
+    the first of ``candidates``, as the pooled choice's do."""
+    scores = path[candidates[0]][r][0].clone()
+    picks = []
+    for rows_fit, rows_held in split:
+        best = None
+        for lam in candidates:
+            loss = second_stage({m: path[lam][r][0]}, rows=rows_fit)[2]
+            if best is None or loss < best[0]:
+                best = (loss, lam)
+        scores[rows_held] = path[best[1]][r][0][rows_held]
+        picks.append(best[1])
+    log.debug("stacked members: %s's penalty per inner fold (repeat %d): %s", m, r, picks)
+    return scores
+
+
+def _elastic_net_blocks(designs: dict, ratios: dict[str, float]) -> dict[str, float]:
+    """``members.elastic_net`` as block -> l1 ratio: a modality's main block and each of its
+    ``column_blocks`` (``<modality>:<suffix>``), never its interaction products."""
+    return {
+        block: float(ratio)
+        for m, ratio in ratios.items()
+        for block in designs
+        if block == m or block.startswith(f"{m}:")
+    }
 
 
 #: A penalty path: penalty -> per repeat, (out-of-fold scores (n, n_outputs), each split's

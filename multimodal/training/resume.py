@@ -69,6 +69,8 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("data", "clinical_categorical"): None,
     ("members", "interaction_form"): "components",
     ("members", "interaction_l1_ratio"): 0.5,
+    ("members", "elastic_net"): {},
+    ("members", "penalty_choice"): "pooled",
 }
 
 
