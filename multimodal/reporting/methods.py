@@ -425,11 +425,20 @@ def _penalty_line(members: dict[str, Any]) -> str:
     if not members.get("clinical", True):
         return "No linear members: the model is its deep part alone."
     linear = members.get("linear") or []
+    how = (
+        "by how well each penalty's out-of-fold scores (5 inner folds of the fitting patients) "
+        "fit beside the clinical covariates"
+        if members.get("combine") == "stacked"
+        else f"by {members.get('penalty_folds', 3)}-fold cross-validation within the fitting "
+        "patients"
+    )
+    stacked = bool(linear) and members.get("combine") == "stacked"
+    sparse = {m: r for m, r in (members.get("elastic_net") or {}).items() if m in linear}
+    ridge = [m for m in linear if not (stacked and m in sparse)]
     text = (
-        f"Ridge penalties of the linear terms on {', '.join(linear)}: chosen from "
-        f"{members.get('penalties')} by {members.get('penalty_folds', 3)}-fold cross-validation "
-        "within the fitting patients; "
-        if linear
+        f"Ridge penalties of the linear terms on {', '.join(ridge)}: chosen from "
+        f"{members.get('penalties')} {how}; "
+        if ridge
         else ""
     )
     for m, suffixes in (members.get("column_blocks") or {}).items():
@@ -440,7 +449,6 @@ def _penalty_line(members: dict[str, Any]) -> str:
                 + "), each with its own penalty (a type without columns among the selected "
                 "ones is no block: the fold table names the blocks fitted); "
             )
-    stacked = bool(linear) and members.get("combine") == "stacked"
     if (
         stacked
         and members.get("interactions")
@@ -451,14 +459,12 @@ def _penalty_line(members: dict[str, Any]) -> str:
             "alpha, its own scale), chosen from a path of 20 by the second stage's fit to the "
             "out-of-fold scores; "
         )
-    sparse = {m: r for m, r in (members.get("elastic_net") or {}).items() if m in linear}
     if stacked and sparse:
         text += (
             "the terms on "
             + ", ".join(f"{m} (l1 ratio {r})" for m, r in sparse.items())
-            + " take an elastic-net penalty instead of a ridge one (scikit-survival's Coxnet "
-            "alpha, its own scale), chosen from a path of 20 by the second stage's fit to the "
-            "out-of-fold scores; "
+            + " take an elastic-net penalty (scikit-survival's Coxnet alpha, its own scale), "
+            "chosen from a path of 20 the same way; "
         )
     if stacked and members.get("penalty_choice") == "nested":
         text += (

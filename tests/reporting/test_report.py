@@ -198,6 +198,21 @@ def test_the_methods_text_states_the_second_stage_penalty():
     assert "genomics:mut for the columns named ..._mut), each with its own penalty" in typed
     assert "the fold table names the blocks fitted" in typed
     assert "column type" not in _penalty_line(base)
+    assert "out-of-fold scores (5 inner folds of the fitting patients)" in _penalty_line(base)
+    assert "3-fold cross-validation within" in _penalty_line({**base, "combine": "joint"})
+
+
+def test_the_methods_text_names_elastic_net_terms_and_the_nested_choice():
+    from multimodal.reporting.methods import _penalty_line
+
+    base = {"linear": ["genomics", "report"], "penalties": [1.0, 1e4], "combine": "stacked"}
+    net = _penalty_line({**base, "elastic_net": {"genomics": 0.5}})
+    assert "Ridge penalties of the linear terms on report:" in net
+    assert "the terms on genomics (l1 ratio 0.5) take an elastic-net penalty" in net
+    assert "elastic-net" not in _penalty_line(base)
+    nested = _penalty_line({**base, "penalty_choice": "nested"})
+    assert "each inner fold's come from the penalty chosen on the other inner folds" in nested
+    assert "nested" not in _penalty_line({**base, "penalty_choice": "pooled"})
 
 
 def _members_facts(tmp_path, members: dict, fold_meta: dict | None = None):

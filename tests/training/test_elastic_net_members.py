@@ -125,12 +125,12 @@ def test_configs_it_cannot_serve_are_refused():
         load_config({"members": {**base, "elastic_net": {"report": 0.5}}})
     with pytest.raises(ConfigError, match=r"outside \(0, 1\]"):
         load_config({"members": {**base, "elastic_net": {"genomics": 0.0}}})
-    with pytest.raises(ConfigError, match="needs members.combine: stacked"):
+    with pytest.raises(ConfigError, match=r"needs members\.combine: stacked"):
         load_config({"members": {**base, "combine": "joint", "elastic_net": {"genomics": 0.5}}})
     with pytest.raises(ConfigError, match="penalty_choice"):
         load_config({"members": {**base, "penalty_choice": "best"}})
     members = _members(elastic_net={"genomics": 0.5})
     model = _combine_model(N_GENES, members=members)
     model.head.n_offsets = 2  # as a head with two Cox risks (multitask_cox) has
-    with pytest.raises(ConfigError, match="for one Cox risk.*2 outputs"):
+    with pytest.raises(ConfigError, match=r"for one Cox risk.*2 outputs"):
         fit_linear_members(model, _SparseData(100, seed=5), CPU, members)

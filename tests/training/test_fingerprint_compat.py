@@ -134,13 +134,15 @@ def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, k
         "clinical_categorical": ["sex", "stage", "histological_grade"],
         "interaction_form": "cumulative",
         "interaction_l1_ratio": 1.0,
+        "penalty_choice": "nested",
     }
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting
         changed = load_config({"members": {key: other}})
-    elif key == "column_blocks":  # needs the modality in members.linear
-        linear = {"linear": ["genomics"]}
-        changed = load_config({"members": {**linear, key: {"genomics": ["mut"]}}})
+    elif key in ("column_blocks", "elastic_net"):  # need the modality in members.linear
+        linear = {"linear": ["genomics"], "combine": "stacked"}
+        value = {"genomics": ["mut"]} if key == "column_blocks" else {"genomics": 0.5}
+        changed = load_config({"members": {**linear, key: value}})
         assert config_fingerprint(changed) != config_fingerprint(load_config({"members": linear}))
         return
     else:
