@@ -99,12 +99,14 @@ def test_nested_choice_changes_only_the_second_stage_inputs():
         models[choice] = _combine_model(N_GENES, members=members)
         fits[choice] = fit_linear_members(models[choice], data, CPU, members)
     assert fits["pooled"].penalties == fits["nested"].penalties
-    a = models["pooled"].members["genomics"].weight[0].numpy() / fits["pooled"].weights[
-        "genomics"
-    ][0]
-    b = models["nested"].members["genomics"].weight[0].numpy() / fits["nested"].weights[
-        "genomics"
-    ][0]
+    a = (
+        models["pooled"].members["genomics"].weight[0].numpy()
+        / fits["pooled"].weights["genomics"][0]
+    )
+    b = (
+        models["nested"].members["genomics"].weight[0].numpy()
+        / fits["nested"].weights["genomics"][0]
+    )
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # same direction
     assert fits["nested"].weights["genomics"][0] > 0
 
