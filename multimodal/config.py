@@ -349,6 +349,11 @@ class MembersConfig(_Strict):
     chooses a ridge one. A sparse direction where a few of hundreds of features carry the signal,
     where a ridge one spreads weight over all of them. Needs ``combine: stacked``,
     ``clinical_penalty`` and a single-risk Cox head."""
+    elastic_net_beside: bool = False
+    """With ``elastic_net``: keep each named modality's ridge member and add its elastic-net fit
+    beside it as a second stacked member (``<block>/net``) with its own weight, instead of
+    replacing the ridge one; the second stage decides, cohort by cohort, how much each counts.
+    The model holds their weighted sum (one direction per modality, nothing new to save)."""
     penalty_choice: Literal["pooled", "nested"] = "pooled"
     """``stacked``: which out-of-fold scores of a linear member the second stage weighs.
     ``pooled``: those of the penalty chosen on every inner fold's scores -- the same scores that
@@ -425,6 +430,11 @@ class MembersConfig(_Strict):
             raise ConfigError(
                 f"members.elastic_net: l1 ratios {bad} are outside (0, 1]; use 0.5 for an even "
                 "mix of lasso and ridge, 1 for the lasso"
+            )
+        if self.elastic_net_beside and not self.elastic_net:
+            raise ConfigError(
+                "members.elastic_net_beside is true but members.elastic_net names no modality; "
+                "name one ({genomics: 0.5}) or remove elastic_net_beside"
             )
         if self.elastic_net and (self.combine != "stacked" or self.clinical_penalty is None):
             raise ConfigError(

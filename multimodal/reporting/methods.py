@@ -434,7 +434,8 @@ def _penalty_line(members: dict[str, Any]) -> str:
     )
     stacked = bool(linear) and members.get("combine") == "stacked"
     sparse = {m: r for m, r in (members.get("elastic_net") or {}).items() if m in linear}
-    ridge = [m for m in linear if not (stacked and m in sparse)]
+    beside = bool(members.get("elastic_net_beside"))
+    ridge = [m for m in linear if beside or not (stacked and m in sparse)]
     text = (
         f"Ridge penalties of the linear terms on {', '.join(ridge)}: chosen from "
         f"{members.get('penalties')} {how}; "
@@ -463,8 +464,15 @@ def _penalty_line(members: dict[str, Any]) -> str:
         text += (
             "the terms on "
             + ", ".join(f"{m} (l1 ratio {r})" for m, r in sparse.items())
-            + " take an elastic-net penalty (scikit-survival's Coxnet alpha, its own scale), "
-            "chosen from a path of 20 the same way; "
+            + (" also get" if beside else " take")
+            + " an elastic-net penalty (scikit-survival's Coxnet alpha, its own scale), "
+            "chosen from a path of 20 the same way"
+            + (
+                ", a second member beside the ridge one (named .../net) with its own stacking "
+                "weight; "
+                if beside
+                else "; "
+            )
         )
     if stacked and members.get("penalty_choice") == "nested":
         text += (

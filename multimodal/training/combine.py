@@ -286,7 +286,12 @@ def fit_linear_members(
         for block in getattr(lm, "sparse_blocks", ())
         if block in designs
     }
-    problem.sparse.update(_elastic_net_blocks(designs, members.elastic_net))
+    twins: dict[str, str] = {}  # members.elastic_net_beside: elastic-net twin -> its block
+    for block, ratio in _elastic_net_blocks(designs, members.elastic_net).items():
+        if members.elastic_net_beside:
+            twins[f"{block}{NET_TWIN}"] = block
+            designs[f"{block}{NET_TWIN}"] = designs[block]  # the same columns, another fit
+        problem.sparse[f"{block}{NET_TWIN}" if members.elastic_net_beside else block] = ratio
     has_trees = problem.trees is not None
     strategy = members.combine if len(model.members) > 1 or has_trees else "joint"
     if members.elastic_net and (multi or strategy != "stacked"):
@@ -301,6 +306,9 @@ def fit_linear_members(
             + ". Remove members.elastic_net (the members then take ridge penalties)"
         )
     coef, penalties, weights = COMBINERS.get(strategy)(problem, members, seed)
+    for twin, block in twins.items():  # the model holds one direction per block: their sum
+        coef[block] = coef[block] + coef.pop(twin)
+        del designs[twin]
     trees = coef.pop(_TREES, None)
     with torch.no_grad():
         out = problem.output(coef)
@@ -338,6 +346,10 @@ def _install(
     log.debug("linear members: %s", fit.to_dict())
     return True
 
+
+#: Suffix of a block's elastic-net twin among the stacked members (``members.elastic_net_beside``:
+#: ``genomics/net`` beside the ridge ``genomics``).
+NET_TWIN = "/net"
 
 #: Key of the tree members' fit in a combiner's coefficient dict (never a modality name).
 _TREES = "__trees__"

@@ -70,6 +70,7 @@ _ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("members", "interaction_form"): "components",
     ("members", "interaction_l1_ratio"): 0.5,
     ("members", "elastic_net"): {},
+    ("members", "elastic_net_beside"): False,
     ("members", "penalty_choice"): "pooled",
 }
 

@@ -210,6 +210,10 @@ def test_the_methods_text_names_elastic_net_terms_and_the_nested_choice():
     assert "Ridge penalties of the linear terms on report:" in net
     assert "the terms on genomics (l1 ratio 0.5) take an elastic-net penalty" in net
     assert "elastic-net" not in _penalty_line(base)
+    beside = _penalty_line({**base, "elastic_net": {"genomics": 0.5}, "elastic_net_beside": True})
+    assert "Ridge penalties of the linear terms on genomics, report:" in beside
+    assert "genomics (l1 ratio 0.5) also get an elastic-net penalty" in beside
+    assert "a second member beside the ridge one (named .../net)" in beside
     nested = _penalty_line({**base, "penalty_choice": "nested"})
     assert "each inner fold's come from the penalty chosen on the other inner folds" in nested
     assert "nested" not in _penalty_line({**base, "penalty_choice": "pooled"})

@@ -14,6 +14,7 @@ from multimodal.survival.metrics import harrell_c
 from multimodal.training.combine import _nested_scores, fit_linear_members, stratified_splits
 from tests.training.test_combine import _Data
 from tests.training.test_combine import _model as _combine_model
+from tests.training.test_trainer import tiny_cohort  # noqa: F401 (fixture)
 
 CPU = torch.device("cpu")
 N_GENES, ACTING = 80, (0, 1, 2)
@@ -61,6 +62,23 @@ def test_an_elastic_net_member_is_sparse_and_keeps_the_acting_genes():
     assert (ridge.members["genomics"].weight[0].numpy() == 0).mean() == 0  # ridge: dense
     c_net, c_ridge = _held_out_c(model, test), _held_out_c(ridge, test)
     assert c_net > c_ridge + 0.02, (c_net, c_ridge)  # 0.759 against 0.716 when written
+
+
+def test_beside_the_ridge_member_the_stacker_weighs_both_and_the_model_holds_their_sum():
+    data, test = _SparseData(400, seed=1), _SparseData(800, seed=2)
+    members = _members(elastic_net={"genomics": 0.5}, elastic_net_beside=True)
+    model = _combine_model(N_GENES, members=members)
+    fit = fit_linear_members(model, data, CPU, members)
+    assert {"genomics", "genomics/net"} <= set(fit.weights) <= set(fit.penalties) | {"clinical"}
+    assert fit.penalties["genomics"] in members.penalties  # the ridge member's grid
+    assert fit.penalties["genomics/net"] not in members.penalties  # a point of the path
+    assert fit.weights["genomics/net"][0] > 0
+    assert set(model.members) == {"clinical", "genomics"}  # nothing new in the model
+    w = model.members["genomics"].weight[0].numpy()
+    assert set(np.argsort(-np.abs(w))[:3]) == set(ACTING)
+    ridge = _combine_model(N_GENES, members=_members())
+    fit_linear_members(ridge, data, CPU, _members())
+    assert _held_out_c(model, test) > _held_out_c(ridge, test) + 0.02
 
 
 def test_nested_scores_take_each_folds_penalty_from_the_other_folds_alone():
@@ -129,6 +147,8 @@ def test_configs_it_cannot_serve_are_refused():
         load_config({"members": {**base, "elastic_net": {"genomics": 0.0}}})
     with pytest.raises(ConfigError, match=r"needs members\.combine: stacked"):
         load_config({"members": {**base, "combine": "joint", "elastic_net": {"genomics": 0.5}}})
+    with pytest.raises(ConfigError, match="names no modality"):
+        load_config({"members": {**base, "elastic_net_beside": True}})
     with pytest.raises(ConfigError, match="penalty_choice"):
         load_config({"members": {**base, "penalty_choice": "best"}})
     members = _members(elastic_net={"genomics": 0.5})
@@ -136,3 +156,31 @@ def test_configs_it_cannot_serve_are_refused():
     model.head.n_offsets = 2  # as a head with two Cox risks (multitask_cox) has
     with pytest.raises(ConfigError, match=r"for one Cox risk.*2 outputs"):
         fit_linear_members(model, _SparseData(100, seed=5), CPU, members)
+
+
+@pytest.mark.parametrize("beside", [False, True])
+def test_elastic_net_members_train_save_report_and_reload_to_the_same_predictions(
+    tiny_cohort,  # noqa: F811
+    tmp_path,
+    beside,
+):
+    """Through the user's path: multimodal.train with the elastic-net genomics member (alone or
+    beside the ridge one) and the nested choice, its penalty and weights in model.json, the
+    report's methods naming it, the reloaded run predicting what training wrote."""
+    import json
+
+    import multimodal
+    from multimodal.reporting import build_report
+    from tests.models.test_interactions import CFG, assert_reloaded_risks_match
+
+    members = {**CFG["members"], "elastic_net": {"genomics": 0.5}, "penalty_choice": "nested"}
+    members["elastic_net_beside"] = beside
+    res = multimodal.train({**CFG, "members": members}, cohort=tiny_cohort, out=tmp_path / "run")
+    fit = json.loads((res.run_dir / "model" / "fold_0" / "model.json").read_text())["linear_fit"]
+    names = {"genomics", "genomics/net"} if beside else {"genomics"}
+    assert names <= set(fit["weights"]) and names <= set(fit["penalties"])
+    model = multimodal.load_run(res.run_dir)
+    assert set(model.folds[0].model.members) == {"clinical", "genomics"}
+    assert_reloaded_risks_match(res.run_dir, model, tiny_cohort)
+    html = build_report(res.run_dir, out=tmp_path / "r.html", n_boot=0).read_text()
+    assert "elastic-net penalty" in html and "nested" in html

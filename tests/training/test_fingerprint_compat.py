@@ -136,6 +136,11 @@ def test_an_added_key_away_from_its_neutral_value_is_a_new_experiment(section, k
         "interaction_l1_ratio": 1.0,
         "penalty_choice": "nested",
     }
+    if key == "elastic_net_beside":  # needs members.elastic_net
+        net = {"linear": ["genomics"], "combine": "stacked", "elastic_net": {"genomics": 0.5}}
+        changed = load_config({"members": {**net, key: True}})
+        assert config_fingerprint(changed) != config_fingerprint(load_config({"members": net}))
+        return
     other = other.get(key, "pooled")
     if key == "stack_penalties":  # only read with stack_penalty auto, yet still a new setting
         changed = load_config({"members": {key: other}})
