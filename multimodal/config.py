@@ -266,7 +266,8 @@ class MembersConfig(_Strict):
     of 1,000 features picks many by chance association with the outcome; a variance ranking
     cannot."""
     tree_scores: list[str] = Field(default_factory=list)
-    """``tree_inputs`` whose linear member's risk score (its ridge direction, fitted on the same
+    """``tree_inputs`` whose linear member's risk score (its ridge direction -- elastic-net with
+    ``elastic_net`` and not ``elastic_net_beside`` --, fitted on the same
     patients as the trees) the trees also see: a tree can then let a modality's risk score count
     differently by stage or age (effect modification), which a linear term cannot."""
     tree_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -359,9 +360,11 @@ class MembersConfig(_Strict):
     ``pooled``: those of the penalty chosen on every inner fold's scores -- the same scores that
     chose it, so a member with many candidate penalties (an elastic-net path of 20) looks better
     to the second stage than it will on new patients. ``nested``: each inner fold's scores come
-    from the penalty chosen on the *other* inner folds' scores alone, so no patient's score was
-    picked for fitting that patient's outcome; the direction fitted on every training patient
-    keeps the pooled choice."""
+    from the penalty chosen on the *other* inner folds' held-out scores alone, so a patient's
+    outcome does not pick the penalty of the score that patient is weighed on (it still enters
+    the fits the other folds' scores come from: an approximation of full nesting, at no extra
+    fit). The direction fitted on every training patient keeps the pooled choice, and the
+    second stage's weight is fitted on scores that may mix penalties."""
     column_blocks: dict[str, list[str]] = Field(default_factory=dict)
     """``{modality: [suffix, ...]}``, e.g. ``{genomics: [rnaseq, cnv, mut]}``: that modality's
     linear member is cut into one block per column type -- the columns named ``<...>_<suffix>``

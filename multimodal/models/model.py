@@ -174,6 +174,17 @@ class MultimodalSurvivalModel(nn.Module):
                         column_blocks=members.column_blocks.get(m),
                         form=members.interaction_form,
                     )
+        sparse = sorted(m for m in members.elastic_net if m in self.members)
+        partial_likelihood = bool(getattr(self.head, "partial_likelihood", False))
+        if sparse and (n_out != 1 or not partial_likelihood):
+            raise ConfigError(
+                f"members.elastic_net names {sparse}: the elastic-net paths are fitted by the "
+                "stacked combiner for one Cox risk (a head with a partial likelihood and one "
+                f"output); this run's head {resolve_head_name(endpoint, head.name)!r} has "
+                f"{n_out} output(s){'' if partial_likelihood else ' and no partial likelihood'}. "
+                "Remove members.elastic_net (the members then take ridge penalties), or use "
+                "head.name: cox with a single-risk endpoint (os, pfs or dss)"
+            )
         self.trees = self._tree_terms(specs, members, n_out, endpoint)
         self._register_load_state_dict_pre_hook(self._upgrade_keys)
 

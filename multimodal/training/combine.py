@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from multimodal.config import MembersConfig
+from multimodal.console import warn_once
 from multimodal.exceptions import ConfigError, DataError
 from multimodal.registry import Registry
 from multimodal.survival.losses import cox_nll
@@ -287,14 +288,22 @@ def fit_linear_members(
         if block in designs
     }
     twins: dict[str, str] = {}  # members.elastic_net_beside: elastic-net twin -> its block
-    for block, ratio in _elastic_net_blocks(designs, members.elastic_net).items():
+    net_blocks = _elastic_net_blocks(designs, members.elastic_net)
+    for block, ratio in net_blocks.items():
         if members.elastic_net_beside:
             twins[f"{block}{NET_TWIN}"] = block
             designs[f"{block}{NET_TWIN}"] = designs[block]  # the same columns, another fit
         problem.sparse[f"{block}{NET_TWIN}" if members.elastic_net_beside else block] = ratio
+    absent = sorted(m for m in members.elastic_net if m not in model.members)
+    if absent:
+        warn_once(
+            log,
+            f"members.elastic_net names {absent}, which this run's model has no linear member "
+            "of (the cohort lacks the modality): nothing to fit along an elastic-net path",
+        )
     has_trees = problem.trees is not None
     strategy = members.combine if len(model.members) > 1 or has_trees else "joint"
-    if members.elastic_net and (multi or strategy != "stacked"):
+    if net_blocks and (multi or strategy != "stacked"):  # the model refuses a multi head first
         raise ConfigError(
             f"members.elastic_net {dict(members.elastic_net)}: the elastic-net paths are fitted "
             "by the stacked combiner for one Cox risk beside the clinical covariates; this run "

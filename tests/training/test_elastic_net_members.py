@@ -76,6 +76,7 @@ def test_beside_the_ridge_member_the_stacker_weighs_both_and_the_model_holds_the
     assert set(model.members) == {"clinical", "genomics"}  # nothing new in the model
     w = model.members["genomics"].weight[0].numpy()
     assert set(np.argsort(-np.abs(w))[:3]) == set(ACTING)
+    assert (w == 0).mean() == 0  # the weighted sum: dense where the ridge part has weight
     ridge = _combine_model(N_GENES, members=_members())
     fit_linear_members(ridge, data, CPU, _members())
     assert _held_out_c(model, test) > _held_out_c(ridge, test) + 0.02
@@ -107,12 +108,21 @@ def test_nested_scores_take_each_folds_penalty_from_the_other_folds_alone():
         assert torch.equal(out[held], high_on_0[held])
 
 
-def test_nested_choice_changes_only_the_second_stage_inputs():
+def test_nested_choice_changes_only_the_second_stage_inputs(monkeypatch):
     """The nested choice keeps the pooled penalty and the direction fitted on every training
-    patient; only the member's weight, fitted on other out-of-fold scores, may differ."""
+    patient; only the member's weight, fitted on other out-of-fold scores, may differ. It runs
+    once per repeat and member (and not at all when pooled)."""
+    import multimodal.training.combine as combine
+
+    calls = []
+    real = combine._nested_scores
+    monkeypatch.setattr(
+        combine, "_nested_scores", lambda *a, **k: calls.append(a[4]) or real(*a, **k)
+    )
     data = _SparseData(300, seed=3)
     fits, models = {}, {}
     for choice in ("pooled", "nested"):
+        assert calls == []  # the pooled fit (first) never calls it
         members = _members(penalty_choice=choice, stack_repeats=2)
         models[choice] = _combine_model(N_GENES, members=members)
         fits[choice] = fit_linear_members(models[choice], data, CPU, members)
@@ -127,6 +137,20 @@ def test_nested_choice_changes_only_the_second_stage_inputs():
     )
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # same direction
     assert fits["nested"].weights["genomics"][0] > 0
+    assert calls == ["genomics", "genomics"]  # two repeats, one member
+
+
+def test_heads_it_cannot_serve_are_refused_and_an_absent_modality_is_named(caplog):
+    members = _members(elastic_net={"genomics": 0.5})
+    with pytest.raises(ConfigError, match="no partial likelihood"):
+        _combine_model(N_GENES, members=members, head="logistic_hazard", cuts=[0.0, 1.0, 2.0])
+    absent = MembersConfig(linear=["genomics", "report"], combine="stacked")
+    absent = absent.model_copy(update={"elastic_net": {"report": 0.5}})
+    model = _combine_model(N_GENES, members=absent)  # no report in this model
+    with caplog.at_level("WARNING", logger="multimodal.training.combine"):
+        fit = fit_linear_members(model, _SparseData(200, seed=6), CPU, absent)
+    assert fit is not None and "elastic_net names ['report']" in caplog.text
+    assert "no linear member" in caplog.text
 
 
 def test_the_elastic_net_fit_is_deterministic():
