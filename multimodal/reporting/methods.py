@@ -425,14 +425,14 @@ def _penalty_line(members: dict[str, Any]) -> str:
     if not members.get("clinical", True):
         return "No linear members: the model is its deep part alone."
     linear = members.get("linear") or []
+    stacked = bool(linear) and members.get("combine") == "stacked"
     how = (
         "by how well each penalty's out-of-fold scores (5 inner folds of the fitting patients) "
         "fit beside the clinical covariates"
-        if members.get("combine") == "stacked"
+        if stacked
         else f"by {members.get('penalty_folds', 3)}-fold cross-validation within the fitting "
         "patients"
     )
-    stacked = bool(linear) and members.get("combine") == "stacked"
     sparse = {m: r for m, r in (members.get("elastic_net") or {}).items() if m in linear}
     beside = bool(members.get("elastic_net_beside"))
     ridge = [m for m in linear if beside or not (stacked and m in sparse)]

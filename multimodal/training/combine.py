@@ -290,10 +290,11 @@ def fit_linear_members(
     twins: dict[str, str] = {}  # members.elastic_net_beside: elastic-net twin -> its block
     net_blocks = _elastic_net_blocks(designs, members.elastic_net)
     for block, ratio in net_blocks.items():
-        if members.elastic_net_beside:
-            twins[f"{block}{NET_TWIN}"] = block
-            designs[f"{block}{NET_TWIN}"] = designs[block]  # the same columns, another fit
-        problem.sparse[f"{block}{NET_TWIN}" if members.elastic_net_beside else block] = ratio
+        name = f"{block}{NET_TWIN}" if members.elastic_net_beside else block
+        if name != block:
+            twins[name] = block
+            designs[name] = designs[block]  # the same columns, another fit
+        problem.sparse[name] = ratio
     absent = sorted(m for m in members.elastic_net if m not in model.members)
     if absent:
         warn_once(
@@ -499,12 +500,12 @@ def _stacked(problem: _Problem, members: MembersConfig, seed: int, folds: int = 
             member_candidates = list(path)
         else:
             path, member_candidates = _ridge_path(problem, m, repeats, candidates)
-        best = None
-        for lam in member_candidates:  # the mean second-stage loss over the repeats
-            loss = float(np.mean([second_stage({m: sc})[2] for sc, _ in path[lam]]))
-            if best is None or loss < best[0]:
-                best = (loss, lam)
-        chosen[m] = best[1]
+        chosen[m] = min(  # the mean second-stage loss over the repeats; ties: the first
+            member_candidates,
+            key=lambda lam, m=m, path=path: float(
+                np.mean([second_stage({m: sc})[2] for sc, _ in path[lam]])
+            ),
+        )
         if members.penalty_choice == "nested":
             oof[m] = [
                 _nested_scores(path, member_candidates, split, r, m, second_stage)
@@ -595,13 +596,9 @@ def _nested_scores(
     scores = path[candidates[0]][r][0].clone()
     picks = []
     for rows_fit, rows_held in split:
-        best = None
-        for lam in candidates:
-            loss = second_stage({m: path[lam][r][0]}, rows=rows_fit)[2]
-            if best is None or loss < best[0]:
-                best = (loss, lam)
-        scores[rows_held] = path[best[1]][r][0][rows_held]
-        picks.append(best[1])
+        best = min(candidates, key=lambda lam: second_stage({m: path[lam][r][0]}, rows=rows_fit)[2])
+        scores[rows_held] = path[best][r][0][rows_held]
+        picks.append(best)
     log.debug("stacked members: %s's penalty per inner fold (repeat %d): %s", m, r, picks)
     return scores
 
