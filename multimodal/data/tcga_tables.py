@@ -245,11 +245,12 @@ def read_tcga_tables(
     categorical = list(clinical_categorical)
     covariates = _unmarked(clinical, categorical)  # before: a column of markers only is empty
     spec = _clinical_spec(covariates, clinical_numeric, categorical, label)
+    spec["path"] = folder / "clinical.csv"  # messages name the file
     add("clinical", build_source("clinical", covariates, spec, label, problems, known))
     gpath = folder / "genomics.csv.gz"
     frame = _read(gpath, problems) if gpath.is_file() else None
     if frame is not None:
-        spec = {"kind": "genomics", "groups": _genomics_groups(frame.columns)}
+        spec = {"kind": "genomics", "groups": _genomics_groups(frame.columns), "path": gpath}
         glabel = f"{cancer}/{gpath.name}"
         add("genomics", build_source("genomics", frame, spec, glabel, problems, known))
     for name, (file, column) in TEXT_FILES.items():
@@ -259,7 +260,7 @@ def read_tcga_tables(
             continue
         if known is not None and "patient_id" in frame.columns:
             frame = frame[frame["patient_id"].isin(known)]  # keeps file row numbers
-        spec = {"kind": "text", "text_column": column}
+        spec = {"kind": "text", "text_column": column, "path": path}
         add(name, build_source(name, frame, spec, f"{cancer}/{file}", problems, known))
     if own:
         problems.raise_if_any()

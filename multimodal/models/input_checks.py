@@ -13,7 +13,7 @@ and largest finite value over the fold models' training patients):
 input                                                      severity     then
 =========================================================  ===========  ==========================
 value not finite (``inf``, ``-inf``)                       error        patient refused
-value beyond the plausible limits (below)                  error        patient refused
+value beyond the plausible limits (below) (**)             error        patient refused
 value outside the training range, within the limits (*)    warning      used as it is
 categorical level not seen in training                     warning      treated as unknown
 a modality the model uses is absent from the cohort        warning      all patients (run level)
@@ -32,6 +32,12 @@ a patient without any of the model's modalities            warning      the mode
 outside their training range (:data:`PROFILE_FRACTION`): a new patient's single features fall
 outside a training range by chance (2/(n+1) of them on average with n training patients), and the
 fold models select their own features, each seen on its fold's training patients only.
+
+(**) Clinical values one by one; a genomics profile when more than 20% of the model's features are
+beyond their limits (a table on another scale). Fewer such features only warn, and are used as
+they are: expression tables have heavy tails (TCGA's z-scores of unlogged values reach hundreds of
+SDs), so one gene far outside the training range is found in a few patients of every cohort, the
+validation patients of the run's own folds included, whose C-index counts them.
 
 Plausible limits: ``[min - 5 * range, max + 5 * range]`` of the training values
 (:data:`PLAUSIBLE_RANGES`; ``range = max - min``, the training SD when that is 0): far enough
@@ -457,6 +463,13 @@ _VALUE_RULES = (
         "instead of years, raw instead of log values)? Correct the value, or leave the cell "
         "empty (a missing value).",
     ),
+    (
+        "far_feature",
+        "warning",
+        "{cells}: far outside the training range ({limit}){share}; the model uses the value as "
+        "it is (the linear terms extrapolate). Check the value, or leave the cell empty (a "
+        "missing value).",
+    ),
     ("beyond", "warning", "{cells}: outside the training range{share}; the model extrapolates."),
 )
 
@@ -481,8 +494,12 @@ def _check_values(ref: _Reference, rows: pd.DataFrame, label: str, issues) -> No
     keep, x, masks = _value_masks(num, rows)
     if not len(keep):
         return
+    few = ref.range_fraction * len(num.columns)
     beyond = masks["beyond"]  # a profile (genomics) warns when many features are outside
-    beyond[beyond.sum(axis=1) <= ref.range_fraction * len(num.columns)] = False
+    beyond[beyond.sum(axis=1) <= few] = False
+    far = masks["far"]  # ... and is refused when many are far outside (another scale); a few
+    single = far & (far.sum(axis=1) <= few)[:, None] if ref.range_fraction else np.zeros_like(far)
+    masks["far_feature"], masks["far"] = single, far & ~single  # heavy tails: warnings
     for rule, severity, template in _VALUE_RULES:
         for i in np.flatnonzero(masks[rule].any(axis=1)):
             js = keep[np.flatnonzero(masks[rule][i])]

@@ -73,6 +73,10 @@ def test_blca_sources(blca, summary):
     assert not any(c.startswith(("cdr_", "survival")) for c in gen.table.columns)
     texts = blca.sources["report_structured"].texts()
     assert len(texts) == 341 and texts.str.len().min() > 0
+    # each source knows its file, so that messages about it (predict's input checks) name it
+    files = {m: s.path.name for m, s in blca.sources.items()}
+    assert files["clinical"] == "clinical.csv" and files["genomics"] == "genomics.csv.gz"
+    assert files["report_structured"].startswith("reports") and files["report"].startswith("rep")
 
 
 @shared

@@ -151,6 +151,35 @@ def test_infinite_genomics_values_are_refused_per_patient(model, base):
     assert_ok(frame, frame.index.drop([a, b]))
 
 
+def test_genomics_on_another_scale_is_refused(model, base, tmp_path):
+    def edit(g: pd.DataFrame) -> None:
+        values = g.columns.drop("patient_id")
+        g[values] = g[values] * 1000
+
+    frame = predict(model, variant(base, tmp_path / "c", genomics=edit))
+    rows = frame.loc[genomics_ids(base)]
+    assert (rows["status"] == "refused").all() and rows["risk"].isna().all()
+    assert rows["input_issues"].str.contains("far outside the training range").all()
+    assert rows["input_issues"].str.contains("is the unit right").all()
+
+
+def test_one_gene_far_outside_its_training_range_warns(model, base, tmp_path):
+    # expression tables have heavy tails: one gene far out is no sign of another scale
+    a = genomics_ids(base)[0]
+    feature = model.folds[0].pipelines["genomics"].prep.feature_names_[0]
+
+    def edit(g: pd.DataFrame) -> None:
+        g.loc[g["patient_id"] == a, feature] = g[feature].max() + 50 * np.ptp(g[feature])
+
+    frame = predict(model, variant(base, tmp_path / "c", genomics=edit))
+    row = frame.loc[a]
+    assert row["status"] == "warning" and np.isfinite(row["risk"])
+    msg = row["input_issues"]
+    assert "genomics.csv" in msg and f"patient {a}" in msg and repr(feature) in msg
+    assert "far outside the training range" in msg and "uses the value as it is" in msg
+    assert_ok(frame, frame.index.drop(a))
+
+
 def test_implausible_age_is_refused(model, base, tmp_path):
     (a,) = first_ids(base, 1)
 
