@@ -18,7 +18,12 @@ import pandas as pd
 from multimodal.data.longitudinal import LongitudinalSource, check_against_outcomes
 from multimodal.data.manifest import Manifest, Problems, load_manifest, read_table
 from multimodal.data.patients import check_censorship, check_time_unit, parse_patients
-from multimodal.data.sources import ModalitySource, build_source
+from multimodal.data.sources import (
+    ClinicalSource,
+    ModalitySource,
+    build_source,
+    check_covariate_values,
+)
 from multimodal.data.splits import (
     Fold,
     check_training_events,
@@ -132,6 +137,8 @@ def _load_from_manifest(
         source = build_source(
             name, frame, spec, label, problems, known, spec["path"].parent, root=root
         )
+        if isinstance(source, ClinicalSource) and require_outcomes:
+            check_covariate_values(frame, source.numeric, label, problems)
         if isinstance(source, LongitudinalSource) and patients is not None:
             source = check_against_outcomes(source, patients, manifest.time_unit, problems, label)
         if source is not None:

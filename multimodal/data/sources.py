@@ -41,6 +41,7 @@ __all__ = [
     "ModalitySource",
     "TextSource",
     "build_source",
+    "check_covariate_values",
     "check_finite",
     "check_patient_ids",
     "check_required_columns",
@@ -162,6 +163,61 @@ def check_finite(
             f"{label}: {len(cols) - max_columns} more column(s) hold infinite or absurd values",
         )
     return not len(cols)
+
+
+#: Clinical columns read as an age in years, and the ages a patient can have.
+AGE_COLUMNS, AGE_YEARS = ("age", "age_years", "age_at_diagnosis", "age_at_index"), (0.0, 120.0)
+#: A numeric covariate's value more than this many interquartile ranges beyond its quartiles
+#: warns (a unit or typing mistake; heavy-tailed labs reach a few).
+OUTLIER_IQRS = 20.0
+
+
+def check_covariate_values(
+    frame: pd.DataFrame, numeric: Iterable[str], label: str, problems: Problems
+) -> None:
+    """Values a training cohort's numeric covariates cannot hold: an age outside 0-120 years
+    (columns of :data:`AGE_COLUMNS`) is an error; a value more than :data:`OUTLIER_IQRS`
+    interquartile ranges beyond the quartiles of its column warns. ``frame`` is the file's
+    table (its row index gives row numbers). Patients to predict are not checked here: their
+    inputs are checked against the model's training range instead
+    (:mod:`multimodal.models.input_checks`)."""
+    ids = frame["patient_id"] if "patient_id" in frame.columns else None
+    for col in numeric:
+        if col not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce")
+        x = values.to_numpy(dtype=np.float64)
+        if str(col).lower() in AGE_COLUMNS:
+            low, high = AGE_YEARS
+            with np.errstate(invalid="ignore"):
+                bad = (x < low) | (x > high)
+            if bad.any():
+                pos = np.flatnonzero(bad)
+                problems.error(
+                    DataError,
+                    f"{label} column {col!r}: {len(pos)} row(s) are not an age in years "
+                    f"({low:g} to {high:g}): {rows_text(pos, ids, values)}; correct the "
+                    "values (ages in days divided by 365.25 give years), or leave the cells "
+                    "empty (missing)",
+                )
+            continue
+        finite = x[np.isfinite(x)]
+        if len(finite) < 20:
+            continue
+        q1, q3 = np.percentile(finite, [25, 75])
+        width = q3 - q1
+        if width <= 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            far = (x < q1 - OUTLIER_IQRS * width) | (x > q3 + OUTLIER_IQRS * width)
+        if far.any():
+            pos = np.flatnonzero(far)
+            problems.warn(
+                f"{label} column {col!r}: {len(pos)} row(s) lie more than {OUTLIER_IQRS:g} "
+                f"interquartile ranges beyond the quartiles ({q1:g} and {q3:g}): "
+                f"{rows_text(pos, ids, values)}; check the unit and the values (the model "
+                "trains on them as they are)"
+            )
 
 
 def _absolute_paths(paths: pd.Series, base_dir: Path | None) -> pd.Series:

@@ -93,8 +93,14 @@ def variant(
     return dst / "cohort.yaml"
 
 
+def new_patients(path: Path):
+    """A cohort of patients to predict, loaded as README says (no outcomes needed; values are
+    checked against the model, not refused at load)."""
+    return multimodal.Cohort.load(path, require_outcomes=False)
+
+
 def predict(model, path: Path) -> pd.DataFrame:
-    return model.predict(multimodal.Cohort.load(path)).set_index("patient_id")
+    return model.predict(new_patients(path)).set_index("patient_id")
 
 
 def cli(*args: object):
@@ -330,6 +336,43 @@ def test_training_still_requires_follow_up(base, tmp_path):
         multimodal.Cohort.load(variant(base, tmp_path / "d", patients=empty))
 
 
+def test_training_cohort_refuses_impossible_ages_and_warns_of_outliers(base, tmp_path):
+    # what predict refuses per patient, a training cohort refuses at load (validate and train)
+    a, b = first_ids(base, 2)
+
+    def edit(c: pd.DataFrame) -> None:
+        c.loc[c["patient_id"] == a, "age"] = 25000  # days
+        c.loc[c["patient_id"] == b, "age"] = -5
+
+    path = variant(base, tmp_path / "c", clinical=edit)
+    with pytest.raises(DataError) as info:
+        multimodal.Cohort.load(path)
+    msg = str(info.value)
+    assert "clinical.csv column 'age': 2 row(s) are not an age in years (0 to 120)" in msg
+    assert f"patient {a}): 25000" in msg and f"patient {b}): -5" in msg and "365.25" in msg
+    res = cli("validate", path)
+    assert res.exit_code == 2 and "not an age in years" in res.output
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
+    res = cli("train", "--config", tmp_path / "cfg.yaml", "--cohort", path, "--out", tmp_path / "r")
+    assert res.exit_code == 2 and "not an age in years" in res.output, res.output
+    assert not (tmp_path / "r" / "metrics.json").exists()
+    # a new patient's impossible age is refused per patient by predict instead (tests above)
+    assert len(new_patients(path).patients) == 60
+
+    def typo(c: pd.DataFrame) -> None:  # another numeric covariate with a unit slip warns
+        c["marker"] = np.linspace(1.0, 2.0, len(c))
+        c.loc[c["patient_id"] == a, "marker"] = 1500.0
+
+    def declare(doc: dict) -> None:
+        doc["modalities"]["clinical"].setdefault("numeric", ["age"]).append("marker")
+
+    path = variant(base, tmp_path / "d", clinical=typo, manifest=declare)
+    res = cli("validate", path)
+    assert res.exit_code == 0, res.output
+    assert "column 'marker': 1 row(s) lie more than 20 interquartile ranges" in res.output
+    assert f"patient {a}): 1500" in res.output
+
+
 # ------------------------------------------------------------------------------ the CLI
 def test_cli_reports_refused_patients_and_exits_0(run_dir, base, tmp_path):
     (a,) = first_ids(base, 1)
@@ -371,7 +414,7 @@ def test_strict_predict_raises(model, base, tmp_path):
     def edit(c: pd.DataFrame) -> None:
         c.loc[c["patient_id"] == a, "age"] = 1e9
 
-    cohort = multimodal.Cohort.load(variant(base, tmp_path / "c", clinical=edit))
+    cohort = new_patients(variant(base, tmp_path / "c", clinical=edit))
     with pytest.raises(DataError, match=f"patient {a}"):
         model.predict(cohort, strict=True)
 
@@ -386,9 +429,7 @@ def test_input_report_api(model, base, tmp_path):
         c.loc[c["patient_id"] == a, "age"] = -1e6
         c.loc[c["patient_id"] == b, "stage"] = "V"
 
-    report = check_inputs(
-        model, multimodal.Cohort.load(variant(base, tmp_path / "c", clinical=edit))
-    )
+    report = check_inputs(model, new_patients(variant(base, tmp_path / "c", clinical=edit)))
     issues = report.issues
     assert list(issues.columns) == ["patient_id", "modality", "column", "severity", "message"]
     assert set(issues["severity"]) <= {"warning", "error"}
