@@ -159,6 +159,11 @@ def validate(
         20, "--sample", min=0, help="Images / bags decoded per modality without --all-files."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample of files decoded."),
+    new_patients: bool = typer.Option(
+        False,
+        "--new-patients",
+        help="Patients to predict: time/event are not required (as for multimodal predict).",
+    ),
 ) -> None:
     """Check a cohort; print errors (one per line) and the per-modality coverage table.
 
@@ -166,7 +171,13 @@ def validate(
     """
     from multimodal.data.validate import validate as run_validate
 
-    report = run_validate(path, check_all_files=all_files, sample=sample, seed=seed)
+    report = run_validate(
+        path,
+        check_all_files=all_files,
+        sample=sample,
+        seed=seed,
+        require_outcomes=not new_patients,
+    )
     for w in report.warnings:
         typer.echo(f"warning: {w}", err=True)
     for e in report.errors:
@@ -180,6 +191,11 @@ def validate(
             )
     if report.coverage is not None and len(report.coverage):
         typer.echo(report.coverage.to_string())
+    if not new_patients and any("required column 'time' is missing" in e for e in report.errors):
+        typer.echo(
+            "note: patients to predict need no time/event: check them with --new-patients",
+            err=True,
+        )
     if not report.ok:
         raise typer.Exit(2)
     typer.echo(f"OK: {report.n_patients} patients")

@@ -354,13 +354,13 @@ def _check_folds(cohort: Cohort, problems: Problems) -> None:
 
 
 # --------------------------------------------------------------------------- entry point
-def _load(path: Path, problems: Problems) -> Cohort | None:
+def _load(path: Path, problems: Problems, require_outcomes: bool = True) -> Cohort | None:
     kind, target = locate_cohort(path)
     if kind == "tcga":
         return load_tcga(target, problems=problems)
     if kind == "pbc2":
         return Cohort.from_pbc2(target)
-    return _load_from_manifest(target, problems)
+    return _load_from_manifest(target, problems, require_outcomes)
 
 
 def validate(
@@ -370,6 +370,7 @@ def validate(
     check_all_files: bool = False,
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
+    require_outcomes: bool = True,
 ) -> ValidationReport:
     """Check a cohort manifest or TCGA folder and collect every problem.
 
@@ -382,6 +383,9 @@ def validate(
         axes match ``spatial_dims``).
     sample : files decoded per modality when not ``check_all_files``.
     seed : seed of the sample (the same seed checks the same files).
+    require_outcomes : False for patients to predict (a manifest's patient table may lack
+        ``time`` / ``event``, as ``multimodal predict`` allows; their covariate values are
+        checked against the model by ``predict``, not here).
 
     Returns
     -------
@@ -391,7 +395,7 @@ def validate(
     problems = Problems(log_warnings=False)  # the report carries them: shown once, by the caller
     cohort = None
     try:
-        cohort = _load(path, problems)
+        cohort = _load(path, problems, require_outcomes)
     except MultimodalError as exc:
         known = set(problems.messages())
         for line in str(exc).splitlines():

@@ -315,6 +315,15 @@ def test_patients_without_follow_up_can_be_predicted(model, base, run_dir, tmp_p
     np.testing.assert_allclose(frame["risk"], ref.loc[frame.index, "risk"], rtol=1e-6)
 
 
+def test_validate_checks_patients_to_predict_without_follow_up(base, tmp_path):
+    path = variant(base, tmp_path / "c", patients=lambda p: p[["patient_id"]])
+    res = cli("validate", path)
+    assert res.exit_code == 2 and "required column 'time' is missing" in res.output
+    assert "--new-patients" in res.output
+    res = cli("validate", path, "--new-patients")
+    assert res.exit_code == 0 and "OK: 60 patients" in res.output, res.output
+
+
 def test_empty_follow_up_cells_can_be_predicted(model, base, tmp_path):
     def edit(p: pd.DataFrame) -> None:
         p.loc[:9, ["time", "event", "pfs_time", "pfs_event"]] = np.nan
