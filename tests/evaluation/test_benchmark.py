@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import multimodal
 from multimodal.cli import app
 from multimodal.evaluation.benchmark import bootstrap_mean_c, summary_markdown
 
@@ -114,7 +115,8 @@ def test_benchmark_on_a_manifest_with_k_folds_uses_the_same_patients(tiny_manife
         tmp_path / "bench",
         config={"encoders": {"genomics": {"name": "snn", "out_dim": 4}}, "fusion": {"dim": 4}},
         folds="2",
-        variants={"mm_clinical_genomics": ("clinical", "genomics")},
+        # structured reports are optional: this cohort has none, so the variant runs without
+        variants={"mm_clinical_genomics": ("clinical", "genomics", "report_structured")},
         baselines=("clinical_cox",),
         overrides=["train.epochs=2", "train.progress=false", "eval.bootstrap=0", "eval.n_times=4"],
         n_boot=10,
@@ -124,7 +126,21 @@ def test_benchmark_on_a_manifest_with_k_folds_uses_the_same_patients(tiny_manife
     val = res.predictions.groupby(["model", "fold"]).patient_id.apply(frozenset).unstack("model")
     assert (val["mm_clinical_genomics"] == val["clinical_cox"]).all()  # identical folds
     assert res.results[["c_index", "uno_c", "ibs"]].notna().all().all()
-    assert (tmp_path / "bench" / "runs" / "mm_clinical_genomics" / "metrics.json").is_file()
+    run = tmp_path / "bench" / "runs" / "mm_clinical_genomics"
+    assert (run / "metrics.json").is_file()
+    assert multimodal.load_run(run).config.data.modalities == ["clinical", "genomics"]
+
+
+def test_the_text_variant_uses_every_report_a_tcga_cohort_has():
+    # "ours" of bench/tcga_accuracy.py: BLCA's structured reports too, where the cohort has them
+    from multimodal.evaluation.benchmark import DEFAULT_VARIANTS, variant_modalities
+
+    text = DEFAULT_VARIANTS["mm_clinical_genomics_text"]
+    blca = ["clinical", "genomics", "report", "report_structured"]
+    assert variant_modalities(text, blca) == blca
+    paad = ["clinical", "genomics", "report"]
+    assert variant_modalities(text, paad) == paad
+    assert variant_modalities(text, ["clinical", "genomics"]) == ["clinical", "genomics", "report"]
 
 
 def test_benchmark_refuses_unknown_folds(tiny_manifest, tmp_path):
