@@ -153,6 +153,18 @@ class MultimodalSurvivalModel(nn.Module):
             if spec.n_numeric + sum(spec.cardinalities) > 0:
                 self.clinical_modality = clinical_modality
                 self.members[clinical_modality] = LinearMember(clinical_modality, spec, n_out)
+        elif clinical_modality in specs and members.clinical:
+            head_name = resolve_head_name(endpoint, head.name)
+            listed = {"linear": members.linear, "trees": members.trees}
+            asked = ["clinical", *(f"{k} {v}" for k, v in listed.items() if v)]
+            warn_once(
+                log,
+                f"members ({', '.join(asked)}) not used: the {head_name!r} head takes no linear "
+                "risk offset (it predicts a distribution over time bins), so the model is the "
+                "deep network alone. To keep the members, use a head that takes one (cox or "
+                "logistic_hazard; for competing risks, cause_specific_cox); to silence "
+                "this, set members.clinical: false",
+            )
         if self.clinical_modality is not None:
             for m in members.linear:
                 if m in specs and m not in self.members:  # absent: not used in this run

@@ -7,6 +7,7 @@ ground truth's) is marked ``slow``.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -151,10 +152,18 @@ def test_evaluate_run_recomputes_the_same_metrics(runs):
         assert after[key] == pytest.approx(before[key]), key
 
 
-def test_deephit_competing_trains_through_the_config(cohort, tmp_path):
-    res = multimodal.train(
-        TINY, cohort=cohort, out=tmp_path, overrides=["endpoint=competing", "head.name=deephit"]
-    )
+def test_deephit_competing_trains_through_the_config(cohort, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="multimodal"):
+        res = multimodal.train(
+            TINY, cohort=cohort, out=tmp_path, overrides=["endpoint=competing", "head.name=deephit"]
+        )
+    # the clinical member is asked for (the default) but the head cannot hold it: said, not silent
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if "not used: the 'deephit_competing'" in r.getMessage()
+    ]
+    assert len(said) == 1 and "members (clinical" in said[0] and "cause_specific_cox" in said[0]
     assert 0 <= res.metrics["c_index_progression"] <= 1
     assert "cif_death_6" not in res.predictions  # horizons only for p_progression
     assert res.predictions.filter(like="cif_death_").shape[1] == len(res.metrics["eval_times"])
