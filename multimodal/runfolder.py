@@ -557,10 +557,15 @@ def _read_json(path: Path, *, missing: str, corrupt: str) -> dict[str, Any]:
 
 def _read_csv(path: Path, *, missing: str, corrupt: str) -> pd.DataFrame:
     """A CSV table from ``path`` (``patient_id`` read as str when present); RunFolderError
-    ``"<path> is missing: <missing>"`` or ``"<path> cannot be read as CSV (...); <corrupt>"``."""
+    ``"<path> is missing: <missing>"`` or ``"<path> cannot be read as CSV (...); <corrupt>"``.
+
+    Numbers are parsed exactly (``float_precision="round_trip"``): pandas' default parser may
+    land one ulp off the written value, and a table read and written again (a resumed run's
+    reused folds) must print the same digits.
+    """
     if not path.is_file():
         raise RunFolderError(f"{path} is missing: {missing}")
     try:
-        return pd.read_csv(path, dtype={"patient_id": str})
+        return pd.read_csv(path, dtype={"patient_id": str}, float_precision="round_trip")
     except (OSError, ValueError) as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
         raise RunFolderError(f"{path} cannot be read as CSV ({exc}); {corrupt}") from None

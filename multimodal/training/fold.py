@@ -146,6 +146,17 @@ def _reuse(folder: RunFolder, k: int, fingerprint: str) -> FoldOutcome:
     log.info("fold %d: finished earlier, reusing %s", k, folder.fold_dir(k))
     result = folder.read_fold_result(k)
     check_resumable(folder.fold_dir(k), result.get("config_fingerprint"), fingerprint)
+    return _outcome_from_files(folder, k, result)
+
+
+def _outcome_from_files(folder: RunFolder, k: int, result: dict[str, Any]) -> FoldOutcome:
+    """Fold ``k`` as its files hold it (``result``: its ``fold.json``).
+
+    A reused fold exists only in this form, so a freshly trained fold is read back the same way:
+    the run-level tables are then the same bytes whichever folds an invocation trained (in
+    memory the curves are float32 and the risks float64; a concatenation of both kinds would
+    print the float32 values with float64 digits).
+    """
     return FoldOutcome(
         k,
         result["metrics"],
@@ -263,6 +274,7 @@ def run_fold(
             **_fold_meta(k, model, preds, cuts, modalities, linear),
         }
         _save_fold(folder, outcome, model, meta, pipes, cohort, enc_cfgs, fingerprint)
+        outcome = _outcome_from_files(folder, k, folder.read_fold_result(k))
     log.info("fold %d: validation C-index %.4f (best epoch %d)", k, metrics["c_index"], best_epoch)
     return outcome
 

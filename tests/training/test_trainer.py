@@ -108,6 +108,53 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_cohort, tiny_run, 
     assert np.allclose(a, b, atol=1e-6)
 
 
+def _result_files(run) -> dict[str, bytes]:
+    """Every file a run's results consist of, but for the run's identity: config.yaml (it records
+    when and as which run it was created), checkpoints/ (training state) and model.json's
+    ``run_id`` are left out."""
+    kept = ("predictions.csv", "history.csv", "metrics.json", "model")
+    out = {}
+    for p in sorted(run.rglob("*")):
+        name = str(p.relative_to(run))
+        if p.is_file() and name.startswith(kept):
+            out[name] = p.read_bytes()
+            if p.name == "model.json":
+                meta = json.loads(out[name])
+                assert len(meta.pop("run_id")) == 12
+                out[name] = json.dumps(meta).encode()
+    return out
+
+
+def test_resume_after_a_finished_fold_writes_the_uninterrupted_files(
+    tiny_cohort, tiny_run, tmp_path
+):
+    """Killed in fold 1 after fold 0 finished, then run again: every result file, the run-level
+    predictions.csv and history.csv included, is byte for byte the uninterrupted run's (fold 0 is
+    reused from its files, fold 1 resumes from its checkpoint)."""
+    cfg = {**TINY, "train": {**TINY["train"], "checkpoint_every": 1}}  # not fingerprinted
+
+    class Stop(Exception):
+        pass
+
+    def kill_in_fold_1(info):
+        if info.fold == 1 and info.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path, callbacks=[kill_in_fold_1])
+    assert (tmp_path / "model" / "fold_0" / "fold.json").is_file()
+    assert not (tmp_path / "model" / "fold_1").exists()
+    assert (tmp_path / "checkpoints" / "fold_1.safetensors").is_file()
+    resumed = multimodal.train(cfg, cohort=tiny_cohort, out=tmp_path)
+    reference, got = _result_files(tiny_run.run_dir), _result_files(tmp_path)
+    assert "predictions.csv" in got and set(got) == set(reference)
+    for name in reference:
+        assert got[name] == reference[name], f"{name} differs from the uninterrupted run's"
+    # the returned tables are the files' too, whichever folds this call trained
+    pd.testing.assert_frame_equal(resumed.predictions, tiny_run.predictions, check_exact=True)
+    pd.testing.assert_frame_equal(resumed.history, tiny_run.history, check_exact=True)
+
+
 def test_train_c_index_only_when_asked(tiny_cohort, tiny_run, tmp_path):
     """The fit patients' C-index is a history column only with train.train_c_index, and asking
     for it changes no result; without a hold-out no early-stopping C-index is computed."""
