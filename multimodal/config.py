@@ -7,6 +7,7 @@ the CLI, the benchmark and the tuner alike -- takes a :class:`Config`, a dict, o
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +46,8 @@ __all__ = [
     "resolve_head_name",
     "upgrade_legacy_config",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -708,10 +711,19 @@ def cohort_options_of(config: Mapping[str, Any]) -> dict[str, list[str]]:
     return {key: [str(c) for c in data[key]] for key in _COHORT_KEYS if data.get(key) is not None}
 
 
+#: The provenance block of a run folder's ``config.yaml``
+#: (:meth:`multimodal.runfolder.RunFolder.write_config`): not a setting.
+_RUN_META = "_meta"
+
+
 def load_config(
     source: str | Path | dict[str, Any] | Config, overrides: list[str] | None = None
 ) -> Config:
-    """Build a :class:`Config` from a YAML path, a dict or a Config, then apply overrides."""
+    """Build a :class:`Config` from a YAML path, a dict or a Config, then apply overrides.
+
+    A run folder's ``config.yaml`` loads as any config: its ``_meta`` block (provenance written by
+    ``multimodal train``) is dropped, with an info log. Every other unknown key is refused.
+    """
     if isinstance(source, Config):
         raw, where = source.to_dict(), "object"
     elif isinstance(source, dict):
@@ -719,6 +731,9 @@ def load_config(
     else:
         path = Path(source)
         raw, where = read_yaml_mapping(path, "config file"), str(path)
+    if isinstance(raw.get(_RUN_META), dict):
+        log.info("config %s is a run's saved config: its %s block is not used", where, _RUN_META)
+        raw = {k: v for k, v in raw.items() if k != _RUN_META}
     raw = apply_overrides(raw, overrides)
     try:
         return Config.model_validate(raw)
