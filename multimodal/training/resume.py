@@ -94,8 +94,8 @@ def check_resumable(path: Path, found: str | None, expected: str) -> None:
     if found is not None and found != expected:
         raise ConfigError(
             f"{path} was written with a different config; resuming would mix two experiments. "
-            "Use a new --out folder, delete that one, or restore the original config "
-            "(train.resume=false retrains from scratch into the same folder)."
+            "Use a new output folder (--out / out=), delete that one, or restore the original "
+            "config (train.resume=false retrains from scratch into the same folder)."
         )
 
 

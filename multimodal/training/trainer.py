@@ -309,8 +309,8 @@ def _prepare_run_folder(folder: RunFolder, cfg: Config, resolved: dict, force: b
             if problems:
                 raise ConfigError(
                     f"{folder.path} holds a run that cannot be continued: {'; '.join(problems)}. "
-                    "Nothing was changed. Use a new --out folder, or --force to delete that "
-                    "run's results and start over."
+                    "Nothing was changed. Use a new output folder (--out / out=), or start "
+                    "over with --force / force=True (deletes that run's results)."
                 )
             meta["run_id"] = old.get("run_id") or meta["run_id"]
             meta["created"] = old.get("created", meta["created"])
@@ -355,7 +355,9 @@ def train(
     check_registry_names(cfg)  # before any cohort loading or file writing
     if cohort is None:
         if not cfg.data.cohort:
-            raise ConfigError("no cohort: set data.cohort in the config or pass --cohort")
+            raise ConfigError(
+                "no cohort: set data.cohort in the config, or pass --cohort / cohort="
+            )
         from multimodal.data.cohort import Cohort
 
         cohort = Cohort.load(cfg.data.cohort, **cfg.data.cohort_options())

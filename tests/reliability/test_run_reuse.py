@@ -1,4 +1,5 @@
-"""Going on from a run folder: its own config.yaml trains again."""
+"""Going on from a run folder: its own config.yaml trains again, and a folder holding another
+run is refused with advice that works from the CLI and from ``multimodal.train`` alike."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import pytest
 import yaml
 
+import multimodal
 from multimodal.config import load_config
 from multimodal.exceptions import ConfigError
 
@@ -57,3 +59,26 @@ def test_only_the_runs_own_meta_block_is_dropped(edit, message):
     edit(raw)
     with pytest.raises(ConfigError, match=message):
         load_config(raw)
+
+
+def test_a_folder_holding_another_run_says_how_to_go_on(cohort_dir, tmp_path, tools):
+    cohort = multimodal.Cohort.load(cohort_dir / "cohort.yaml")
+    out = tmp_path / "run"
+    multimodal.train(CONFIG, cohort=cohort, out=out)
+    before = (out / "predictions.csv").read_bytes()
+
+    changed = ["train.lr=0.01"]
+    advice = "Use a new output folder (--out / out=), or start over with --force / force=True"
+    with pytest.raises(ConfigError, match="config differs") as err:
+        multimodal.train(CONFIG, cohort=cohort, out=out, overrides=changed)
+    assert advice in str(err.value)
+    assert (out / "predictions.csv").read_bytes() == before  # nothing was changed
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(CONFIG))
+    cli_args = ("train", "-c", tmp_path / "tiny.yaml", "--cohort", cohort_dir / "cohort.yaml")
+    tools.assert_one_line_error(tools.cli(*cli_args, "--out", out, "--set", *changed), advice)
+
+    # the API's spelling of --force does what the message says
+    redone = multimodal.train(CONFIG, cohort=cohort, out=out, overrides=changed, force=True)
+    assert redone.config.train.lr == 0.01
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["lr"] == 0.01
