@@ -73,6 +73,7 @@ __all__ = [
     "PROFILE_FRACTION",
     "InputReport",
     "check_inputs",
+    "status_summary",
 ]
 
 #: Plausible limits: this many training ranges below the training minimum / above the maximum.
@@ -155,9 +156,7 @@ class InputReport:
 
     def summary(self) -> str:
         """``"60 patient(s): 57 ok, 2 warning, 1 refused"``."""
-        counts = self.status().value_counts()
-        parts = [f"{int(counts.get(s, 0))} {s}" for s in ("ok", "warning", "refused")]
-        return f"{len(self.patient_ids)} patient(s): " + ", ".join(parts)
+        return status_summary(self.status())
 
     def describe(self, limit: int = 5) -> str:
         """:meth:`summary`, then the cohort-wide messages and the first ``limit`` patients'."""
@@ -170,6 +169,14 @@ class InputReport:
         if len(own) > limit:
             lines.append(f"  ... and {len(own) - limit} more patient(s) with issues")
         return "\n".join(lines)
+
+
+def status_summary(status: pd.Series) -> str:
+    """``"60 patient(s): 57 ok, 2 warning, 1 refused"`` from one status per patient (``ok``,
+    ``warning`` or ``refused``, as :meth:`InputReport.status` and ``predict`` give them)."""
+    counts = status.value_counts()
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("ok", "warning", "refused")]
+    return f"{len(status)} patient(s): " + ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------- references

@@ -21,7 +21,7 @@ import torch
 from multimodal.config import Config, EncoderConfig
 from multimodal.exceptions import ConfigError, DataError, MultimodalError, RunFolderError
 from multimodal.models.inference import head_outputs, prediction_columns
-from multimodal.models.input_checks import check_inputs
+from multimodal.models.input_checks import check_inputs, status_summary
 from multimodal.models.model import MultimodalSurvivalModel, spec_from_dict
 from multimodal.runfolder import RunFolder
 from multimodal.survival.endpoints import get_endpoint
@@ -161,7 +161,12 @@ class TrainedModel:
         horizons : progression endpoints' ``p_progression_<h>`` horizons (default
             ``eval.horizons``).
         strict : raise :class:`~multimodal.exceptions.DataError` listing the problems when any
-            patient has a warning or an error, instead of predicting.
+            patient has a warning or an error (a landmark after the model's last training
+            landmark, or a patient not at risk at the landmark, included), instead of predicting.
+            Without it, a prediction with any such patient logs a warning (logger
+            ``multimodal.models.run``) that counts them and names the landmark problems, so that
+            :meth:`predict_survival`, :meth:`predict_risk` and :meth:`predict_cif`, which drop
+            the ``status`` column, never return flagged values silently.
         landmark : a landmark model (trained with ``data.landmark``) predicts from what was
             measured up to the landmark, for patients alive then: a time for everyone, a Series
             patient_id -> time, or ``"last"`` (the default: each patient's latest measurement,
@@ -181,14 +186,15 @@ class TrainedModel:
         """
         cohort, not_at_risk, extrapolated = self._at_landmark(cohort, landmark, times)
         report = check_inputs(self, cohort)
-        if strict and len(report.issues):
+        landmark_issues = self._landmark_issues(not_at_risk, extrapolated)
+        if strict and (len(report.issues) or landmark_issues):
+            found = [report.describe(limit=10)] if len(report.issues) else []
+            problems = "\n  ".join(found + landmark_issues).lstrip()
             raise DataError(
-                f"strict mode refuses inputs with issues: {report.describe(limit=10)}\n"
+                f"strict mode refuses inputs with issues: {problems}\n"
                 "Fix the inputs, or predict without strict mode (CLI: without --strict): refused "
                 "patients then get NaN predictions, and every patient a status and input_issues."
             )
-        if len(report.issues):
-            log.warning("predict: %s (see the status and input_issues columns)", report.summary())
         refused = report.refused()
         frame = self._predict_frame(_usable_cohort(cohort, report, refused), times, horizons)
         outputs = [c for c in frame.columns if c not in ("patient_id", "modalities_present")]
@@ -196,22 +202,54 @@ class TrainedModel:
         frame.loc[rows, outputs] = np.nan
         frame["status"] = report.status().to_numpy()
         frame["input_issues"] = report.messages().to_numpy()
+        frame = self._flag_landmarks(frame, cohort, not_at_risk, extrapolated)
+        if (frame["status"] != "ok").any():
+            log.warning(
+                "predict: %s (see the status and input_issues columns)%s",
+                status_summary(frame["status"]),
+                "".join(f"; {issue}" for issue in landmark_issues),
+            )
+        return frame
+
+    def _landmark_issues(self, not_at_risk: pd.DataFrame, extrapolated: list[str]) -> list[str]:
+        """The landmark problems of a prediction, one line each (empty when none): patients
+        predicted beyond the model's last training landmark, patients not at risk then."""
+        issues = []
+        if extrapolated:
+            last = max(self.config.data.landmark.times)
+            issues.append(
+                f"warning: {len(extrapolated)} patient(s) at a landmark after the last one the "
+                f"model was trained at ({last:g}): their predictions extrapolate (e.g. "
+                f"{', '.join(extrapolated[:3])})"
+            )
+        if len(not_at_risk):
+            issues.append(
+                f"error: {len(not_at_risk)} patient(s) not alive and followed at their landmark, "
+                f"refused (e.g. {', '.join(map(str, not_at_risk.index[:3]))})"
+            )
+        return issues
+
+    def _flag_landmarks(
+        self,
+        frame: pd.DataFrame,
+        cohort: Any,
+        not_at_risk: pd.DataFrame,
+        extrapolated: list[str],
+    ) -> pd.DataFrame:
+        """``frame`` with a landmark model's ``landmark`` column, its extrapolated predictions
+        flagged (``warning``) and a refused row for each patient not at risk at the landmark."""
         if "landmark" in cohort.patients and self.config.data.landmark is not None:
             frame.insert(
                 1, "landmark", cohort.patients["landmark"].reindex(frame["patient_id"]).to_numpy()
             )
-            late = (
-                frame["patient_id"].isin(extrapolated).to_numpy()
-                & (frame["status"] == "ok").to_numpy()
-            )
-            frame.loc[late, "status"] = "warning"
+            late = frame["patient_id"].isin(extrapolated).to_numpy()
+            frame.loc[late & (frame["status"] == "ok").to_numpy(), "status"] = "warning"
             note = (
                 f"landmark after the last one the model was trained at "
                 f"({max(self.config.data.landmark.times):g}): the prediction extrapolates"
             )
-            frame.loc[frame["patient_id"].isin(extrapolated), "input_issues"] = [
-                f"{old} | {note}" if old else note
-                for old in frame.loc[frame["patient_id"].isin(extrapolated), "input_issues"]
+            frame.loc[late, "input_issues"] = [
+                f"{old} | {note}" if old else note for old in frame.loc[late, "input_issues"]
             ]
         if len(not_at_risk):
             gone = pd.DataFrame({"patient_id": list(not_at_risk.index)})

@@ -277,6 +277,27 @@ def test_prediction_refusals(tiny_run, tiny_cohort_path):
     assert frame["input_issues"].str.len().gt(0).all()
 
 
+def test_survival_beyond_the_last_training_landmark_is_flagged(tiny_run, tiny_cohort_path, caplog):
+    """predict_survival drops predict's status column: the extrapolation must still be said
+    (the model's last training landmark is 24), and strict mode must refuse it."""
+    model = load_run(tiny_run.run_dir)
+    cohort = Cohort.load(tiny_cohort_path)
+    alive = cohort.patients.index[cohort.patients["time"] > 30]
+    sub = cohort.subset(list(alive[:4]))
+    with caplog.at_level("WARNING", logger="multimodal.models.run"):
+        surv = model.predict_survival(sub, times=[6], landmark=30)
+    assert surv.notna().all().all()
+    assert "4 patient(s) at a landmark after the last one the model was trained at (24)" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="multimodal.models.run"):
+        model.predict_survival(sub, times=[6], landmark=12)
+    assert "extrapolate" not in caplog.text
+    with pytest.raises(DataError, match=r"strict mode(.|\n)*extrapolate"):
+        model.predict_survival(sub, times=[6], landmark=30, strict=True)
+
+
 def test_explain_a_landmark_model(tiny_run, tiny_cohort_path):
     model = load_run(tiny_run.run_dir)
     cohort = Cohort.load(tiny_cohort_path)
