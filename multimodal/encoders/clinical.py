@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from multimodal.console import warn_once
 from multimodal.encoders.base import ENCODERS, Encoder, check_options, make_mlp
 from multimodal.exceptions import ConfigError, DataError, LeakageError
 from multimodal.types import InputSpec, is_outcome_column
@@ -242,7 +243,9 @@ class ClinicalPreprocessor:
             unseen = self._unseen(c, df.index, levels)
             if unseen:
                 names = sorted({lv for _, lv in unseen})
-                log.warning(
+                # once per run (per predict call): every fold model transforms the same rows
+                warn_once(
+                    log,
                     "clinical column %r: level(s) %s were not seen in the training patients "
                     "(%d patient(s), e.g. %s); they are treated as unknown, like a missing value. "
                     "Known levels: %s",
@@ -251,6 +254,7 @@ class ClinicalPreprocessor:
                     len(unseen),
                     ", ".join(str(pid) for pid, _ in unseen[:3]),
                     ", ".join(self.levels_[c][:10]),
+                    key=("unseen levels", c, tuple(map(str, unseen))),
                 )
         return {
             "numeric": z.astype(np.float32),

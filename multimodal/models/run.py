@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from multimodal import console
 from multimodal.config import Config, EncoderConfig
 from multimodal.exceptions import ConfigError, DataError, MultimodalError, RunFolderError
 from multimodal.models.inference import head_outputs, prediction_columns
@@ -196,7 +197,8 @@ class TrainedModel:
                 "patients then get NaN predictions, and every patient a status and input_issues."
             )
         refused = report.refused()
-        frame = self._predict_frame(_usable_cohort(cohort, report, refused), times, horizons)
+        with console.run_scope():  # a preprocessing warning once per call, not once per fold
+            frame = self._predict_frame(_usable_cohort(cohort, report, refused), times, horizons)
         outputs = [c for c in frame.columns if c not in ("patient_id", "modalities_present")]
         rows = frame["patient_id"].isin(refused).to_numpy()
         frame.loc[rows, outputs] = np.nan

@@ -245,6 +245,25 @@ def test_unseen_levels_are_reported_per_patient(model, base, tmp_path):
     assert_ok(frame, frame.index.drop([a, b]))
 
 
+def test_an_unseen_level_is_logged_once_per_predict_call(model, base, tmp_path, caplog):
+    """Every fold model (2 here) transforms the same rows: the level is said once per call."""
+    (a,) = first_ids(base, 1)
+
+    def edit(c: pd.DataFrame) -> None:
+        c.loc[c["patient_id"] == a, "stage"] = "V"
+
+    cohort = multimodal.Cohort.load(variant(base, tmp_path / "c", clinical=edit))
+    assert len(model.folds) == 2
+    for _ in range(2):  # and again on the next call
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            frame = model.predict(cohort).set_index("patient_id")
+        said = [r for r in caplog.records if "'V' were not seen in the training" in r.getMessage()]
+        assert len(said) == 1, caplog.text
+        assert frame.loc[a, "status"] == "warning" and "'V'" in frame.loc[a, "input_issues"]
+        assert_ok(frame, frame.index.drop(a))
+
+
 def test_cohort_without_the_clinical_modality_warns_for_every_patient(model, base, tmp_path):
     path = variant(base, tmp_path / "c", manifest=lambda d: d["modalities"].pop("clinical"))
     frame = predict(model, path)
