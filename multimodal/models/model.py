@@ -101,6 +101,11 @@ class MultimodalSurvivalModel(nn.Module):
     (``head.supports_offset``: Cox, logistic hazard); heads with one Cox risk per task / cause /
     transition (``head.n_offsets > 1``) get one column per output. The clinical member comes
     first; the others need it (a model without clinical covariates has no linear members).
+
+    Attributes
+    ----------
+    skipped : members the config asks for that this model leaves out, each in a sentence (tree
+        members of a head with several outputs). Training logs them once; loading a run does not.
     """
 
     def __init__(
@@ -197,6 +202,7 @@ class MultimodalSurvivalModel(nn.Module):
                 "Remove members.elastic_net (the members then take ridge penalties), or use "
                 "head.name: cox with a single-risk endpoint (os, pfs or dss)"
             )
+        self.skipped: list[str] = []
         self.trees = self._tree_terms(specs, members, n_out, endpoint)
         self._register_load_state_dict_pre_hook(self._upgrade_keys)
 
@@ -256,11 +262,12 @@ class MultimodalSurvivalModel(nn.Module):
         if not members.trees or self.clinical_modality is None:
             return None
         if n_out != 1:
-            warn_once(
-                log,
+            # said by the trainer (it builds the model for training); loading a run stays quiet
+            self.skipped.append(
                 f"members.trees {members.trees} skipped: the {endpoint!r} endpoint's head has "
-                f"{n_out} outputs, and tree members are fitted for one Cox risk",
+                f"{n_out} outputs, and tree members are fitted for one Cox risk"
             )
+            log.debug("%s", self.skipped[-1])
             return None
         inputs = []
         for m in members.tree_inputs:

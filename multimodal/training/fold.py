@@ -215,6 +215,8 @@ def run_fold(
             clinical_modality=clinical,
             endpoint=cfg.endpoint,
         ).to(device)
+        for note in net.skipped:
+            console.warn_once(log, note)
         return net, fit_linear_members(net, data, device, cfg.members, seed=model_seed)
 
     model, linear = new_model(seed, fit_data)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import multimodal
+from multimodal import console
 from multimodal.exceptions import ConfigError
 
 TINY = {
@@ -167,6 +168,23 @@ def test_deephit_competing_trains_through_the_config(cohort, tmp_path, caplog):
     assert 0 <= res.metrics["c_index_progression"] <= 1
     assert "cif_death_6" not in res.predictions  # horizons only for p_progression
     assert res.predictions.filter(like="cif_death_").shape[1] == len(res.metrics["eval_times"])
+
+
+def test_skipped_tree_members_are_said_at_training_not_on_every_load(cohort, tmp_path, caplog):
+    """A competing head has two outputs: members.trees is skipped. Training says so once;
+    load_run and predict, which rebuild the same fold models, do not repeat it."""
+    said = "members.trees ['forest'] skipped"
+    overrides = ["endpoint=competing", "members.trees=[forest]", "members.combine=stacked"]
+    with caplog.at_level("WARNING"):
+        multimodal.train(TINY, cohort=cohort, out=tmp_path / "run", overrides=overrides)
+    assert caplog.text.count(said) == 1
+    caplog.clear()
+    console.reset_once()  # a new session (the CLI's `predict` is a new process)
+    with caplog.at_level("WARNING"):
+        model = multimodal.load_run(tmp_path / "run")
+        model.predict(cohort)
+    assert len(model.folds) == 2 and model.folds[0].model.trees is None
+    assert said not in caplog.text
 
 
 def test_cli_endpoint_override(manifest, tmp_path):
