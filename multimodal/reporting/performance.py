@@ -9,6 +9,7 @@ run's own per-fold mean and SD (``metrics.json``) are shown beside them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -147,13 +148,22 @@ def discrimination_table(
             _metric_rows(
                 "mean time-dependent AUC",
                 f"over the run's {len(inside)} evaluation times ({inside[0]:.3g} to {inside[-1]:.3g} {unit})",
-                lambda a, b, c: td_auc(a, b, a, b, c, inside, outside="drop")[1],
+                lambda a, b, c: _mean_auc(a, b, c, inside),
                 arrays,
                 n_boot,
                 seed,
             )
         )
     return pd.DataFrame(rows)
+
+
+def _mean_auc(time: np.ndarray, event: np.ndarray, risk: np.ndarray, times: list[float]) -> float:
+    """The mean cumulative/dynamic AUC over ``times``, each inside the follow-up of the pooled
+    patients. A bootstrap resample may lack the earliest or latest of them: its mean is over
+    the times inside its own follow-up, without a warning for each such resample."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "td_auc: evaluation times", UserWarning)
+        return td_auc(time, event, time, event, risk, times, outside="drop")[1]
 
 
 def fold_summary(metrics: dict[str, Any]) -> pd.DataFrame:

@@ -375,6 +375,13 @@ def td_auc(train_time, train_event, time, event, risk, times, outside: Outside =
     -------
     auc : ndarray (T',) -- per kept time
     mean_auc : float -- weighted by the change in KM as in sksurv
+
+    Raises
+    ------
+    ValueError
+        A kept time has no case (no event by then) or no control (nobody event-free after it):
+        the AUC is undefined there (sksurv would divide by zero and return NaN). Small samples
+        and bootstrap resamples meet it; :func:`bootstrap_ci` skips such resamples.
     """
     from sksurv.metrics import cumulative_dynamic_auc
 
@@ -386,6 +393,15 @@ def td_auc(train_time, train_event, time, event, risk, times, outside: Outside =
     if r.ndim == 2:
         r = r[:, keep]
     tt = tt[keep]
+    cases = ((t[:, None] <= tt) & e[:, None]).any(axis=0)
+    controls = (t[:, None] > tt).any(axis=0)
+    if not (cases & controls).all():
+        raise ValueError(
+            f"td_auc is undefined at times {tt[~(cases & controls)].tolist()}: "
+            + ("no event by then" if not cases.all() else "nobody event-free after them")
+            + f" ({int(e.sum())} events in {t.size} patients); choose later times or pass more "
+            "patients"
+        )
     t = _truncate_after(t, float(tt.max()))
     auc, mean_auc = cumulative_dynamic_auc(_structured(tr_t, tr_e), _structured(t, e), r, tt)
     return np.asarray(auc, dtype=float), float(mean_auc)
@@ -469,7 +485,7 @@ def bootstrap_ci(
     """Percentile bootstrap confidence interval of ``metric_fn(*arrays)``.
 
     Rows (patients) of every array are resampled jointly. Resamples where the metric is undefined
-    (raises :class:`DataError`/``ValueError``, e.g. no events) are skipped.
+    (raises :class:`DataError`/``ValueError``, e.g. no events, or returns NaN) are skipped.
 
     Returns
     -------
@@ -485,9 +501,11 @@ def bootstrap_ci(
     for _ in range(int(n_boot)):
         idx = rng.integers(0, n, n)
         try:
-            values.append(float(metric_fn(*(c[idx] for c in cols))))
+            value = float(metric_fn(*(c[idx] for c in cols)))
         except (DataError, ValueError):
             continue
+        if np.isfinite(value):
+            values.append(value)
     if not values:
         raise DataError("bootstrap_ci: the metric was undefined on every resample")
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])

@@ -43,3 +43,18 @@ def report_html(tiny_run) -> Path:
     from multimodal.reporting import build_report
 
     return build_report(tiny_run, n_boot=20)
+
+
+@pytest.fixture(scope="session")
+def one_fold_run(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run's config with ``data.fold_indices: [0]`` on the same cohort: 45 validation
+    patients, one fold (no SD over folds; bootstrap resamples small enough to lack cases)."""
+    import multimodal
+    from tests._tiny_run import tiny_config
+
+    config = tiny_config(64)
+    config["data"]["fold_indices"] = [0]
+    out = tmp_path_factory.mktemp("one_fold") / "run"
+    cohort = multimodal.Cohort.load(tiny_run.parent / "cohort" / "cohort.yaml")
+    multimodal.train(config, cohort=cohort, out=out)
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from html.parser import HTMLParser
 
 import pytest
@@ -141,6 +142,23 @@ def test_cli_report(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"wrote {out}" in res.output
     assert "skipped (--no-robustness)" in out.read_text()
+
+
+def test_report_of_a_one_fold_run_has_no_numpy_warnings(one_fold_run, tmp_path):
+    """45 validation patients: some bootstrap resamples have no event by the first evaluation
+    time, where the time-dependent AUC is undefined. They are skipped, not warned about (sksurv
+    divides by zero there), and the interval is still given."""
+    out = tmp_path / "r.html"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = CliRunner().invoke(
+            app, ["report", str(one_fold_run), "--out", str(out), "--no-robustness"]
+        )
+    assert res.exit_code == 0, res.output
+    assert not [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert not [str(w.message) for w in caught if "td_auc" in str(w.message)]
+    disc = next(s for s in parse(out).sections if s["id"] == "discrimination")["text"]
+    assert re.search(r"mean time-dependent AUC\s*[0-9.]+\s*[0-9.]+\u2060–\u2060[0-9.]+", disc)
 
 
 def test_cli_report_on_a_folder_that_is_not_a_run(tmp_path):

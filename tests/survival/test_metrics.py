@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time as _time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -147,6 +148,23 @@ def test_td_auc_matches_sksurv():
     )
     np.testing.assert_allclose(auc, ref_auc, atol=1e-12)
     assert mean == pytest.approx(ref_mean, abs=1e-12)
+
+
+def test_td_auc_where_undefined_raises_and_the_bootstrap_skips_it():
+    """No event by a time (or nobody event-free after it): sksurv divides by zero there. The
+    AUC is undefined, so td_auc says so instead of warning and returning NaN, and bootstrap_ci
+    skips the resamples where it happens."""
+    t = np.array([2.0, 3, 4, 5, 6, 7, 8, 9])
+    e = np.array([0, 1, 0, 1, 1, 0, 1, 0], bool)
+    r = -t
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"undefined at times \[2.5\]: no event by then"):
+            td_auc(t, e, t, e, r, [2.5, 6.5])
+        est, low, high = bootstrap_ci(
+            lambda a, b, c: td_auc(a, b, a, b, c, [3.5, 6.5])[1], t, e, r, n_boot=50, seed=0
+        )
+    assert np.isfinite([est, low, high]).all() and low <= high
 
 
 def brute_brier(train_t, train_e, t, e, surv, times):
