@@ -233,10 +233,14 @@ def _fmt(v) -> str:
 
 
 def _metrics_line(m: dict) -> str:
-    std = f" ± {m['c_index_std']:.4f}" if m.get("c_index_std") is not None else ""
+    n = len(m.get("folds", []))
+    # the SD over one fold is undefined (metrics.json holds 0): the mean alone, "(1 fold)"
+    sd = m.get("c_index_std") if n > 1 else None
+    std = f" ± {sd:.4f}" if sd is not None else ""
     line = (
         f"validation C-index {_fmt(m.get('c_index'))}{std} | Uno's C {_fmt(m.get('uno_c'))} | "
-        f"IBS {_fmt(m.get('ibs'))} | td-AUC {_fmt(m.get('td_auc'))} ({len(m.get('folds', []))} folds)"
+        f"IBS {_fmt(m.get('ibs'))} | td-AUC {_fmt(m.get('td_auc'))} "
+        f"({n} fold{'' if n == 1 else 's'})"
     )
     # progression endpoints: one C-index per endpoint / cause (c_index_os, c_index_progression, ...)
     names = ("os", "pfs", "progression", "death")

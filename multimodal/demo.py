@@ -42,9 +42,10 @@ class DemoSummary:
     def table(self) -> str:
         lines = [f"{'model':<22} {'modalities':<34} {'C-index (mean ± sd over folds)':>30}"]
         for r in self.rows:
+            # one fold (data.fold_indices): its SD is undefined, the mean stands alone
+            spread = f"± {r['c_index_std']:.4f}" if len(r["folds"]) > 1 else "(1 fold)"
             lines.append(
-                f"{r['model']:<22} {','.join(r['modalities']):<34} "
-                f"{r['c_index']:>22.4f} ± {r['c_index_std']:.4f}"
+                f"{r['model']:<22} {','.join(r['modalities']):<34} {r['c_index']:>22.4f} {spread}"
             )
         lines.append(
             f"{'ground truth risk':<22} {'(true log-hazard)':<34} {self.ground_truth_c_index:>22.4f}"

@@ -55,7 +55,9 @@ def summary_section(facts: RunFacts, results: Any) -> Section:
         _key(
             "C-index, mean ± SD over folds",
             f"{fmt(m.get('c_index'))} ± {fmt(m.get('c_index_std'))}",
-        ),
+        )
+        if len(facts.folds) > 1
+        else _key("C-index (1 fold: no SD)", fmt(m.get("c_index"))),
     ]
     harrell = results.discrimination
     if harrell is not None and len(harrell):

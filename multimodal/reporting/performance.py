@@ -167,7 +167,8 @@ def _mean_auc(time: np.ndarray, event: np.ndarray, risk: np.ndarray, times: list
 
 
 def fold_summary(metrics: dict[str, Any]) -> pd.DataFrame:
-    """The run's own per-fold mean and SD (``metrics.json``): ``metric, mean, sd, folds``."""
+    """The run's own per-fold mean and SD (``metrics.json``): ``metric, mean, sd, folds``; the SD
+    is None (undefined, shown as "–") where fewer than two folds have the metric."""
     names = {
         "c_index": "Harrell's C",
         "uno_c": "Uno's C",
@@ -179,11 +180,12 @@ def fold_summary(metrics: dict[str, Any]) -> pd.DataFrame:
         if metrics.get(key) is None:
             continue
         per_fold = [f.get(key) for f in metrics.get("folds", [])]
+        defined = [v for v in per_fold if v is not None and np.isfinite(v)]
         rows.append(
             {
                 "metric": name,
                 "mean": metrics[key],
-                "sd": metrics.get(f"{key}_std"),
+                "sd": metrics.get(f"{key}_std") if len(defined) > 1 else None,
                 "folds": ", ".join("–" if v is None else f"{v:.3f}" for v in per_fold),
             }
         )

@@ -161,6 +161,25 @@ def test_report_of_a_one_fold_run_has_no_numpy_warnings(one_fold_run, tmp_path):
     assert re.search(r"mean time-dependent AUC\s*[0-9.]+\s*[0-9.]+\u2060–\u2060[0-9.]+", disc)
 
 
+def test_one_fold_shows_its_mean_alone_not_a_zero_sd(one_fold_run, tmp_path):
+    """The SD over one fold is undefined: `evaluate` and the report give the mean and
+    "(1 fold)", never "± 0.000"."""
+    run = tmp_path / "run"
+    shutil.copytree(one_fold_run, run, ignore=shutil.ignore_patterns("checkpoints", REPORT_FILE))
+    res = CliRunner().invoke(app, ["evaluate", str(run), "--bootstrap", "0"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("validation C-index"))
+    assert "±" not in line and line.endswith("(1 fold)")
+    out = build_report(run, n_boot=0, robustness=False)
+    by_id = {s["id"]: s for s in parse(out).sections}
+    assert "C-index (1 fold: no SD)" in by_id["summary"]["text"]
+    assert "± 0.000" not in by_id["summary"]["text"]
+    c = json.loads((run / "metrics.json").read_text())["c_index"]
+    per_fold = by_id["discrimination"]["text"].split("Per fold (the run's metrics.json)")[1]
+    # columns metric, mean, sd, folds; the cells run together in the page's text
+    assert per_fold.startswith(f"metricmeansdfoldsHarrell's C{c:.3f}–{c:.3f}")  # sd: "–"
+
+
 def test_cli_report_on_a_folder_that_is_not_a_run(tmp_path):
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2
