@@ -614,26 +614,60 @@ class Config(_Strict):
         return self.model_dump(mode="json")
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(e["loc"][:-1])
-            moved = MOVED_KEYS.get(tuple(str(p) for p in e["loc"]))
-            if moved:
-                lines.append(
-                    f"  {loc}: this key moved to {'.'.join(moved)} (the `members:` block; see "
-                    "docs/architecture.md)"
-                )
-                continue
-            hint = did_you_mean(str(e["loc"][-1]), parent.model_fields) if parent else ""
-            lines.append(f"  {loc}: unknown key.{hint}")
-        elif not loc:  # a check across keys (e.g. endpoint and head)
-            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
-        else:
-            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+def _override_of(loc: tuple, overrides: list[str]) -> str | None:
+    """The ``--set`` override that set the value at ``loc`` (or a section above it): the last
+    one, as later overrides win; None when the value comes from the config itself."""
+    path = [str(p) for p in loc]
+    found = None
+    for item in overrides:
+        parts = [p for p in item.split("=", 1)[0].strip().split(".") if p]
+        if parts and path[: len(parts)] == parts:
+            found = item
+    return found
+
+
+def _format_validation_error(
+    err: ValidationError, source: str, overrides: list[str] | None = None
+) -> str:
+    """The errors of a config, one line each. Errors in values that ``--set`` overrides set are
+    blamed on them (named), not on the config ``source``."""
+    overrides = list(overrides or [])
+    errors = err.errors()
+    blamed = [_override_of(e["loc"], overrides) if e["loc"] else None for e in errors]
+    if overrides and all(blamed):
+        named = list(dict.fromkeys(blamed))
+        plural = "s" if len(named) > 1 else ""
+        names = ", ".join(map(repr, named))
+        lines = [f"invalid --set override{plural} {names} (applied to config {source}):"]
+        blamed = [None] * len(errors)  # named once, above
+    elif overrides:
+        names = ", ".join(repr(o) for o in overrides)
+        lines = [f"invalid config {source} with --set overrides {names}:"]
+    else:
+        lines = [f"invalid config {source}:"]
+    lines += [
+        _describe_error(e) + (f" (from --set {by!r})" if by else "")
+        for e, by in zip(errors, blamed)
+    ]
     return "\n".join(lines)
+
+
+def _describe_error(e: Any) -> str:
+    """The line of one pydantic error ``e``."""
+    loc = ".".join(str(p) for p in e["loc"])
+    if e["type"] == "extra_forbidden":
+        moved = MOVED_KEYS.get(tuple(str(p) for p in e["loc"]))
+        if moved:
+            return (
+                f"  {loc}: this key moved to {'.'.join(moved)} (the `members:` block; see "
+                "docs/architecture.md)"
+            )
+        parent = _model_at(e["loc"][:-1])
+        hint = did_you_mean(str(e["loc"][-1]), parent.model_fields) if parent else ""
+        return f"  {loc}: unknown key.{hint}"
+    if not loc:  # a check across keys (e.g. endpoint and head)
+        return f"  {e['msg'].removeprefix('Value error, ')}"
+    return f"  {loc}: {e['msg']} (got {e.get('input')!r})"
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -723,6 +757,8 @@ def load_config(
 
     A run folder's ``config.yaml`` loads as any config: its ``_meta`` block (provenance written by
     ``multimodal train``) is dropped, with an info log. Every other unknown key is refused.
+    A :class:`ConfigError` names the ``--set`` override whose value is invalid (an unknown key,
+    a wrong type) rather than the config it was applied to.
     """
     if isinstance(source, Config):
         raw, where = source.to_dict(), "object"
@@ -738,7 +774,7 @@ def load_config(
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, where)) from None
+        raise ConfigError(_format_validation_error(err, where, overrides)) from None
 
 
 def upgrade_legacy_config(raw: dict[str, Any]) -> dict[str, Any]:

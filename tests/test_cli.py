@@ -98,6 +98,11 @@ def test_bad_override_is_one_line_no_traceback(cohort_dir, tmp_path):
     assert res.exit_code == 2
     assert "Did you mean 'epochs'" in res.output
     assert "Traceback" not in res.output
+    # the typo is in the --set override, not in the config file: the message says so
+    assert "invalid --set override 'train.epoch=2' (applied to config configs/demo.yaml)" in (
+        res.output
+    )
+    assert "invalid config configs/demo.yaml" not in res.output
 
 
 def test_evaluate_missing_run_folder(tmp_path):

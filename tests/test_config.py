@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,28 @@ def test_override_errors():
         apply_overrides({}, ["train.epochs"])
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"train": 3}, ["train.epochs=2"])
+
+
+def test_validation_errors_name_the_override_that_caused_them(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 3}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train.epochz=3", "fusion.dim=4"])
+    first, *rest = str(info.value).splitlines()
+    assert first == f"invalid --set override 'train.epochz=3' (applied to config {path}):"
+    assert rest == ["  train.epochz: unknown key. Did you mean 'epochs'?"]
+    # an error of the file beside one of an override: each line says where it comes from
+    path.write_text("train: {epochs: 3, lrr: 0.1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["fusion.dim=abc"])
+    text = str(info.value)
+    assert text.startswith(f"invalid config {path} with --set overrides 'fusion.dim=abc':")
+    assert "fusion.dim: Input should be a valid integer" in text
+    assert "(from --set 'fusion.dim=abc')" in text
+    assert "  train.lrr: unknown key. Did you mean 'lr'?" in text.splitlines()
+    # no override: the file is blamed, as before
+    with pytest.raises(ConfigError, match=rf"^invalid config {re.escape(str(path))}:"):
+        load_config(path)
 
 
 def test_encoder_shorthand_and_round_trip(tmp_path):
