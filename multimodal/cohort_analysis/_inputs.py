@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multimodal.exceptions import DataError, RunFolderError
+from multimodal.exceptions import DataError
 from multimodal.runfolder import RunFolder
 
 __all__ = ["as_predictions", "kaplan_meier_at", "run_predictions", "survival_at"]
@@ -29,14 +29,12 @@ _SURV = re.compile(r"^surv_(\d+(?:\.\d+)?(?:e[+-]?\d+)?)$")
 
 
 def run_predictions(run_dir: str | Path) -> pd.DataFrame:
-    """A run folder's ``predictions.csv`` with risks centred per fold on the mean training risk."""
-    folder = RunFolder(run_dir)
-    if not folder.predictions_path.is_file():
-        raise RunFolderError(
-            f"{folder.predictions_path} not found: pass a run folder written by `multimodal "
-            "train` (or a predictions DataFrame)"
-        )
-    return centre_per_fold(folder.read_predictions())
+    """A run folder's ``predictions.csv`` with risks centred per fold on the mean training risk.
+
+    The folder's checks are the run folder's own (:meth:`RunFolder.require`,
+    :meth:`RunFolder.read_predictions`), as ``multimodal evaluate`` meets them: a folder that is
+    not a run, and a run whose training did not finish (how to resume it), are named as such."""
+    return centre_per_fold(RunFolder(run_dir).require().read_predictions())
 
 
 def centre_per_fold(frame: pd.DataFrame) -> pd.DataFrame:

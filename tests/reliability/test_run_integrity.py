@@ -178,6 +178,23 @@ def test_partial_run_is_refused_unless_allowed(cohorts, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_report_of_an_interrupted_run_says_how_to_resume_it_as_evaluate_does(cohorts, tmp_path):
+    cohort = multimodal.Cohort.load(cohorts / "a" / "cohort.yaml")
+    run = tmp_path / "run"
+    multimodal.train(CONFIG, cohort=cohort, out=run)
+    # as if killed during fold 1: the run-level files are written after the last fold
+    shutil.rmtree(RunFolder(run).fold_dir(1))
+    (run / "predictions.csv").unlink()
+    (run / "metrics.json").unlink()
+    said = {}
+    for command in ("evaluate", "report"):
+        result = CliRunner().invoke(app, [command, str(run)])
+        assert result.exit_code == 2, result.output
+        said[command] = result.output
+    assert "training did not finish" in said["report"] and "to resume it" in said["report"]
+    assert said["report"] == said["evaluate"]
+
+
 def test_weights_copied_from_another_run_are_refused(cohorts, tmp_path):
     cohort = multimodal.Cohort.load(cohorts / "a" / "cohort.yaml")
     one, two = tmp_path / "one", tmp_path / "two"
