@@ -104,8 +104,9 @@ class MultimodalSurvivalModel(nn.Module):
 
     Attributes
     ----------
-    skipped : members the config asks for that this model leaves out, each in a sentence (tree
-        members of a head with several outputs). Training logs them once; loading a run does not.
+    skipped : members the config asks for that this model leaves out, each in a sentence (every
+        member, for a head without a risk offset; tree members of a head with several outputs).
+        Training logs them once; loading a run does not.
     """
 
     def __init__(
@@ -158,18 +159,20 @@ class MultimodalSurvivalModel(nn.Module):
             if spec.n_numeric + sum(spec.cardinalities) > 0:
                 self.clinical_modality = clinical_modality
                 self.members[clinical_modality] = LinearMember(clinical_modality, spec, n_out)
-        elif clinical_modality in specs and members.clinical:
+        self.skipped: list[str] = []
+        if not getattr(self.head, "supports_offset", False) and members.clinical:
             head_name = resolve_head_name(endpoint, head.name)
             listed = {"linear": members.linear, "trees": members.trees}
             asked = ["clinical", *(f"{k} {v}" for k, v in listed.items() if v)]
-            warn_once(
-                log,
+            # said by the trainer (it builds the model for training); loading a run stays quiet
+            self.skipped.append(
                 f"members ({', '.join(asked)}) not used: the {head_name!r} head takes no linear "
                 "risk offset (it predicts a distribution over time bins), so the model is the "
                 "deep network alone. To keep the members, use a head that takes one (cox or "
                 "logistic_hazard; for competing risks, cause_specific_cox); to silence "
-                "this, set members.clinical: false",
+                "this, set members.clinical: false"
             )
+            log.debug("%s", self.skipped[-1])
         if self.clinical_modality is not None:
             for m in members.linear:
                 if m in specs and m not in self.members:  # absent: not used in this run
@@ -202,7 +205,6 @@ class MultimodalSurvivalModel(nn.Module):
                 "Remove members.elastic_net (the members then take ridge penalties), or use "
                 "head.name: cox with a single-risk endpoint (os, pfs or dss)"
             )
-        self.skipped: list[str] = []
         self.trees = self._tree_terms(specs, members, n_out, endpoint)
         self._register_load_state_dict_pre_hook(self._upgrade_keys)
 
