@@ -249,7 +249,9 @@ class GenomicsPreprocessor:
             return [columns]
         return [[columns[i] for i in idx] for _, idx in columns_by_suffix(columns, self.types)]
 
-    def _set_groups(self) -> None:
+    def _set_groups(self, level: int = logging.WARNING) -> None:
+        """Groups as positions among the selected features; an empty group is dropped, said at
+        ``level`` (a warning when fitting; debug when a saved state is loaded, where it was said)."""
         pos = {c: i for i, c in enumerate(self.feature_names_)}
         self.groups_ = {}
         for name, cols in self.groups.items():
@@ -257,7 +259,7 @@ class GenomicsPreprocessor:
             if idx:
                 self.groups_[name] = idx
             else:
-                log.warning("genomics group %r has no selected feature; dropped", name)
+                log.log(level, "genomics group %r has no selected feature; dropped", name)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Rows of ``df`` -> float32 array (n, n_selected) with the training statistics."""
@@ -319,5 +321,5 @@ class GenomicsPreprocessor:
         self.std_ = np.asarray(state["std"], dtype=np.float64)
         # the SD of each column on the scale it was ranked on (= std before the transform option)
         self.scales_ = np.asarray(state.get("scales", state["std"]), dtype=np.float64)
-        self._set_groups()
+        self._set_groups(logging.DEBUG)
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -24,12 +25,18 @@ def genomics():
     return df.iloc[:7], df.iloc[7:] + 100.0  # val rows shifted: must not affect the fit
 
 
-def test_genomics_fit_on_train_only(genomics):
+def test_genomics_fit_on_train_only(genomics, caplog):
     train, val = genomics
     groups = {"a": ["g0", "g1"], "b": ["g2"], "c": ["g3", "g4", "g5"]}
-    prep = GenomicsPreprocessor(max_features=3, groups=groups).fit(train)
+    with caplog.at_level(logging.DEBUG, logger="multimodal"):
+        prep = GenomicsPreprocessor(max_features=3, groups=groups).fit(train)
+        loaded = GenomicsPreprocessor.from_state(json.loads(json.dumps(prep.state_dict())))
     assert prep.feature_names_ == ["g1", "g3", "g4"]  # top-3 variance, original order
     assert prep.groups_ == {"a": [0], "c": [1, 2]}  # "b" lost its only feature
+    assert loaded.groups_ == prep.groups_
+    # said when fitting; a loaded run (predict, report) does not say it again
+    said = [r.levelno for r in caplog.records if "group 'b' has no selected" in r.getMessage()]
+    assert said == [logging.WARNING, logging.DEBUG]
     z_train = prep.transform(train)
     assert z_train.dtype == np.float32 and z_train.shape == (7, 3)
     np.testing.assert_allclose(z_train.mean(0), 0, atol=1e-5)
