@@ -296,6 +296,7 @@ def predict(
     are refused (NaN predictions); the file's status and input_issues columns say why.
     """
     from multimodal.data.cohort import Cohort
+    from multimodal.models.input_checks import status_summary
     from multimodal.models.run import load_run
 
     model = load_run(run_dir, allow_partial=allow_partial)
@@ -315,11 +316,7 @@ def predict(
         strict=strict,
         landmark=at,
     )
-    counts = frame["status"].value_counts()
-    typer.echo(
-        f"{len(frame)} patient(s): "
-        + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in ("ok", "warning", "refused"))
-    )
+    typer.echo(status_summary(frame["status"]))
     for status, shown in (("refused", 5), ("warning", 3)):
         rows = frame.loc[frame["status"] == status, "input_issues"]
         first = list(dict.fromkeys(text.split(" | ")[0] for text in rows))  # distinct, in order

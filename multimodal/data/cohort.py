@@ -137,8 +137,6 @@ def _load_from_manifest(
         source = build_source(
             name, frame, spec, label, problems, known, spec["path"].parent, root=root
         )
-        if isinstance(source, ClinicalSource) and require_outcomes:
-            check_covariate_values(frame, source.numeric, label, problems)
         if isinstance(source, LongitudinalSource) and patients is not None:
             source = check_against_outcomes(source, patients, manifest.time_unit, problems, label)
         if source is not None:
@@ -154,6 +152,26 @@ def _load_from_manifest(
         folds_dir=manifest.folds_dir,
         manifest=manifest,
     )
+
+
+def check_training_covariates(cohort: Cohort, problems: Problems | None = None) -> None:
+    """The covariate values a training cohort should not hold
+    (:func:`~multimodal.data.sources.check_covariate_values`), over its patients' clinical
+    rows. Run by ``multimodal train`` and ``multimodal validate``, not by the loaders: patients
+    to predict are checked against the model instead. With ``problems`` None, errors raise."""
+    own = problems is None
+    problems = Problems() if problems is None else problems
+    for name, source in cohort.sources.items():
+        if isinstance(source, ClinicalSource):
+            path, manifest = source.path, cohort.manifest
+            label = (
+                f"the {name} table"
+                if path is None
+                else (manifest.relative(path) if manifest is not None else path.name)
+            )
+            check_covariate_values(source, label, problems, cohort.patients.index)
+    if own:
+        problems.raise_if_any()
 
 
 def _drop_empty_sources(

@@ -173,35 +173,45 @@ OUTLIER_IQRS = 20.0
 
 
 def check_covariate_values(
-    frame: pd.DataFrame, numeric: Iterable[str], label: str, problems: Problems
+    source: ClinicalSource, label: str, problems: Problems, patients: Iterable[str] | None = None
 ) -> None:
-    """Values a training cohort's numeric covariates cannot hold: an age outside 0-120 years
-    (columns of :data:`AGE_COLUMNS`) is an error; a value more than :data:`OUTLIER_IQRS`
-    interquartile ranges beyond the quartiles of its column warns. ``frame`` is the file's
-    table (its row index gives row numbers). Patients to predict are not checked here: their
-    inputs are checked against the model's training range instead
-    (:mod:`multimodal.models.input_checks`)."""
-    ids = frame["patient_id"] if "patient_id" in frame.columns else None
-    for col in numeric:
-        if col not in frame.columns:
-            continue
-        values = pd.to_numeric(frame[col], errors="coerce")
+    """Values a training cohort's numeric covariates should not hold, for ``patients`` (default:
+    every row). Ages (columns of :data:`AGE_COLUMNS`): a negative age, or one above 120 years in a
+    column whose median is a plausible age (a unit slip in some rows), is an error; a column
+    whose median is above 120 (ages in days or months throughout) warns, since the model
+    standardises it but reports and the dashboard read ages as years. Any other numeric value
+    more than :data:`OUTLIER_IQRS` interquartile ranges beyond its column's quartiles warns.
+    Patients to predict are not checked here: their inputs are checked against the model's
+    training range (:mod:`multimodal.models.input_checks`)."""
+    table = source.table if patients is None else source.table.loc[lambda t: t.index.isin(patients)]
+    ids = pd.Series(table.index.astype(str), index=np.arange(len(table)))
+    for col in source.numeric:
+        values = pd.Series(pd.to_numeric(table[col], errors="coerce").to_numpy(), index=ids.index)
         x = values.to_numpy(dtype=np.float64)
+        finite = x[np.isfinite(x)]
+        if not len(finite):
+            continue
+        median = float(np.median(finite))
         if str(col).lower() in AGE_COLUMNS:
             low, high = AGE_YEARS
             with np.errstate(invalid="ignore"):
-                bad = (x < low) | (x > high)
+                bad = (x < low) | ((x > high) if median <= high else np.zeros_like(x, bool))
             if bad.any():
                 pos = np.flatnonzero(bad)
                 problems.error(
                     DataError,
-                    f"{label} column {col!r}: {len(pos)} row(s) are not an age in years "
-                    f"({low:g} to {high:g}): {rows_text(pos, ids, values)}; correct the "
-                    "values (ages in days divided by 365.25 give years), or leave the cells "
-                    "empty (missing)",
+                    f"{label} column {col!r}: {len(pos)} patient(s) are not an age in years "
+                    f"({low:g} to {high:g}; the column's median is {median:g}): "
+                    f"{_patients_text(pos, ids, values)}; correct the values (ages in days "
+                    "divided by 365.25 give years), or leave the cells empty (missing)",
+                )
+            elif median > high:
+                problems.warn(
+                    f"{label} column {col!r}: the median age is {median:g}, not an age in "
+                    "years; are the ages in days or months? The model standardises the column, "
+                    "but reports and the dashboard read it as years: convert it to years"
                 )
             continue
-        finite = x[np.isfinite(x)]
         if len(finite) < 20:
             continue
         q1, q3 = np.percentile(finite, [25, 75])
@@ -213,11 +223,18 @@ def check_covariate_values(
         if far.any():
             pos = np.flatnonzero(far)
             problems.warn(
-                f"{label} column {col!r}: {len(pos)} row(s) lie more than {OUTLIER_IQRS:g} "
+                f"{label} column {col!r}: {len(pos)} patient(s) lie more than {OUTLIER_IQRS:g} "
                 f"interquartile ranges beyond the quartiles ({q1:g} and {q3:g}): "
-                f"{rows_text(pos, ids, values)}; check the unit and the values (the model "
+                f"{_patients_text(pos, ids, values)}; check the unit and the values (the model "
                 "trains on them as they are)"
             )
+
+
+def _patients_text(pos: np.ndarray, ids: pd.Series, values: pd.Series) -> str:
+    """``patient P004: -3; ... and 12 more`` for the positions ``pos``."""
+    shown = "; ".join(f"patient {ids.iloc[p]}: {values.iloc[p]:g}" for p in pos[:MAX_ROWS_SHOWN])
+    more = f"; ... and {len(pos) - MAX_ROWS_SHOWN} more" if len(pos) > MAX_ROWS_SHOWN else ""
+    return shown + more
 
 
 def _absolute_paths(paths: pd.Series, base_dir: Path | None) -> pd.Series:

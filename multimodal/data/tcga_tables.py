@@ -41,7 +41,7 @@ import pandas as pd
 
 from multimodal.data.manifest import Problems, read_table
 from multimodal.data.patients import check_censorship, check_time_unit, parse_patients
-from multimodal.data.sources import ModalitySource, build_source, check_covariate_values
+from multimodal.data.sources import ModalitySource, build_source
 from multimodal.exceptions import DataError, MultimodalError
 from multimodal.registry import did_you_mean
 from multimodal.types import columns_by_suffix
@@ -247,8 +247,6 @@ def read_tcga_tables(
     spec = _clinical_spec(covariates, clinical_numeric, categorical, label)
     spec["path"] = folder / "clinical.csv"  # messages name the file
     add("clinical", build_source("clinical", covariates, spec, label, problems, known))
-    if "clinical" in tables.sources:
-        check_covariate_values(covariates, tables.sources["clinical"].numeric, label, problems)
     gpath = folder / "genomics.csv.gz"
     frame = _read(gpath, problems) if gpath.is_file() else None
     if frame is not None:

@@ -28,7 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimodal.data.cohort import Cohort, _load_from_manifest, load_tcga, locate_cohort
+from multimodal.data.cohort import (
+    Cohort,
+    _load_from_manifest,
+    check_training_covariates,
+    load_tcga,
+    locate_cohort,
+)
 from multimodal.data.files import (
     FileProblem,
     bag_tensor,
@@ -403,6 +409,8 @@ def validate(
                 problems.error(type(exc), line)
     decoded: dict[str, tuple[int, int]] = {}
     if cohort is not None:
+        if require_outcomes:
+            check_training_covariates(cohort, problems)
         _check_events(cohort, problems)
         if check_files:
             decoded = _check_files(cohort, problems, None if check_all_files else sample, seed)

@@ -14,6 +14,8 @@ input                                                      severity     then
 =========================================================  ===========  ==========================
 value not finite (``inf``, ``-inf``)                       error        patient refused
 value beyond the plausible limits (below) (**)             error        patient refused
+an age below 0 or above 120 (an age column trained in      error        patient refused
+years: ``AGE_COLUMNS``)
 value outside the training range, within the limits (*)    warning      used as it is
 categorical level not seen in training                     warning      treated as unknown
 a modality the model uses is absent from the cohort        warning      all patients (run level)
@@ -33,9 +35,10 @@ outside their training range (:data:`PROFILE_FRACTION`): a new patient's single 
 outside a training range by chance (2/(n+1) of them on average with n training patients), and the
 fold models select their own features, each seen on its fold's training patients only.
 
-(**) Clinical values one by one; a genomics profile when more than 20% of the model's features are
-beyond their limits (a table on another scale). Fewer such features only warn, and are used as
-they are: expression tables have heavy tails (TCGA's z-scores of unlogged values reach hundreds of
+(**) Clinical values one by one; a genomics profile when more than 3 of the model's features, or
+2% of them if more (:data:`FAR_FEATURES`, :data:`FAR_FRACTION`), are beyond their limits (a table
+on another scale). Fewer such features only warn, and the patient is predicted with them:
+expression tables have heavy tails (TCGA's z-scores of unlogged values reach hundreds of
 SDs), so one gene far outside the training range is found in a few patients of every cohort, the
 validation patients of the run's own folds included, whose C-index counts them.
 
@@ -59,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from multimodal.data.sources import AGE_COLUMNS, AGE_YEARS
 from multimodal.encoders.clinical import ClinicalPreprocessor
 from multimodal.registry import did_you_mean
 
@@ -67,6 +71,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FALLBACK_SDS",
+    "FAR_FEATURES",
+    "FAR_FRACTION",
     "ISSUE_COLUMNS",
     "MOST_COLUMNS",
     "PLAUSIBLE_RANGES",
@@ -84,6 +90,11 @@ FALLBACK_SDS = 10.0
 #: training range (single features fall outside by chance: 2/(n+1) of them with n training
 #: patients); clinical values warn one by one.
 PROFILE_FRACTION = 0.2
+#: A genomics profile with at most this many features (or this share of the model's features,
+#: whichever is larger) beyond their plausible limits warns; with more it is refused (another
+#: scale). TCGA's expression z-scores put 1-3 of 1,000 features that far out in 3 of BLCA's 75
+#: fold-0 validation patients.
+FAR_FEATURES, FAR_FRACTION = 3, 0.02
 #: A table lacking more than this fraction of the model's columns of its modality is not used.
 MOST_COLUMNS = 0.5
 #: Columns of :attr:`InputReport.issues`.
@@ -464,6 +475,12 @@ _VALUE_RULES = (
         "leave the cell empty (a missing value).",
     ),
     (
+        "impossible",
+        "error",
+        "{cells}: not an age in years (0 to 120); is the unit right (ages in days divided by "
+        "365.25 give years)? Correct the value, or leave the cell empty (a missing value).",
+    ),
+    (
         "far",
         "error",
         "{cells}: far outside the training range ({limit}); is the unit right (e.g. days "
@@ -473,9 +490,8 @@ _VALUE_RULES = (
     (
         "far_feature",
         "warning",
-        "{cells}: far outside the training range ({limit}){share}; the model uses the value as "
-        "it is (the linear terms extrapolate). Check the value, or leave the cell empty (a "
-        "missing value).",
+        "{cells}: far outside the training range ({limit}){share}; the patient is predicted "
+        "with it, so check the value, or leave the cell empty (a missing value).",
     ),
     ("beyond", "warning", "{cells}: outside the training range{share}; the model extrapolates."),
 )
@@ -488,10 +504,17 @@ def _value_masks(num: _Numeric, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     cols = [num.columns[j] for j in keep]
     x = rows[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     finite = np.isfinite(x)
+    # an age column trained in years (its training maximum at most 120) takes no other value
+    age = np.asarray(
+        [str(c).lower() in AGE_COLUMNS and num.high[j] <= AGE_YEARS[1] for c, j in zip(cols, keep)],
+        dtype=bool,
+    )
     with np.errstate(invalid="ignore"):
-        far = finite & ((x < num.lower[keep]) | (x > num.upper[keep]))
-        beyond = finite & ~far & ((x < num.low[keep]) | (x > num.high[keep]))
-    return keep, x, {"nonfinite": np.isinf(x), "far": far, "beyond": beyond}
+        impossible = finite & age & ((x < AGE_YEARS[0]) | (x > AGE_YEARS[1]))
+        far = finite & ~impossible & ((x < num.lower[keep]) | (x > num.upper[keep]))
+        beyond = finite & ~far & ~impossible & ((x < num.low[keep]) | (x > num.high[keep]))
+    masks = {"nonfinite": np.isinf(x), "impossible": impossible, "far": far, "beyond": beyond}
+    return keep, x, masks
 
 
 def _check_values(ref: _Reference, rows: pd.DataFrame, label: str, issues) -> None:
@@ -501,12 +524,12 @@ def _check_values(ref: _Reference, rows: pd.DataFrame, label: str, issues) -> No
     keep, x, masks = _value_masks(num, rows)
     if not len(keep):
         return
-    few = ref.range_fraction * len(num.columns)
     beyond = masks["beyond"]  # a profile (genomics) warns when many features are outside
-    beyond[beyond.sum(axis=1) <= few] = False
-    far = masks["far"]  # ... and is refused when many are far outside (another scale); a few
+    beyond[beyond.sum(axis=1) <= ref.range_fraction * len(num.columns)] = False
+    far = masks["far"]  # ... and is refused when more than a few are far outside (another
+    few = max(FAR_FEATURES, FAR_FRACTION * len(num.columns))  # scale); heavy tails: warnings
     single = far & (far.sum(axis=1) <= few)[:, None] if ref.range_fraction else np.zeros_like(far)
-    masks["far_feature"], masks["far"] = single, far & ~single  # heavy tails: warnings
+    masks["far_feature"], masks["far"] = single, far & ~single
     for rule, severity, template in _VALUE_RULES:
         for i in np.flatnonzero(masks[rule].any(axis=1)):
             js = keep[np.flatnonzero(masks[rule][i])]

@@ -150,17 +150,16 @@ class MultimodalSurvivalModel(nn.Module):
         self.members = nn.ModuleDict()
         self.clinical_modality = None
         n_out = int(getattr(self.head, "n_offsets", 1))
-        if (
-            clinical_modality in specs
-            and getattr(self.head, "supports_offset", False)
-            and members.clinical
-        ):
-            spec = specs[clinical_modality]
-            if spec.n_numeric + sum(spec.cardinalities) > 0:
-                self.clinical_modality = clinical_modality
-                self.members[clinical_modality] = LinearMember(clinical_modality, spec, n_out)
+        clinical_spec = specs.get(clinical_modality)
+        has_covariates = clinical_spec is not None and (
+            clinical_spec.n_numeric + sum(clinical_spec.cardinalities) > 0
+        )
+        offset = bool(getattr(self.head, "supports_offset", False))
+        if has_covariates and offset and members.clinical:
+            self.clinical_modality = clinical_modality
+            self.members[clinical_modality] = LinearMember(clinical_modality, clinical_spec, n_out)
         self.skipped: list[str] = []
-        if not getattr(self.head, "supports_offset", False) and members.clinical:
+        if has_covariates and not offset and members.clinical:
             head_name = resolve_head_name(endpoint, head.name)
             listed = {"linear": members.linear, "trees": members.trees}
             asked = ["clinical", *(f"{k} {v}" for k, v in listed.items() if v)]

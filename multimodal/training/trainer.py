@@ -24,6 +24,7 @@ import torch
 from multimodal import console
 from multimodal._version import __version__
 from multimodal.config import Config, EncoderConfig, load_config
+from multimodal.data.cohort import check_training_covariates
 from multimodal.data.landmark import expand_folds
 from multimodal.evaluation.report import run_metrics
 from multimodal.exceptions import ConfigError, MissingModalityError
@@ -363,6 +364,7 @@ def train(
         cohort = Cohort.load(cfg.data.cohort, **cfg.data.cohort_options())
     cfg = with_cohort_covariates(cfg, cohort)
     cohort = trainable_cohort(cohort, cfg.endpoint)
+    check_training_covariates(cohort)  # an age of 25000 or -5: refused before anything is written
     patients_cohort, cohort = cohort, landmarked_for_training(cfg, cohort)
     folder = RunFolder(out or cfg.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     device = select_device(cfg.train.device)

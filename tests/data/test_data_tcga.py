@@ -76,7 +76,8 @@ def test_blca_sources(blca, summary):
     # each source knows its file, so that messages about it (predict's input checks) name it
     files = {m: s.path.name for m, s in blca.sources.items()}
     assert files["clinical"] == "clinical.csv" and files["genomics"] == "genomics.csv.gz"
-    assert files["report_structured"].startswith("reports") and files["report"].startswith("rep")
+    assert files["report"] == "reports.csv"
+    assert files["report_structured"] == "reports_structured.csv"
 
 
 @shared
@@ -201,6 +202,22 @@ def test_written_tcga_folder_loads(tmp_path):
     assert len(cohort) == 8 and cohort.modalities == ["clinical", "report"]
     assert cohort.patients["event"].dtype == bool
     assert {"pfs_time", "dss_time", "site"} <= set(cohort.patients.columns)
+
+
+def test_tcga_sources_name_their_files_and_an_impossible_age_is_for_validate(tmp_path):
+    folder = write_tcga_folder(tmp_path, _cell("age", 2, 25000))
+    cohort = Cohort.load(folder)  # loads: patients to predict are checked against a model
+    assert {m: s.path.name for m, s in cohort.sources.items()} == {
+        "clinical": "clinical.csv",
+        "report": "reports.csv",
+    }
+    report = validate(folder)
+    assert not report.ok
+    assert any(
+        "clinical.csv column 'age': 1 patient(s) are not an age in years" in e
+        and "patient TCGA-XY-0002: 25000" in e
+        for e in report.errors
+    ), report.errors
 
 
 def test_empty_survival_months_names_the_column_file_and_patient(tmp_path):

@@ -165,6 +165,15 @@ def test_deephit_competing_trains_through_the_config(cohort, tmp_path, caplog):
         if "not used: the 'deephit_competing'" in r.getMessage()
     ]
     assert len(said) == 1 and "members (clinical" in said[0] and "cause_specific_cox" in said[0]
+    caplog.clear()  # without clinical covariates there is no member to drop: nothing is said
+    with caplog.at_level(logging.WARNING, logger="multimodal"):
+        multimodal.train(
+            TINY,
+            cohort=cohort,
+            out=tmp_path / "genomics_only",
+            overrides=["endpoint=competing", "head.name=deephit", "data.modalities=[genomics]"],
+        )
+    assert not [r for r in caplog.records if "not used: the 'deephit" in r.getMessage()]
     assert 0 <= res.metrics["c_index_progression"] <= 1
     assert "cif_death_6" not in res.predictions  # horizons only for p_progression
     assert res.predictions.filter(like="cif_death_").shape[1] == len(res.metrics["eval_times"])
