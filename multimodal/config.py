@@ -620,7 +620,7 @@ def _override_of(loc: tuple, overrides: list[str]) -> str | None:
     path = [str(p) for p in loc]
     found = None
     for item in overrides:
-        parts = [p for p in item.split("=", 1)[0].strip().split(".") if p]
+        parts = _override_key(item)
         if parts and path[: len(parts)] == parts:
             found = item
     return found
@@ -689,6 +689,11 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+def _override_key(item: str) -> list[str]:
+    """The key path of a ``key.sub=value`` override (``["key", "sub"]``; empty parts dropped)."""
+    return [p for p in item.split("=", 1)[0].strip().split(".") if p]
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
     out = copy.deepcopy(raw)
@@ -697,8 +702,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             raise ConfigError(
                 f"override {item!r} is not of the form key=value (e.g. train.epochs=2)"
             )
-        key, value = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
+        value = item.split("=", 1)[1]
+        parts = _override_key(item)
         if not parts:
             raise ConfigError(f"override {item!r} has an empty key")
         node = out
